@@ -1,0 +1,276 @@
+"""Examinations at visits: a neurologist's and an EMG laboratory's findings from the state.
+
+:class:`Examiner` reads a cohort's state for the patients due at a visit and records one row per
+patient (``visits``) and one per patient and muscle (``muscles``). It never changes the
+physiology. Measurement noise is keyed by (seed, patient, month), so the same patient seen in
+two arms at the same month gets the same noise (common random numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from progression import random as rnd
+from progression.body import COMPARTMENTS, REGIONS, Body
+from progression.exam import alsfrs, criteria, signs, tests
+from progression.processes import umn
+
+#: Muscles whose tendon reflex and tone are examined (biceps jerk, knee jerk).
+REFLEX_MUSCLES = ("biceps", "quadriceps")
+
+_Z_PER_MUSCLE = 8  # cmap, munix, mrc, reflex, fasciculation, fibrillation, mup, cmct
+_U_PER_MUSCLE = 1  # fasciculation count
+
+
+class Examiner:
+    """Examines patients of one cohort and accumulates the rows of its tables.
+
+    Args:
+        scenario: the scenario (its ``exam`` section sets noise and methods).
+        body: the body map.
+        ids: (patients,) patient ids of the chunk.
+        latent: the patients' latent draws.
+    """
+
+    def __init__(self, scenario, body: Body, ids: np.ndarray, latent) -> None:
+        self.scenario = scenario
+        self.body = body
+        self.ids = ids
+        self.seed = scenario.cohort.seed
+        self.params = scenario.exam
+        n, m = len(ids), body.n_muscles
+        z = rnd.normal(self.seed, "exam:subject", ids, m + 5 + len(alsfrs.ITEMS))
+        u = rnd.uniform(self.seed, "exam:subject-u", ids, 2)
+        self.cmap_subject = np.exp(self.params.cmap_subject_cov * z[:, :m])
+        self.reflex_offset = 0.15 * z[:, m]
+        self.jaw_offset = 0.15 * z[:, m + 1]
+        self.svc_baseline = 100.0 + 10.0 * z[:, m + 2]
+        self.item_jitter = alsfrs.PATIENT_JITTER * z[:, m + 5 :]
+        self.babinski_threshold = 0.9 * u[:, 0]
+        self.pba_susceptible = u[:, 1] < 0.5
+        self.mv_per_fibre = np.array([mu.cmap_mv for mu in body.muscles]) / body.healthy_fibres
+        self.healthy_mean = np.array([mu.innervation_ratio for mu in body.muscles], dtype=float)
+        self.munix_scale = np.array(
+            [
+                (mu.munix if mu.munix is not None else 0.9 * mu.units)
+                / tests.effective_units(body.base[None, body.start[i] : body.start[i + 1]])[0]
+                for i, mu in enumerate(body.muscles)
+            ]
+        )
+        self.item_muscles = alsfrs.item_muscles(body)
+        self.region_of_muscle = np.array([REGIONS.index(mu.region) for mu in body.muscles])
+        self.lmn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
+        self.umn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
+        self.diagnosis = np.full(n, "none", dtype=object)
+        self.visit_rows: list[dict[str, np.ndarray]] = []
+        self.muscle_rows: list[dict[str, np.ndarray]] = []
+        self.velocities = None
+
+    def examine(self, cohort, rows: np.ndarray, month: float) -> tuple[np.ndarray, np.ndarray]:
+        """Examine the patients at ``rows`` at ``month``; returns rows whose diagnosis changed
+        and their new category."""
+        body, p, s = self.body, self.params, cohort.state
+        n, m = len(rows), body.n_muscles
+        ids = self.ids[rows]
+        z = rnd.normal(self.seed, f"exam:{month:g}", ids, m * _Z_PER_MUSCLE + 4 + len(alsfrs.ITEMS))
+        zk = rnd.normal(self.seed, f"exam-smup:{month:g}", ids, m * p.mune_sample_units)
+        u = rnd.uniform(
+            self.seed, f"exam-u:{month:g}", ids, m * (_U_PER_MUSCLE + p.mune_sample_units)
+        )
+        zm = z[:, : m * _Z_PER_MUSCLE].reshape(n, m, _Z_PER_MUSCLE)
+        zp = z[:, m * _Z_PER_MUSCLE :]
+
+        fibres = s.fibres[rows]
+        alive = s.alive[rows]
+        sick = cohort.sick[rows]
+        strength = cohort.strength()[rows]
+        integrity = cohort.integrity()[rows]
+        healthy = body.healthy_fibres
+        fib_frac = s.fibres_per_muscle(body.start[:-1])[rows] / healthy
+        orphan_frac = s.orphans[rows].sum(axis=2) / healthy
+        units_frac = s.units_alive_per_muscle(body.start[:-1])[rows] / np.array(
+            [mu.units for mu in body.muscles]
+        )
+        u_muscle = integrity[:, body.compartment_of_muscle]
+        if self.velocities is None and cohort.scenario.disease.umn is not None:
+            self.velocities = umn.velocities(cohort.scenario.disease.umn.axons)
+        v = (
+            self.velocities
+            if self.velocities is not None
+            else umn.velocities(s.umn_alive.shape[-1])
+        )
+
+        cols: dict[str, list] = {k: [] for k in _MUSCLE_COLUMNS}
+        k = p.mune_sample_units
+        for i, mu in enumerate(body.muscles):
+            sl = slice(body.start[i], body.start[i + 1])
+            f_i, a_i = fibres[:, sl], alive[:, sl]
+            cm = tests.cmap(
+                f_i, self.mv_per_fibre[i], self.cmap_subject[rows, i], zm[:, i, 0], p.cmap_cov
+            )
+            uu = u[:, i * (1 + k) : (i + 1) * (1 + k)]
+            mune = tests.mune_mean_smup(
+                f_i,
+                a_i,
+                cm,
+                self.mv_per_fibre[i],
+                self.cmap_subject[rows, i],
+                uu[:, 1:],
+                zk[:, i * k : (i + 1) * k],
+                p.smup_cov,
+            )
+            reflexive = mu.name in REFLEX_MUSCLES
+            cols["cmap_mv"].append(cm)
+            cols["mune"].append(mune)
+            cols["munix"].append(tests.munix(f_i, self.munix_scale[i], zm[:, i, 1], p.munix_cov))
+            cols["mrc_grade"].append(signs.mrc_grade(strength[:, i], zm[:, i, 2], p.mrc_sd))
+            cols["reflex_grade"].append(
+                signs.reflex_grade(
+                    u_muscle[:, i],
+                    units_frac[:, i],
+                    self.reflex_offset[rows],
+                    zm[:, i, 3],
+                    p.reflex_sd,
+                )
+                if reflexive
+                else np.full(n, -1, dtype=np.int8)
+            )
+            cols["tone"].append(
+                signs.tone(u_muscle[:, i], units_frac[:, i])
+                if reflexive
+                else np.full(n, None, dtype=object)
+            )
+            cols["wasting"].append(signs.wasting(fib_frac[:, i], orphan_frac[:, i]))
+            cols["fasciculations_per_min"].append(
+                tests.fasciculations(
+                    sick[:, sl], a_i, cohort.scenario.excitability, uu[:, 0], zm[:, i, 4]
+                )
+            )
+            cols["fibrillation_grade"].append(
+                tests.fibrillation_grade(orphan_frac[:, i], zm[:, i, 5])
+            )
+            cols["mup_amplitude_uv"].append(
+                tests.mup_amplitude(f_i, a_i, self.healthy_mean[i], mu.mup_uv, zm[:, i, 6])
+            )
+            if mu.cmct_ms is not None:
+                tract = s.umn_alive[rows, mu.compartment]
+                mep = u_muscle[:, i] >= p.mep_integrity
+                ct = tests.cmct(tract, v, mu.cmct_ms, p.cmct_sd_ms, zm[:, i, 7])
+                cols["cmct_ms"].append(np.where(mep, ct, np.nan))
+                cols["mep_present"].append(mep.astype(object))
+            else:
+                cols["cmct_ms"].append(np.full(n, np.nan))
+                cols["mep_present"].append(np.full(n, None, dtype=object))
+            cols["units_alive_fraction"].append(units_frac[:, i])
+            cols["fibres_fraction"].append(fib_frac[:, i])
+            cols["strength_fraction"].append(strength[:, i])
+
+        per_muscle = {key: np.stack(val, axis=1) for key, val in cols.items()}  # (n, m)
+
+        # Patient-level signs and scores.
+        bulbar = COMPARTMENTS.index(("bulbar", "midline"))
+        u_b = integrity[:, bulbar]
+        ls = [COMPARTMENTS.index(("lumbosacral", sd)) for sd in ("left", "right")]
+        tongue = [i for i, mu in enumerate(body.muscles) if mu.name == "tongue"]
+        t_units = units_frac[:, tongue[0]] if tongue else np.ones(n)
+        t_fibres = fib_frac[:, tongue[0]] if tongue else np.ones(n)
+        babinski = signs.babinski(integrity[:, ls].min(axis=1), self.babinski_threshold[rows])
+        jaw = signs.jaw_jerk(u_b, t_units, self.jaw_offset[rows] + 0.1 * zp[:, 0])
+        dys = signs.dysarthria(u_b, t_fibres)
+        pba = signs.pseudobulbar_affect(u_b, self.pba_susceptible[rows])
+        jitter = self.item_jitter[rows] + alsfrs.VISIT_JITTER * zp[:, 4:]
+        item = alsfrs.items(strength, self.item_muscles, jitter)
+        sub = {
+            k: sum(item[i].astype(np.int16) for i in names) for k, names in alsfrs.SUBSCORES.items()
+        }
+        total = sum(sub.values())
+        svc = alsfrs.svc_percent(
+            cohort.respiration[rows], self.svc_baseline[rows], zp[:, 1], p.svc_cov
+        )
+
+        # Findings per region, accumulated over visits.
+        lmn_now, umn_now = self._findings(per_muscle, babinski, jaw, dys, pba)
+        self.lmn_seen[rows] |= lmn_now
+        self.umn_seen[rows] |= umn_now
+        since = month - cohort.symptom_onset[rows]
+        since = np.where(np.isfinite(since) & (since >= 0), since, np.nan)
+        dx, gold = criteria.classify(self.lmn_seen[rows], self.umn_seen[rows], since)
+        changed = dx != self.diagnosis[rows]
+        self.diagnosis[rows] = dx
+
+        self.visit_rows.append(
+            {
+                "patient_id": ids,
+                "month": np.full(n, month),
+                "alsfrs_r": total.astype(np.int16),
+                **{f"alsfrs_{k}": v.astype(np.int16) for k, v in sub.items()},
+                "svc_percent": svc,
+                "babinski": babinski,
+                "jaw_jerk": jaw,
+                "dysarthria": dys,
+                "pseudobulbar_affect": pba,
+                "diagnosis": dx,
+                "gold_coast": gold,
+                "lmn_regions": self.lmn_seen[rows].sum(axis=1).astype(np.int8),
+                "umn_regions": self.umn_seen[rows].sum(axis=1).astype(np.int8),
+            }
+        )
+        self.muscle_rows.append(
+            {
+                "patient_id": np.repeat(ids, m),
+                "month": np.full(n * m, month),
+                "muscle_index": np.tile(np.arange(m), n),
+                **{key: val.reshape(-1) for key, val in per_muscle.items()},
+            }
+        )
+        return rows[changed], dx[changed]
+
+    def _findings(self, mus: dict, babinski, jaw, dys, pba) -> tuple[np.ndarray, np.ndarray]:
+        """(patients, regions) LMN and UMN dysfunction seen at this visit."""
+        body = self.body
+        n = babinski.shape[0]
+        neurogenic = mus["mup_amplitude_uv"] > criteria.NEUROGENIC_MUP * np.array(
+            [mu.mup_uv for mu in body.muscles]
+        )
+        lmn_m = ((mus["fibrillation_grade"] >= 1) & neurogenic) | (
+            (mus["mrc_grade"] <= 4) & mus["wasting"]
+        )
+        limits = np.array(
+            [criteria.cmct_upper_limit(mu.cmct_ms) if mu.cmct_ms else np.inf for mu in body.muscles]
+        )
+        tms = np.array([mu.cmct_ms is not None for mu in body.muscles])
+        slow = np.nan_to_num(mus["cmct_ms"], nan=-np.inf) > limits
+        absent = tms & (mus["mep_present"] == False)  # noqa: E712 (object array of bools/None)
+        umn_m = (mus["reflex_grade"] >= 3) | (mus["tone"] == "spastic") | slow | absent
+        lmn_r = np.zeros((n, len(REGIONS)), dtype=bool)
+        umn_r = np.zeros((n, len(REGIONS)), dtype=bool)
+        for r in range(len(REGIONS)):
+            cols = self.region_of_muscle == r
+            lmn_r[:, r] = lmn_m[:, cols].any(axis=1)
+            umn_r[:, r] = umn_m[:, cols].any(axis=1)
+        b = REGIONS.index("bulbar")
+        lmn_r[:, b] |= np.isin(dys, ("flaccid", "mixed")) | (jaw == "absent")
+        umn_r[:, b] |= (jaw == "brisk") | np.isin(dys, ("spastic", "mixed")) | pba
+        umn_r[:, REGIONS.index("lumbosacral")] |= babinski
+        return lmn_r, umn_r
+
+
+_MUSCLE_COLUMNS = (
+    "cmap_mv",
+    "mune",
+    "munix",
+    "mrc_grade",
+    "reflex_grade",
+    "tone",
+    "wasting",
+    "fasciculations_per_min",
+    "fibrillation_grade",
+    "mup_amplitude_uv",
+    "cmct_ms",
+    "mep_present",
+    "units_alive_fraction",
+    "fibres_fraction",
+    "strength_fraction",
+)
+
+__all__ = ["Examiner"]

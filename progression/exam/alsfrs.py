@@ -1,0 +1,81 @@
+"""An ALSFRS-R-like functional score and slow vital capacity from the regional state.
+
+Each of the 12 items scores 4 (normal) to 0 by thresholds on the function it depends on (mean
+strength fraction of the muscles serving it, UMN weakness included). Per-patient jitter of the
+thresholds makes the total fall in single-point steps at different times in different patients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Item -> (muscles it reads: (name, side or None for both), thresholds for 4/3/2/1 points).
+#: A function at or above the first threshold scores 4, below the last scores 0.
+STANDARD = (0.75, 0.55, 0.35, 0.15)
+ITEMS: dict[str, tuple[tuple[tuple[str, str | None], ...], tuple[float, ...]]] = {
+    "speech": ((("tongue", None),), STANDARD),
+    "salivation": ((("tongue", None),), (0.65, 0.45, 0.3, 0.12)),
+    "swallowing": ((("tongue", None),), (0.7, 0.5, 0.3, 0.12)),
+    "handwriting": ((("APB", "right"), ("FDI", "right"), ("ADM", "right")), STANDARD),
+    "cutting_food": ((("APB", None), ("FDI", None), ("biceps", None)), STANDARD),
+    "dressing": ((("APB", None), ("FDI", None), ("biceps", None), ("quadriceps", None)), STANDARD),
+    "turning_in_bed": (
+        (("biceps", None), ("quadriceps", None), ("intercostals", None)),
+        (0.65, 0.45, 0.3, 0.12),
+    ),
+    "walking": ((("TA", None), ("EDB", None), ("quadriceps", None)), STANDARD),
+    "climbing_stairs": ((("TA", None), ("quadriceps", None)), (0.85, 0.65, 0.45, 0.25)),
+    "dyspnoea": ((("diaphragm", None), ("intercostals", None)), (0.8, 0.6, 0.45, 0.3)),
+    "orthopnoea": ((("diaphragm", None),), (0.7, 0.55, 0.42, 0.3)),
+    "respiratory_insufficiency": (
+        (("diaphragm", None), ("intercostals", None)),
+        (0.5, 0.42, 0.36, 0.3),
+    ),
+}
+SUBSCORES = {
+    "bulbar": ("speech", "salivation", "swallowing"),
+    "fine_motor": ("handwriting", "cutting_food", "dressing"),
+    "gross_motor": ("turning_in_bed", "walking", "climbing_stairs"),
+    "respiratory": ("dyspnoea", "orthopnoea", "respiratory_insufficiency"),
+}
+#: SD of the per-patient shift of an item's thresholds (fraction of strength) and of the
+#: visit-to-visit noise.
+PATIENT_JITTER = 0.04
+VISIT_JITTER = 0.02
+
+
+def item_muscles(body) -> dict[str, np.ndarray]:
+    """Muscle indices each item reads (empty if the body map lacks them)."""
+    out = {}
+    for item, (muscles, _) in ITEMS.items():
+        idx = [
+            i
+            for i, m in enumerate(body.muscles)
+            for name, side in muscles
+            if m.name == name and (side is None or m.side == side)
+        ]
+        out[item] = np.array(idx, dtype=np.int64)
+    return out
+
+
+def items(strength: np.ndarray, muscles: dict[str, np.ndarray], jitter: np.ndarray) -> dict:
+    """Item scores 0-4 (int8) for each visited patient.
+
+    Args:
+        strength: (patients, muscles) strength fractions.
+        muscles: from :func:`item_muscles`.
+        jitter: (patients, 12) threshold shifts (patient plus visit noise).
+    """
+    out = {}
+    for j, (item, (_, thresholds)) in enumerate(ITEMS.items()):
+        idx = muscles[item]
+        f = strength[:, idx].mean(axis=1) if len(idx) else np.ones(strength.shape[0])
+        thr = np.array(thresholds)[None, :] + jitter[:, j : j + 1]
+        out[item] = (f[:, None] >= thr).sum(axis=1).astype(np.int8)
+    return out
+
+
+def svc_percent(respiratory: np.ndarray, baseline: np.ndarray, z: np.ndarray, cov: float):
+    """Slow vital capacity (% predicted): insensitive to mild weakness, ``sqrt`` of inspiratory
+    strength (VC near 55% when strength is 30%: Braun 1983), times the patient's healthy value."""
+    return baseline * np.sqrt(np.clip(respiratory, 0, None)) * (1 + cov * z)

@@ -1,0 +1,120 @@
+"""Electrophysiology from the state: CMAP, MUNE, MUNIX, needle EMG and TMS (MODEL.md section 7).
+
+Pure functions over one muscle's unit arrays (visited patients x the muscle's units).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from progression.processes import excitability, umn
+
+#: Synaptic and cortical delay inside the CMCT (ms).
+SYNAPTIC_DELAY_MS = 1.5
+#: Fibrillation grade thresholds on the orphan fraction (denervated, not yet reinnervated).
+FIBRILLATION_THRESHOLDS = np.array([0.01, 0.03, 0.08, 0.20])
+#: Minutes of observation for fasciculations at rest.
+FASCICULATION_MINUTES = 2.0
+
+
+def cmap(fibres: np.ndarray, mv_per_fibre: float, subject: np.ndarray, z: np.ndarray, cov: float):
+    """CMAP amplitude (mV): living fibres times each fibre's contribution, with noise."""
+    return fibres.sum(axis=1) * mv_per_fibre * subject * np.maximum(1 + cov * z, 0.0)
+
+
+def mune_mean_smup(
+    fibres: np.ndarray,
+    alive: np.ndarray,
+    cmap_mv: np.ndarray,
+    mv_per_fibre: float,
+    subject: np.ndarray,
+    u: np.ndarray,
+    z: np.ndarray,
+    smup_cov: float,
+) -> np.ndarray:
+    """MUNE = CMAP / mean single motor unit potential of a random sample of living units.
+
+    The interim method (multiple point stimulation style, Brown 1972) until CMAP scans exist:
+    ``u`` (patients, k) picks k living units, each SMUP measured with CoV ``smup_cov``.
+    The bias emerges: a small sample of a skewed size distribution underestimates the mean.
+    """
+    count = alive.sum(axis=1)
+    rank = np.cumsum(alive, axis=1)
+    target = np.floor(u * count[:, None]).astype(np.int64) + 1  # 1-based rank among the living
+    pick = (rank[:, None, :] >= target[:, :, None]).argmax(axis=2)
+    smup = np.take_along_axis(fibres, pick, axis=1) * mv_per_fibre * subject[:, None]
+    smup = smup * np.maximum(1 + smup_cov * z, 0.05)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, cmap_mv / smup.mean(axis=1), 0.0)
+
+
+def effective_units(fibres: np.ndarray) -> np.ndarray:
+    """``(sum f)^2 / sum f^2``: the number of equal units with the same surface interference
+    pattern; the quantity MUNIX estimates (large units weigh more)."""
+    f = fibres.astype(np.float64)
+    s2 = (f * f).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s2 > 0, f.sum(axis=1) ** 2 / s2, 0.0)
+
+
+def munix(fibres: np.ndarray, scale: float, z: np.ndarray, cov: float) -> np.ndarray:
+    """MUNIX: effective unit number times the method's scale, log-normal test-retest noise."""
+    return scale * effective_units(fibres) * np.exp(cov * z - cov**2 / 2)
+
+
+def fasciculations(
+    sick: np.ndarray, alive: np.ndarray, params, u: np.ndarray, z: np.ndarray
+) -> np.ndarray:
+    """Fasciculations per minute over :data:`FASCICULATION_MINUTES` of observation.
+
+    The expected rate is the sum of living units' escape rates; the count is Poisson
+    (normal approximation with continuity, ``z`` the noise).
+    """
+    mu = excitability.margin(sick, params.margin_mv, params.sickness_exponent)
+    rate = np.where(
+        alive, excitability.discharge_rate(mu, params.noise_mv, params.max_rate_per_min), 0
+    )
+    lam = rate.sum(axis=1) * FASCICULATION_MINUTES
+    small = lam < 10
+    # Poisson by inversion for small means (exact), normal approximation for large ones.
+    k = np.zeros_like(lam)
+    cdf = np.exp(-lam)
+    p = cdf.copy()
+    for i in range(1, 40):
+        more = small & (u > cdf)
+        k[more] = i
+        p = p * lam / i
+        cdf = cdf + p
+    big = np.maximum(np.rint(lam + np.sqrt(lam) * z), 0)
+    return np.where(small, k, big) / FASCICULATION_MINUTES
+
+
+def fibrillation_grade(orphan_fraction: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Fibrillation potentials 0-4 from fibres denervated and not yet reinnervated."""
+    observed = orphan_fraction * np.exp(0.3 * z)
+    return np.searchsorted(FIBRILLATION_THRESHOLDS, observed, side="right").astype(np.int8)
+
+
+def mup_amplitude(
+    fibres: np.ndarray, alive: np.ndarray, healthy_mean: float, healthy_uv: float, z: np.ndarray
+) -> np.ndarray:
+    """Needle MUP amplitude (microvolts): the mean size of living units over healthy, times the
+    healthy value; nan if no unit is left."""
+    count = alive.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, fibres.sum(axis=1) / count, np.nan)
+    return healthy_uv * mean / healthy_mean * np.exp(0.1 * z)
+
+
+def cmct(
+    tract_alive: np.ndarray, v: np.ndarray, healthy_ms: float, sd_ms: float, z: np.ndarray
+) -> np.ndarray:
+    """CMCT (ms) = central path / mean velocity of the fastest surviving axons + synaptic delay.
+
+    The path is set so a healthy tract gives ``healthy_ms``; nan where no axon survives.
+    """
+    n_fast = max(1, len(v) // 10)
+    v_fast = umn.fastest_velocity(tract_alive, v, n_fast)
+    v_healthy = np.sort(v)[-n_fast:].mean()
+    path_cm = (healthy_ms - SYNAPTIC_DELAY_MS) * v_healthy / 10.0
+    return path_cm * 10.0 / v_fast + SYNAPTIC_DELAY_MS + sd_ms * z

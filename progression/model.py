@@ -1,0 +1,340 @@
+"""The cohort model: a chunk of patients as a Mesa model, its motor units as arrays.
+
+Each month lower motor neurons die when their region's cumulative hazard passes their own
+threshold, survivors adopt the orphaned fibres, unadopted fibres atrophy, the corticospinal
+tracts thin, and patients whose function falls become symptomatic, are examined at visits and
+die when breathing fails. :meth:`Cohort.step` says this once, in order.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import mesa
+import numpy as np
+import pyarrow as pa
+
+from progression import tables
+from progression.body import COMPARTMENTS, REGIONS, Body
+from progression.exam import Examiner
+from progression.processes import hazard, lmn, reinnervation, umn
+from progression.scenario import Scenario
+from progression.state import NO_VISIT, Latent, State, draw_latent, initial_state
+
+#: Share of inspiratory strength: two hemidiaphragms about two thirds, intercostals a third (TC).
+RESPIRATORY_WEIGHTS = {"diaphragm": 1.0 / 3.0, "intercostals": 1.0 / 3.0}
+
+
+class Patient(mesa.Agent):
+    """One simulated patient: a view on its row of the cohort's arrays.
+
+    Attributes:
+        row: index of the patient in the chunk's arrays.
+        patient_id: the patient's identity in the cohort (keys all its randomness).
+    """
+
+    def __init__(self, model: Cohort, row: int, patient_id: int) -> None:
+        super().__init__(model)
+        self.row = row
+        self.patient_id = patient_id
+
+    @property
+    def fibres(self) -> np.ndarray:
+        """(units,) fibres each of the patient's motor units commands now."""
+        return self.model.state.fibres[self.row]
+
+    @property
+    def units_alive(self) -> np.ndarray:
+        """(muscles,) living motor units per muscle."""
+        return self.model.state.units_alive_per_muscle(self.model.body.start[:-1])[self.row]
+
+    @property
+    def is_alive(self) -> bool:
+        return bool(self.model.state.living[self.row])
+
+
+class Cohort(mesa.Model):
+    """A chunk of patients in one arm, with unit state as (patients x units) arrays.
+
+    Args:
+        scenario: the validated scenario.
+        patient_ids: (patients,) identities of the chunk's patients.
+        arm: the arm simulated (its treatment, if any, applies from its start).
+
+    Attributes:
+        month: months since the start of degeneration.
+        timings: CPU seconds spent in each phase of :meth:`step`.
+        unit_steps: motor units of living patients summed over the steps simulated.
+    """
+
+    def __init__(self, scenario: Scenario, patient_ids: np.ndarray, arm: str) -> None:
+        super().__init__(seed=scenario.cohort.seed)
+        self.scenario = scenario
+        self.arm = arm
+        self.ids = np.asarray(patient_ids, dtype=np.int64)
+        self.body = Body.from_muscles(scenario.muscles())
+        self.dt = scenario.time.step_months
+        self.month = 0.0
+        self.timings: dict[str, float] = {}
+        self.unit_steps = 0
+        self.latent: Latent = draw_latent(scenario, self.ids)
+        self.state: State = initial_state(scenario, self.body, self.ids)
+        self.treatment = scenario.treatment_of(arm)
+        n = len(self.ids)
+        self.treated = np.zeros(n, dtype=bool)
+        self.healthy = self.body.healthy_fibres
+        self.starts = self.body.start[:-1]
+        self.capacity_scale = self.latent.capacity.astype(np.float32)[:, None]
+        self.sick = np.zeros_like(self.state.fibres)
+        self.region_onset = np.full((n, len(REGIONS)), np.inf)
+        self.symptom_onset = np.full(n, np.inf)
+        self.function = self.compartment_function()
+        self.respiration = self.respiratory_strength()
+        self.next_visit = np.full(n, NO_VISIT)
+        self.first_visit = np.full(n, np.inf)
+        self.death_month = np.full(n, np.inf)
+        self.death_cause = np.full(n, "", dtype=object)
+        self.events: list[dict[str, np.ndarray]] = []
+        self.examiner = Examiner(scenario, self.body, self.ids, self.latent)
+        for row, pid in enumerate(self.ids):
+            Patient(self, row, int(pid))
+        if scenario.visits.start == "degeneration":
+            self.next_visit[:] = 0.0
+            self.visit()
+
+    # -- the step ---------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One time step (``time.step_months``), in the order the physiology runs."""
+        t0, t1 = self.month, self.month + self.dt
+        self.unit_steps += int(self.state.living.sum()) * self.body.n_units
+        with self.timer("atrophy"):  # orphans unadopted for the whole window are lost
+            reinnervation.age_and_atrophy(self.state.orphans, self.state.atrophied)
+        with self.timer("lmn_death"):  # neurons whose hazard passed their threshold die
+            self.lmn_death(t0, t1)
+        with self.timer("umn_loss"):  # tract axons die by the same rule, fastest first
+            self.umn_loss(t0, t1)
+        with self.timer("reinnervation"):  # survivors adopt orphans, sick ones less
+            self.reinnervate()
+        self.month = t1
+        with self.timer("symptoms"):  # a region whose function falls is symptomatic
+            self.symptoms(t0, t1)
+        with self.timer("death"):  # breathing fails, or another cause ends the timeline
+            self.deaths(t0, t1)
+        with self.timer("examination"):  # scheduled visits read the state, never change it
+            self.visit()
+
+    def run(self) -> None:
+        """Step until the scenario's duration or until every patient has died."""
+        n_steps = int(np.ceil(self.scenario.time.duration_months / self.dt - 1e-9))
+        for _ in range(n_steps):
+            if not self.state.living.any():
+                break
+            self.step()
+
+    @contextmanager
+    def timer(self, phase: str):
+        t = time.perf_counter()
+        yield
+        self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - t
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def multiplier(self, attr: str) -> np.ndarray:
+        """(patients,) treatment multiplier of a rate (1 where untreated), 0 for the dead."""
+        m = np.ones(len(self.ids))
+        if self.treatment is not None:
+            m[self.treated] = getattr(self.treatment, attr)
+        return m * self.state.living
+
+    def lmn_death(self, t0: float, t1: float) -> None:
+        s = self.state
+        rate = self.latent.lmn_speed * self.multiplier("lmn_speed")
+        hazard.advance(s.lmn_hazard, rate, self.latent.lmn_onset, t0, t1)
+        at_unit = s.lmn_hazard.astype(np.float32)[
+            :, self.body.compartment_of_muscle[self.body.muscle_of]
+        ]
+        dying = lmn.deaths(at_unit, s.threshold, s.alive)
+        orphaned = lmn.release_fibres(dying, s.fibres, s.alive, self.starts)
+        s.orphans[:, :, 0] += orphaned
+        self.sick = lmn.sickness(at_unit, s.threshold)
+
+    def umn_loss(self, t0: float, t1: float) -> None:
+        s = self.state
+        rate = self.latent.umn_speed * self.multiplier("umn_speed")
+        hazard.advance(s.umn_hazard, rate, self.latent.umn_onset, t0, t1)
+        s.umn_alive &= ~(s.umn_hazard[:, :, None] > s.umn_threshold)
+
+    def reinnervate(self) -> None:
+        s = self.state
+        capacity = self.capacity_scale * self.body.base
+        rate = self.latent.adoption_rate * self.multiplier("reinnervation_rate")
+        reinnervation.adopt(
+            s.fibres,
+            s.alive,
+            self.sick,
+            capacity,
+            s.orphans,
+            rate,
+            self.dt,
+            self.scenario.reinnervation.sick_exponent,
+            self.starts,
+            self.body.muscle_of,
+        )
+
+    # -- function, symptoms, death, visits ---------------------------------------------------
+
+    def integrity(self) -> np.ndarray:
+        """(patients, compartments) UMN tract integrity U."""
+        return umn.integrity(self.state.umn_alive)
+
+    def strength(self) -> np.ndarray:
+        """(patients, muscles) force over healthy force: living fibres times UMN drive."""
+        frac = self.state.fibres_per_muscle(self.starts) / self.healthy
+        a_u = self.scenario.disease.umn.drive_weakness if self.scenario.disease.umn else 0.0
+        u = self.integrity()[:, self.body.compartment_of_muscle]
+        return frac * (1.0 - a_u * (1.0 - u))
+
+    def compartment_function(self, strength: np.ndarray | None = None) -> np.ndarray:
+        """(patients, compartments) mean strength of each compartment's muscles (1 if none)."""
+        strength = self.strength() if strength is None else strength
+        out = np.ones((len(self.ids), len(COMPARTMENTS)))
+        for c in range(len(COMPARTMENTS)):
+            cols = self.body.compartment_of_muscle == c
+            if cols.any():
+                out[:, c] = strength[:, cols].mean(axis=1)
+        return out
+
+    def respiratory_strength(self, strength: np.ndarray | None = None) -> np.ndarray:
+        """(patients,) inspiratory strength over healthy (1 if no respiratory muscle)."""
+        strength = self.strength() if strength is None else strength
+        total = np.zeros(len(self.ids))
+        weight = 0.0
+        for i, m in enumerate(self.body.muscles):
+            w = RESPIRATORY_WEIGHTS.get(m.name, 0.0)
+            total += w * strength[:, i]
+            weight += w
+        return total / weight if weight else np.ones(len(self.ids))
+
+    def symptoms(self, t0: float, t1: float) -> None:
+        """Region onset: the first time a region's function falls below the patient's threshold
+        (linear interpolation within the step, so onsets are fractional months)."""
+        strength = self.strength()
+        f1 = self.compartment_function(strength)
+        f0 = self.function
+        thr = self.latent.symptom_threshold[:, None]
+        crossed = (f1 < thr) & (f0 >= thr) & self.state.living[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(f0 > f1, (f0 - thr) / (f0 - f1), 1.0)
+        when = t0 + self.dt * np.clip(frac, 0.0, 1.0)
+        self.function = f1
+        self.respiration_now = self.respiratory_strength(strength)
+        if not crossed.any():
+            return
+        for c, (region, side) in enumerate(COMPARTMENTS):
+            r = REGIONS.index(region)
+            rows = np.flatnonzero(crossed[:, c] & (when[:, c] < self.region_onset[:, r]))
+            first = rows[~np.isfinite(self.region_onset[rows, r])]
+            self.region_onset[rows, r] = when[rows, c]
+            if len(first):
+                self.add_events(first, when[first, c], "region_onset", region, side)
+        onset = self.region_onset.min(axis=1)
+        new = np.isfinite(onset) & ~np.isfinite(self.symptom_onset)
+        self.symptom_onset[new] = onset[new]
+        if self.scenario.visits.start == "symptoms":
+            due = np.ceil(onset[new] + self.latent.referral_delay[new] - 1e-9)
+            self.next_visit[new] = np.maximum(due, np.ceil(onset[new] - 1e-9))
+
+    def deaths(self, t0: float, t1: float) -> None:
+        """Respiratory failure (strength crossing the patient's threshold) or other causes."""
+        living = self.state.living
+        r0, r1 = self.respiration, self.respiration_now
+        thr = self.latent.respiratory_threshold
+        failing = living & (r1 < thr)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(r0 > r1, (r0 - thr) / (r0 - r1), 1.0)
+        resp_month = t0 + self.dt * np.clip(frac, 0.0, 1.0)
+        bg = self.latent.background_death
+        other = living & (bg <= t1)
+        when = np.where(other & (~failing | (bg < resp_month)), bg, resp_month)
+        cause = np.where(
+            other & (~failing | (bg < resp_month)), "other causes", "respiratory failure"
+        )
+        dead = np.flatnonzero(failing | other)
+        self.respiration = r1
+        if len(dead):
+            self.death_month[dead] = when[dead]
+            self.death_cause[dead] = cause[dead]
+            living[dead] = False
+            self.add_events(dead, when[dead], "death", None, cause[dead])
+
+    def visit(self) -> None:
+        """Examine every living patient whose visit falls due at this month."""
+        due = np.flatnonzero(self.state.living & (self.next_visit <= self.month + 1e-9))
+        if not len(due):
+            return
+        first = due[~np.isfinite(self.first_visit[due])]
+        self.first_visit[first] = self.month
+        if len(first):
+            self.add_events(first, np.full(len(first), self.month), "first_visit", None, None)
+        changed, category = self.examiner.examine(self, due, self.month)
+        if len(changed):
+            self.add_events(changed, np.full(len(changed), self.month), "diagnosis", None, category)
+        if self.treatment is not None and self.treatment.start == "first_visit":
+            self.treated[due] = True
+        elif self.treatment is not None:
+            self.treated |= self.month + 1e-9 >= float(self.treatment.start)
+        self.next_visit[due] += self.scenario.visits.interval_months
+
+    def add_events(self, rows, month, event: str, region, detail) -> None:
+        n = len(rows)
+        self.events.append(
+            {
+                "patient_id": self.ids[rows],
+                "month": np.asarray(month, dtype=np.float64),
+                "event": np.full(n, event, dtype=object),
+                "region": np.full(n, region, dtype=object)
+                if region is None or isinstance(region, str)
+                else region,
+                "detail": np.full(n, detail, dtype=object)
+                if detail is None or isinstance(detail, str)
+                else np.asarray(detail, dtype=object),
+            }
+        )
+
+    # -- output ------------------------------------------------------------------------------
+
+    def results(self) -> dict[str, pa.Table]:
+        """The chunk's four tables for this arm (see :mod:`progression.tables`)."""
+        return tables.build(self)
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk produces: its tables (all arms) and the work done."""
+
+    tables: dict[str, pa.Table]
+    unit_steps: int
+    timings: dict[str, float]
+
+
+def simulate_chunk(scenario: Scenario, patient_ids: np.ndarray) -> ChunkResult:
+    """Simulate a chunk of patients in every arm; a patient's rows depend only on its id."""
+    per_table: dict[str, list[pa.Table]] = {}
+    unit_steps = 0
+    timings: dict[str, float] = {}
+    for arm in scenario.arm_names:
+        cohort = Cohort(scenario, patient_ids, arm)
+        cohort.run()
+        unit_steps += cohort.unit_steps
+        for k, v in cohort.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+        for name, table in cohort.results().items():
+            per_table.setdefault(name, []).append(table)
+    return ChunkResult(
+        tables={k: pa.concat_tables(v) for k, v in per_table.items()},
+        unit_steps=unit_steps,
+        timings=timings,
+    )

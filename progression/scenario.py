@@ -1,0 +1,756 @@
+"""Scenario files: TOML in, a typed and frozen :class:`Scenario` out.
+
+Every section is a frozen dataclass whose fields are the allowed keys; field metadata states the
+valid range. :func:`load_scenario` walks the TOML against these classes, so every error names the
+file, the key path and what was expected, on one line, and an unknown key (a typo) is an error.
+A parameter that differs across patients is a :class:`Dist`: a number (the same for everyone) or an
+inline table such as ``{ dist = "lognormal", median = 0.05, sigma = 0.5 }``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from progression import body as body_map
+from progression import random as rnd
+
+
+class ScenarioError(ValueError):
+    """A scenario file is wrong; the message is one line naming file, key and expectation."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False, **kw):
+    """Field metadata for a numeric range (inclusive unless ``open_lo``)."""
+    return {"lo": lo, "hi": hi, "open_lo": open_lo, **kw}
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributions across patients
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A parameter's distribution across patients.
+
+    Kinds: ``constant`` (value), ``normal`` (mean, sd), ``lognormal`` (median, sigma: the sd of
+    the log), ``uniform`` (low, high). ``min``/``max`` clip any kind. Draws use one standard
+    normal (or uniform) per patient from a stream named after the parameter's key path, so that
+    changing a distribution's parameters moves every patient's value smoothly (common random
+    numbers across sweeps and arms).
+    """
+
+    kind: str
+    params: tuple[tuple[str, float], ...]
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    KINDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "constant": ("value",),
+        "normal": ("mean", "sd"),
+        "lognormal": ("median", "sigma"),
+        "uniform": ("low", "high"),
+    }
+
+    @classmethod
+    def constant(cls, value: float) -> Dist:
+        return cls("constant", (("value", float(value)),))
+
+    @property
+    def p(self) -> dict[str, float]:
+        return dict(self.params)
+
+    def support(self) -> tuple[float, float]:
+        """Smallest and largest values the distribution can give."""
+        p = self.p
+        lo, hi = {
+            "constant": (p.get("value", 0.0), p.get("value", 0.0)),
+            "normal": (-math.inf, math.inf) if p.get("sd", 0) > 0 else (p.get("mean", 0),) * 2,
+            "lognormal": (0.0, math.inf),
+            "uniform": (p.get("low", 0.0), p.get("high", 0.0)),
+        }[self.kind]
+        return max(lo, self.lo), min(hi, self.hi)
+
+    @property
+    def center(self) -> float:
+        """A typical value (mean, median or midpoint), clipped."""
+        p = self.p
+        c = {
+            "constant": p.get("value"),
+            "normal": p.get("mean"),
+            "lognormal": p.get("median"),
+            "uniform": (p.get("low", 0) + p.get("high", 0)) / 2,
+        }[self.kind]
+        return float(np.clip(c, self.lo, self.hi))
+
+    def from_normal(self, z: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Values for standard normals ``z`` (and uniforms ``u`` for the uniform kind)."""
+        p = self.p
+        if self.kind == "constant":
+            x = np.full(z.shape, p["value"])
+        elif self.kind == "normal":
+            x = p["mean"] + p["sd"] * z
+        elif self.kind == "lognormal":
+            x = p["median"] * np.exp(p["sigma"] * z)
+        else:
+            x = p["low"] + (p["high"] - p["low"]) * u
+        return np.clip(x, self.lo, self.hi)
+
+    def sample(self, seed: int, path: str, patient_ids: np.ndarray, n: int = 1) -> np.ndarray:
+        """(patients, n) draws, keyed by (seed, key path, patient id)."""
+        z = rnd.normal(seed, f"param:{path}", patient_ids, n)
+        u = rnd.uniform(seed, f"param-u:{path}", patient_ids, n)
+        return self.from_normal(z, u)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the cohort. Every patient is simulated in every arm (common random numbers)."""
+
+    treatment: str = field(default="none", metadata={"doc": "a [treatments] name, or none"})
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Who is simulated.
+
+    Attributes:
+        patients: cohort size (patients per arm).
+        seed: scenario seed; a patient's randomness depends only on (seed, patient id).
+        arms: arm name -> :class:`Arm`.
+        age_years: age at the start of degeneration (years).
+        onset_region: share of patients whose disease starts in each region (sums to 1).
+    """
+
+    patients: int = field(metadata=_range(1, 10**9))
+    seed: int = field(metadata=_range(0, 2**63 - 1))
+    age_years: Dist = field(metadata=_range(0, 120))
+    onset_region: dict[str, float] = field(metadata={"keys": body_map.REGIONS, "lo": 0, "hi": 1})
+    arms: dict[str, Arm] = field(default_factory=lambda: {"natural_history": Arm()})
+
+
+@dataclass(frozen=True)
+class Phenotype:
+    """A latent phenotype: which disease processes a patient has.
+
+    Attributes:
+        share: fraction of the cohort (the shares sum to 1).
+        processes: among ``lmn`` and ``umn`` (PMA: lmn; PLS: umn; ALS: both).
+        speed_factor: multiplies the speed of every process of this phenotype.
+    """
+
+    share: float = field(metadata=_range(0, 1))
+    processes: tuple[str, ...] = field(metadata={"choices": ("lmn", "umn"), "nonempty": True})
+    speed_factor: float = field(default=1.0, metadata=_range(0, None, open_lo=True))
+
+
+@dataclass(frozen=True)
+class Time:
+    """Simulated span. Month 0 is the start of degeneration."""
+
+    duration_months: float = field(metadata=_range(0, 1200, open_lo=True))
+    step_months: float = field(default=1.0, metadata=_range(0, 3, open_lo=True))
+
+
+@dataclass(frozen=True)
+class Visits:
+    """Visit schedule.
+
+    Attributes:
+        start: ``symptoms`` (first visit a referral delay after symptom onset) or
+            ``degeneration`` (visits from month 0, as in studies of presymptomatic carriers).
+        referral_delay_months: symptom onset to first visit (months).
+        interval_months: months between visits (whole months).
+    """
+
+    interval_months: int = field(metadata=_range(1, 120))
+    start: str = field(default="symptoms", metadata={"choices": ("symptoms", "degeneration")})
+    referral_delay_months: Dist = field(
+        default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600)
+    )
+
+
+@dataclass(frozen=True)
+class MuscleOverride:
+    """Per-muscle changes to the default body map (both sides)."""
+
+    units: int | None = field(default=None, metadata=_range(2, 5000))
+    innervation_ratio: float | None = field(default=None, metadata=_range(1, 10000))
+    size_range: float | None = field(default=None, metadata=_range(1, 1000))
+    vulnerability: float | None = field(default=None, metadata=_range(0, 100))
+    axon_length_cm: float | None = field(default=None, metadata=_range(1, 200))
+    cmap_mv: float | None = field(default=None, metadata=_range(0, 100, open_lo=True))
+
+
+_MUSCLE_NAMES = tuple(dict.fromkeys(m.name for m in body_map.default_muscles()))
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """Which muscles to simulate (default: all of the body map) and changes to them."""
+
+    muscles: tuple[str, ...] = field(
+        default=_MUSCLE_NAMES, metadata={"choices": _MUSCLE_NAMES, "nonempty": True}
+    )
+    overrides: dict[str, MuscleOverride] = field(
+        default_factory=dict, metadata={"keys": _MUSCLE_NAMES}
+    )
+
+
+LMN_PATTERNS = ("focal", "segmental", "length_dependent")
+
+
+@dataclass(frozen=True)
+class LMN:
+    """Lower motor neuron death: a hazard over neurons (see :mod:`progression.processes.lmn`).
+
+    Attributes:
+        pattern: ``focal`` (ALS: focal onset and contiguous spread), ``segmental`` (anterior
+            horn cells of chosen segments, as in spinal muscular atrophy or polio) or
+            ``length_dependent`` (distal axons first).
+        speed: cumulative hazard per month of an average-sized unit of vulnerability 1 (1/month).
+        onset_month: months from the start of degeneration to LMN onset.
+        size_exponent: nu in ``w = (size / mean size) ** nu``: large units die first.
+        spread_delay_months: onset of one region to the next region (rostro-caudal).
+        contralateral_delay_months: one side of a region to the other side.
+        noncontiguous_probability: chance per patient of one jump to a non-neighbouring region.
+        segments: (segmental) the segments affected.
+        length_exponent: (length_dependent) gamma in ``(L / reference_length_cm) ** gamma``.
+        reference_length_cm: (length_dependent) axon length with weight 1 (cm).
+    """
+
+    speed: Dist = field(metadata=_range(0, None))
+    pattern: str = field(default="focal", metadata={"choices": LMN_PATTERNS})
+    onset_month: Dist = field(default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600))
+    size_exponent: float = field(default=1.0, metadata=_range(0, 5))
+    spread_delay_months: Dist = field(
+        default_factory=lambda: Dist.constant(6.0), metadata=_range(0, 1200)
+    )
+    contralateral_delay_months: Dist = field(
+        default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200)
+    )
+    noncontiguous_probability: float = field(default=0.0, metadata=_range(0, 1))
+    segments: tuple[str, ...] = field(default=(), metadata={"pattern_only": "segmental"})
+    length_exponent: float = field(
+        default=3.0, metadata=_range(0, 20, pattern_only="length_dependent")
+    )
+    reference_length_cm: float = field(
+        default=100.0, metadata=_range(1, 300, open_lo=True, pattern_only="length_dependent")
+    )
+
+
+@dataclass(frozen=True)
+class UMN:
+    """Upper motor neuron (corticospinal and corticobulbar tract) loss.
+
+    Attributes:
+        speed: cumulative hazard per month of an axon of average velocity (1/month).
+        onset_month: months from the start of degeneration to UMN onset.
+        velocity_exponent: fastest axons most vulnerable: ``w = (v / mean v) ** exponent``.
+        spread_delay_months, contralateral_delay_months, noncontiguous_probability: as for LMN.
+        axons: axons sampled per tract (a sample, not the anatomy).
+        drive_weakness: a_u, weakness from lost drive: force x ``1 - a_u * (1 - integrity)``.
+    """
+
+    speed: Dist = field(metadata=_range(0, None))
+    pattern: str = field(default="focal", metadata={"choices": ("focal",)})
+    onset_month: Dist = field(default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600))
+    velocity_exponent: float = field(default=2.0, metadata=_range(0, 10))
+    spread_delay_months: Dist = field(
+        default_factory=lambda: Dist.constant(6.0), metadata=_range(0, 1200)
+    )
+    contralateral_delay_months: Dist = field(
+        default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200)
+    )
+    noncontiguous_probability: float = field(default=0.0, metadata=_range(0, 1))
+    axons: int = field(default=100, metadata=_range(10, 10000))
+    drive_weakness: float = field(default=0.5, metadata=_range(0, 1))
+
+
+@dataclass(frozen=True)
+class Disease:
+    """The disease processes; a phenotype uses a subset of them."""
+
+    lmn: LMN | None = None
+    umn: UMN | None = None
+
+
+@dataclass(frozen=True)
+class Reinnervation:
+    """Collateral reinnervation and denervation atrophy.
+
+    Attributes:
+        capacity: c_max, largest size of a unit over its healthy size.
+        time_constant_months: tau_r, orphans are adopted at rate 1/tau_r (months).
+        sick_exponent: q, sprouting x ``(1 - sickness) ** q``.
+        atrophy_window_months: W, orphans not adopted within W months atrophy (months).
+    """
+
+    capacity: Dist = field(metadata=_range(1, 50))
+    time_constant_months: Dist = field(metadata=_range(0, None, open_lo=True))
+    sick_exponent: float = field(default=2.0, metadata=_range(0, 20))
+    atrophy_window_months: float = field(default=12.0, metadata=_range(1, 240))
+
+
+@dataclass(frozen=True)
+class Excitability:
+    """Neuronal excitability and fasciculations (MODEL.md section 6).
+
+    A living unit's margin (mV) between resting potential and threshold is
+    ``margin_mv * (1 - sickness) ** sickness_exponent``; its spontaneous discharge rate is
+    ``max_rate_per_min * exp(-margin**2 / (2 * noise_mv**2))``.
+    """
+
+    margin_mv: float = field(default=10.0, metadata=_range(0, 50, open_lo=True))
+    sickness_exponent: float = field(default=1.0, metadata=_range(0, 10))
+    noise_mv: float = field(default=2.5, metadata=_range(0, 50, open_lo=True))
+    max_rate_per_min: float = field(default=1.0, metadata=_range(0, 100))
+
+
+@dataclass(frozen=True)
+class Symptoms:
+    """Emergent symptom onset: a region's function (strength fraction) falls below a threshold."""
+
+    function_threshold: Dist = field(
+        default_factory=lambda: Dist("normal", (("mean", 0.75), ("sd", 0.05)), 0.3, 0.95),
+        metadata=_range(0, 1),
+    )
+
+
+@dataclass(frozen=True)
+class Respiration:
+    """Respiratory failure when respiratory strength (fraction of healthy) falls below this."""
+
+    failure_threshold: Dist = field(
+        default_factory=lambda: Dist("normal", (("mean", 0.3), ("sd", 0.05)), 0.05, 0.6),
+        metadata=_range(0, 1),
+    )
+
+
+@dataclass(frozen=True)
+class Mortality:
+    """Background mortality by age, Gompertz ``mu(x) = a * exp(b * (x - 60))`` (1/year)."""
+
+    gompertz_a_per_year: float = field(default=0.008, metadata=_range(0, 1))
+    gompertz_b_per_year: float = field(default=0.09, metadata=_range(0, 1))
+
+
+@dataclass(frozen=True)
+class Exam:
+    """Measurement noise and method settings of the examinations (exam/ modules document use).
+
+    Attributes:
+        cmap_cov: CMAP test-retest coefficient of variation.
+        cmap_subject_cov: between-person spread of healthy CMAP (lognormal sigma).
+        munix_cov: MUNIX test-retest CoV (Neuwirth 2016: 14%).
+        mune_sample_units: single units sampled by the MUNE (mean SMUP) method.
+        smup_cov: CoV of one single motor unit potential measurement.
+        cmct_sd_ms: CMCT measurement SD (ms).
+        mep_integrity: tract integrity below which no MEP is evoked.
+        reflex_sd: rater noise on reflex grade (grades).
+        svc_cov: SVC test-retest CoV.
+        mrc_sd: rater noise on log strength at MRC thresholds.
+    """
+
+    cmap_cov: float = field(default=0.05, metadata=_range(0, 1))
+    cmap_subject_cov: float = field(default=0.2, metadata=_range(0, 2))
+    munix_cov: float = field(default=0.14, metadata=_range(0, 1))
+    mune_sample_units: int = field(default=10, metadata=_range(1, 100))
+    smup_cov: float = field(default=0.1, metadata=_range(0, 1))
+    cmct_sd_ms: float = field(default=0.8, metadata=_range(0, 10))
+    mep_integrity: float = field(default=0.15, metadata=_range(0, 1))
+    reflex_sd: float = field(default=0.15, metadata=_range(0, 2))
+    svc_cov: float = field(default=0.05, metadata=_range(0, 1))
+    mrc_sd: float = field(default=0.1, metadata=_range(0, 2))
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """Multiplicative effects on process rates, from ``start`` on.
+
+    Attributes:
+        lmn_speed: multiplies the LMN hazard.
+        umn_speed: multiplies the UMN hazard.
+        reinnervation_rate: multiplies the adoption rate 1/tau_r.
+        start: ``first_visit`` or a month from the start of degeneration.
+    """
+
+    lmn_speed: float = field(default=1.0, metadata=_range(0, 100))
+    umn_speed: float = field(default=1.0, metadata=_range(0, 100))
+    reinnervation_rate: float = field(default=1.0, metadata=_range(0, 100))
+    start: str | float = field(default="first_visit", metadata={"choices": ("first_visit",)})
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: everything a run needs, nothing it computes.
+
+    Attributes:
+        name: short title.
+        path: the file it came from.
+        text: the file's text (plus a comment listing command-line overrides).
+        hash: sha256 of the validated content after overrides (guards ``--resume``).
+    """
+
+    name: str
+    cohort: Cohort
+    phenotypes: dict[str, Phenotype]
+    time: Time
+    visits: Visits
+    disease: Disease
+    reinnervation: Reinnervation
+    description: str = ""
+    body: BodySpec = field(default_factory=BodySpec)
+    excitability: Excitability = field(default_factory=Excitability)
+    symptoms: Symptoms = field(default_factory=Symptoms)
+    respiration: Respiration = field(default_factory=Respiration)
+    mortality: Mortality = field(default_factory=Mortality)
+    exam: Exam = field(default_factory=Exam)
+    treatments: dict[str, Treatment] = field(default_factory=dict)
+    path: str = field(default="<string>", metadata={"internal": True})
+    text: str = field(default="", metadata={"internal": True})
+    hash: str = field(default="", metadata={"internal": True})
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(self.cohort.arms)
+
+    def treatment_of(self, arm: str) -> Treatment | None:
+        name = self.cohort.arms[arm].treatment
+        return None if name == "none" else self.treatments[name]
+
+    def muscles(self) -> tuple[body_map.Muscle, ...]:
+        """The body map's muscles selected and overridden by the scenario."""
+        chosen = [m for m in body_map.default_muscles() if m.name in self.body.muscles]
+        over = {
+            k: {f: v for f, v in vars(o).items() if v is not None}
+            for k, o in self.body.overrides.items()
+        }
+        return body_map.with_overrides(tuple(chosen), over)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_scenario(
+    path: str | Path,
+    *,
+    patients: int | None = None,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Scenario:
+    """Read and validate a scenario file; raise :class:`ScenarioError` on any problem.
+
+    Args:
+        path: the TOML file.
+        patients, seed: command-line overrides of ``cohort.patients`` and ``cohort.seed``.
+        overrides: further key-path overrides, e.g. ``{"disease.lmn.speed.median": 0.05}``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot read scenario file: {e.strerror or e}") from None
+    all_overrides = dict(overrides or {})
+    if patients is not None:
+        all_overrides["cohort.patients"] = patients
+    if seed is not None:
+        all_overrides["cohort.seed"] = seed
+    return parse_scenario(text, str(path), all_overrides)
+
+
+def parse_scenario(text: str, source: str = "<string>", overrides: dict | None = None) -> Scenario:
+    """Validate scenario TOML text (see :func:`load_scenario`)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", None)
+        where = f"line {line}" if line else "TOML"
+        msg = getattr(e, "msg", str(e))
+        raise ScenarioError(f"{source}: {where}: malformed TOML: {msg}") from None
+    raw = copy.deepcopy(raw)
+    for key, value in (overrides or {}).items():
+        _set_path(raw, key, value, source)
+    scenario = _build(Scenario, raw, "", source)
+    _check(scenario, source)
+    canonical = json.dumps(raw, sort_keys=True, default=str)
+    if overrides:
+        listed = "\n".join(f"#   {k} = {v!r}" for k, v in sorted(overrides.items()))
+        text = f"{text.rstrip()}\n\n# command-line overrides applied to this run:\n{listed}\n"
+    return replace(
+        scenario,
+        path=source,
+        text=text,
+        hash=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+
+
+def _set_path(raw: dict, key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        elif not isinstance(nxt, dict):
+            # A number given where a distribution table is overridden: make it a table.
+            if isinstance(nxt, int | float) and i == len(parts) - 2:
+                nxt = node[part] = {"dist": "constant", "value": nxt}
+            else:
+                raise ScenarioError(
+                    f"{source}: {key}: cannot override inside a {type(nxt).__name__}"
+                )
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _err(source: str, path: str, expected: str, got: Any = MISSING) -> ScenarioError:
+    tail = "" if got is MISSING else f", got {got!r}"
+    return ScenarioError(f"{source}: {path or '<top level>'}: expected {expected}{tail}")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_unknown(table: dict, allowed: typing.Iterable[str], path: str, source: str) -> None:
+    allowed = list(allowed)
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ScenarioError(
+                f"{source}: {_join(path, str(key))}: unknown key{hint}; "
+                f"expected one of {', '.join(allowed)}"
+            )
+
+
+def _build(cls, table: Any, path: str, source: str):
+    """Build dataclass ``cls`` from a TOML table, checking every key."""
+    if not isinstance(table, dict):
+        raise _err(source, path, f"a table of {cls.__name__} settings", table)
+    hints = typing.get_type_hints(cls)
+    public = [f for f in fields(cls) if not f.metadata.get("internal")]
+    _check_unknown(table, [f.name for f in public], path, source)
+    pattern = table.get("pattern", "focal")
+    values = {}
+    for f in public:
+        key = _join(path, f.name)
+        only = f.metadata.get("pattern_only")
+        if f.name in table and only and pattern != only:
+            raise _err(source, key, f"this key only with pattern = {only!r}", table[f.name])
+        if f.name not in table:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise _err(source, key, f"a value ({_describe(hints[f.name], f)}); it is required")
+            continue
+        values[f.name] = _convert(hints[f.name], table[f.name], key, f, source)
+    return cls(**values)
+
+
+def _describe(tp, f) -> str:
+    origin = typing.get_origin(tp)
+    if tp is Dist:
+        return "a number or a distribution table"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a, f) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        choices = f.metadata.get("choices")
+        return f"a list of {', '.join(choices)}" if choices else "a list of strings"
+    if origin is dict:
+        return "a table"
+    if is_dataclass(tp):
+        return "a table"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _check_range(x: float, key: str, f, source: str, got: Any = MISSING) -> None:
+    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+    open_lo = f.metadata.get("open_lo", False)
+    got = x if got is MISSING else got
+    if (lo is not None and (x < lo or (open_lo and x == lo))) or (hi is not None and x > hi):
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        bracket = "(" if open_lo else "["
+        raise _err(source, key, f"a value in {bracket}{lo_s}, {hi_s}]", got)
+
+
+def _number(value: Any, key: str, source: str, integer: bool = False) -> float:
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if not ok or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        raise _err(source, key, "an integer" if integer else "a finite number", value)
+    return value
+
+
+def _convert(tp, value: Any, key: str, f, source: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if args == [str, float]:  # a choice or a number (Treatment.start)
+            if isinstance(value, str):
+                return _convert(str, value, key, f, source)
+            x = _number(value, key, source)
+            if x < 0:
+                raise _err(source, key, "first_visit or a month >= 0", value)
+            return float(x)
+        return _convert(args[0], value, key, f, source)
+    if tp is Dist:
+        return _dist(value, key, f, source)
+    if is_dataclass(tp):
+        return _build(tp, value, key, source)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _err(source, key, "a table", value)
+        if "keys" in f.metadata:
+            _check_unknown(value, f.metadata["keys"], key, source)
+        vtype = typing.get_args(tp)[1]
+        out = {}
+        for k, v in value.items():
+            sub = _join(key, k)
+            if is_dataclass(vtype):
+                out[k] = _build(vtype, v, sub, source)
+            else:
+                x = float(_number(v, sub, source))
+                _check_range(x, sub, f, source)
+                out[k] = x
+        return out
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _err(source, key, "a list of strings", value)
+        choices = f.metadata.get("choices")
+        for v in value:
+            if choices and v not in choices:
+                raise _err(source, key, f"items among {', '.join(choices)}", v)
+        if f.metadata.get("nonempty") and not value:
+            raise _err(source, key, "a non-empty list", value)
+        if len(set(value)) != len(value):
+            raise _err(source, key, "a list without repeats", value)
+        return tuple(value)
+    if tp is str:
+        choices = f.metadata.get("choices")
+        if not isinstance(value, str) or (choices and value not in choices):
+            what = f"one of {', '.join(map(repr, choices))}" if choices else "a string"
+            raise _err(source, key, what, value)
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _err(source, key, "true or false", value)
+        return value
+    if tp in (int, float):
+        x = _number(value, key, source, integer=tp is int)
+        _check_range(x, key, f, source)
+        return tp(x)
+    raise TypeError(f"unsupported field type {tp} at {key}")  # a programming error
+
+
+def _dist(value: Any, key: str, f, source: str) -> Dist:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        x = float(_number(value, key, source))
+        _check_range(x, key, f, source)
+        return Dist.constant(x)
+    if not isinstance(value, dict):
+        raise _err(source, key, 'a number or a table like { dist = "lognormal", ... }', value)
+    kind = value.get("dist")
+    if kind not in Dist.KINDS:
+        raise _err(source, _join(key, "dist"), f"one of {', '.join(map(repr, Dist.KINDS))}", kind)
+    names = Dist.KINDS[kind]
+    _check_unknown(value, ("dist", *names, "min", "max"), key, source)
+    params = []
+    for name in names:
+        if name not in value:
+            raise _err(source, _join(key, name), f"a number (required for dist = {kind!r})")
+        params.append((name, float(_number(value[name], _join(key, name), source))))
+    p = dict(params)
+    if kind == "normal" and p["sd"] < 0:
+        raise _err(source, _join(key, "sd"), "a value >= 0", p["sd"])
+    if kind == "lognormal" and (p["median"] <= 0 or p["sigma"] < 0):
+        bad = "median" if p["median"] <= 0 else "sigma"
+        raise _err(source, _join(key, bad), "median > 0 and sigma >= 0", p[bad])
+    if kind == "uniform" and p["high"] < p["low"]:
+        raise _err(source, _join(key, "high"), f"a value >= low ({p['low']:g})", p["high"])
+    lo, hi = -math.inf, math.inf
+    if "min" in value:
+        lo = float(_number(value["min"], _join(key, "min"), source))
+    if "max" in value:
+        hi = float(_number(value["max"], _join(key, "max"), source))
+    if hi < lo:
+        raise _err(source, _join(key, "max"), f"a value >= min ({lo:g})", hi)
+    dist = Dist(kind, tuple(params), lo, hi)
+    s_lo, s_hi = dist.support()
+    r_lo, r_hi = f.metadata.get("lo"), f.metadata.get("hi")
+    if (r_lo is not None and s_lo < r_lo) or (r_hi is not None and s_hi > r_hi):
+        raise _err(
+            source,
+            key,
+            f"a distribution within [{r_lo:g}, {r_hi:g}] (add min/max to bound it); "
+            f"this one spans [{s_lo:g}, {s_hi:g}]",
+        )
+    return dist
+
+
+def _check(s: Scenario, source: str) -> None:
+    """Checks that span several keys."""
+    total = sum(s.cohort.onset_region.values())
+    if abs(total - 1) > 1e-6:
+        raise _err(source, "cohort.onset_region", "shares summing to 1", round(total, 6))
+    if not s.phenotypes:
+        raise _err(source, "phenotypes", "at least one [phenotypes.<NAME>] table")
+    total = sum(p.share for p in s.phenotypes.values())
+    if abs(total - 1) > 1e-6:
+        raise _err(source, "phenotypes", "shares summing to 1", round(total, 6))
+    for name, p in s.phenotypes.items():
+        for proc in p.processes:
+            if getattr(s.disease, proc) is None:
+                raise _err(
+                    source,
+                    f"phenotypes.{name}.processes",
+                    f"a process defined in [disease.{proc}]",
+                    proc,
+                )
+    for arm, a in s.cohort.arms.items():
+        if a.treatment != "none" and a.treatment not in s.treatments:
+            valid = ", ".join(["none", *s.treatments])
+            raise _err(source, f"cohort.arms.{arm}.treatment", f"one of {valid}", a.treatment)
+    lmn = s.disease.lmn
+    if lmn is not None and lmn.pattern == "segmental":
+        known = {seg for m in s.muscles() for seg in m.segments}
+        if not lmn.segments:
+            raise _err(source, "disease.lmn.segments", "a non-empty list for pattern 'segmental'")
+        for seg in lmn.segments:
+            if seg not in known:
+                raise _err(source, "disease.lmn.segments", f"segments among {sorted(known)}", seg)
+    if s.time.step_months > s.visits.interval_months:
+        raise _err(
+            source,
+            "time.step_months",
+            "a step no longer than visits.interval_months",
+            s.time.step_months,
+        )
+
+
+def dist_fields(obj: Any, path: str = "") -> typing.Iterator[tuple[str, Dist]]:
+    """Every (key path, Dist) in a scenario section, in field order."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        key = _join(path, f.name)
+        if isinstance(value, Dist):
+            yield key, value
+        elif is_dataclass(value):
+            yield from dist_fields(value, key)

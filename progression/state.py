@@ -1,0 +1,247 @@
+"""A chunk's state: preallocated arrays (patients x units, ...) and the patients' latent draws.
+
+Everything random about a patient is drawn here, once, keyed by (scenario seed, patient id)
+through :mod:`progression.random`, and is the same in every arm (common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from progression import random as rnd
+from progression.body import COMPARTMENTS, CONTIGUITY, REGIONS, Body
+from progression.processes import hazard, lmn, umn
+from progression.scenario import LMN, UMN, Dist, Scenario
+
+NO_VISIT = np.inf
+
+
+@dataclass
+class Latent:
+    """Per-patient draws that stay fixed through the run ((patients,) unless stated).
+
+    Attributes:
+        phenotype: index into the scenario's phenotypes.
+        onset_compartment: where degeneration starts (index into COMPARTMENTS).
+        age_years: age at the start of degeneration (years).
+        lmn_speed, umn_speed: hazard per month of a weight-1 neuron (1/month), 0 if absent.
+        lmn_onset, umn_onset: (patients, compartments) process onset (months), inf if never.
+        capacity: c_max (x healthy unit size).
+        adoption_rate: 1 / tau_r (1/month).
+        symptom_threshold: function fraction below which a region is symptomatic.
+        respiratory_threshold: respiratory strength fraction at which breathing fails.
+        referral_delay: symptom onset to first visit (months).
+        background_death: month of death from other causes (Gompertz), may exceed the run.
+    """
+
+    phenotype: np.ndarray
+    onset_compartment: np.ndarray
+    age_years: np.ndarray
+    lmn_speed: np.ndarray
+    umn_speed: np.ndarray
+    lmn_onset: np.ndarray
+    umn_onset: np.ndarray
+    capacity: np.ndarray
+    adoption_rate: np.ndarray
+    symptom_threshold: np.ndarray
+    respiratory_threshold: np.ndarray
+    referral_delay: np.ndarray
+    background_death: np.ndarray
+
+
+@dataclass
+class State:
+    """The physiology of a chunk of patients; examinations read it and never change it.
+
+    Attributes:
+        fibres: (patients, units) fibres each unit commands now (float32).
+        alive: (patients, units) unit alive.
+        threshold: (patients, units) scaled LMN death threshold E / w (float32, inf: immune).
+        orphans: (patients, muscles, buckets) orphaned fibres by months since orphaned.
+        atrophied: (patients, muscles) fibres lost to denervation atrophy.
+        lmn_hazard: (patients, compartments) cumulative LMN hazard of a weight-1 neuron.
+        umn_hazard: (patients, compartments) cumulative UMN hazard of a weight-1 axon.
+        umn_alive: (patients, compartments, axons) corticospinal/bulbar axons alive.
+        umn_threshold: (patients, compartments, axons) scaled UMN thresholds.
+        living: (patients,) patient alive.
+    """
+
+    fibres: np.ndarray
+    alive: np.ndarray
+    threshold: np.ndarray
+    orphans: np.ndarray
+    atrophied: np.ndarray
+    lmn_hazard: np.ndarray
+    umn_hazard: np.ndarray
+    umn_alive: np.ndarray
+    umn_threshold: np.ndarray
+    living: np.ndarray
+
+    def fibres_per_muscle(self, starts: np.ndarray) -> np.ndarray:
+        """(patients, muscles) fibres of living units."""
+        return np.add.reduceat(self.fibres, starts, axis=1, dtype=np.float64)
+
+    def units_alive_per_muscle(self, starts: np.ndarray) -> np.ndarray:
+        """(patients, muscles) living units."""
+        return np.add.reduceat(self.alive, starts, axis=1, dtype=np.int64)
+
+
+def buckets(scenario: Scenario) -> int:
+    """Orphan age buckets: one per step of the atrophy window."""
+    return max(
+        1,
+        math.ceil(scenario.reinnervation.atrophy_window_months / scenario.time.step_months - 1e-9),
+    )
+
+
+def _draw(dist: Dist, scenario: Scenario, path: str, ids: np.ndarray, n: int = 1) -> np.ndarray:
+    out = dist.sample(scenario.cohort.seed, path, ids, n)
+    return out[:, 0] if n == 1 else out
+
+
+def _choice(u: np.ndarray, shares: list[float]) -> np.ndarray:
+    """Index of the category each uniform falls in, by cumulative shares."""
+    return np.minimum(np.searchsorted(np.cumsum(shares), u, side="right"), len(shares) - 1)
+
+
+def _onsets(proc: LMN | UMN, spreads: bool, path: str, scenario, ids, origin, start) -> np.ndarray:
+    n_edges = len(CONTIGUITY)
+    if not spreads:
+        return np.repeat(start[:, None], len(COMPARTMENTS), axis=1)
+    seed = scenario.cohort.seed
+    rostro = _draw(proc.spread_delay_months, scenario, f"{path}.spread_delay_months", ids, n_edges)
+    contra = _draw(
+        proc.contralateral_delay_months,
+        scenario,
+        f"{path}.contralateral_delay_months",
+        ids,
+        n_edges,
+    )
+    u = rnd.uniform(seed, f"{path}.jump", ids, 3)
+    jump = u[:, 0] < proc.noncontiguous_probability
+    target = np.minimum((u[:, 1] * len(COMPARTMENTS)).astype(np.int64), len(COMPARTMENTS) - 1)
+    jump_to = np.where(jump & (target != origin), target, -1)
+    jump_delay = u[:, 2] * rostro.mean(axis=1) * 2
+    return hazard.spread_onsets(origin, start, rostro, contra, jump_to, jump_delay)
+
+
+def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
+    """Every per-patient draw that does not depend on the simulation (see :class:`Latent`)."""
+    seed = scenario.cohort.seed
+    names = list(scenario.phenotypes)
+    u = rnd.uniform(seed, "cohort", ids, 3)
+    phen = _choice(u[:, 0], [scenario.phenotypes[n].share for n in names])
+    regions = list(scenario.cohort.onset_region)
+    region = np.array(regions)[_choice(u[:, 1], [scenario.cohort.onset_region[r] for r in regions])]
+    side = np.where(u[:, 2] < 0.5, "left", "right")
+    origin = np.array(
+        [
+            COMPARTMENTS.index((r, s if r in ("cervical", "lumbosacral") else "midline"))
+            for r, s in zip(region, side, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    factor = np.array([scenario.phenotypes[n].speed_factor for n in names])[phen]
+    has = {
+        proc: np.array([proc in scenario.phenotypes[n].processes for n in names])[phen]
+        for proc in ("lmn", "umn")
+    }
+    n = len(ids)
+    d = scenario.disease
+    start = {}
+    speed = {}
+    for proc, spec in (("lmn", d.lmn), ("umn", d.umn)):
+        if spec is None:
+            start[proc] = np.full(n, np.inf)
+            speed[proc] = np.zeros(n)
+            continue
+        s0 = _draw(spec.onset_month, scenario, f"disease.{proc}.onset_month", ids)
+        start[proc] = np.where(has[proc], s0, np.inf)
+        k = _draw(spec.speed, scenario, f"disease.{proc}.speed", ids) * factor
+        speed[proc] = np.where(has[proc], k, 0.0)
+    shift = np.minimum(start["lmn"], start["umn"])  # month 0 = start of degeneration
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    onsets = {}
+    for proc, spec in (("lmn", d.lmn), ("umn", d.umn)):
+        if spec is None:
+            onsets[proc] = np.full((n, len(COMPARTMENTS)), np.inf)
+            continue
+        spreads = lmn.PATTERNS[spec.pattern].spreads if proc == "lmn" else True
+        onsets[proc] = _onsets(
+            spec, spreads, f"disease.{proc}", scenario, ids, origin, start[proc] - shift
+        )
+    age = _draw(scenario.cohort.age_years, scenario, "cohort.age_years", ids)
+    r = scenario.reinnervation
+    return Latent(
+        phenotype=phen,
+        onset_compartment=origin,
+        age_years=age,
+        lmn_speed=speed["lmn"],
+        umn_speed=speed["umn"],
+        lmn_onset=onsets["lmn"],
+        umn_onset=onsets["umn"],
+        capacity=_draw(r.capacity, scenario, "reinnervation.capacity", ids),
+        adoption_rate=1.0
+        / _draw(r.time_constant_months, scenario, "reinnervation.time_constant_months", ids),
+        symptom_threshold=_draw(
+            scenario.symptoms.function_threshold, scenario, "symptoms.function_threshold", ids
+        ),
+        respiratory_threshold=_draw(
+            scenario.respiration.failure_threshold, scenario, "respiration.failure_threshold", ids
+        ),
+        referral_delay=_draw(
+            scenario.visits.referral_delay_months, scenario, "visits.referral_delay_months", ids
+        ),
+        background_death=background_death(scenario, ids, age),
+    )
+
+
+def background_death(scenario: Scenario, ids: np.ndarray, age_years: np.ndarray) -> np.ndarray:
+    """Month of death from other causes: Gompertz ``mu(x) = a exp(b (x - 60))`` per year,
+    solved exactly for an Exp(1) threshold from age ``age_years`` on."""
+    a = scenario.mortality.gompertz_a_per_year
+    b = scenario.mortality.gompertz_b_per_year
+    e = rnd.exponential(scenario.cohort.seed, "background_death", ids, 1)[:, 0]
+    if a == 0:
+        return np.full(len(ids), np.inf)
+    level = a * np.exp(b * (age_years - 60.0))
+    years = np.log1p(e * b / level) / b if b > 0 else e / level
+    return 12.0 * years
+
+
+def initial_state(scenario: Scenario, body: Body, ids: np.ndarray) -> State:
+    """Healthy muscles and tracts with every neuron's death threshold drawn once."""
+    seed = scenario.cohort.seed
+    n = len(ids)
+    d = scenario.disease
+    if d.lmn is not None:
+        w = lmn.PATTERNS[d.lmn.pattern].weight(d.lmn, body)
+    else:
+        w = np.zeros(body.n_units)
+    e = rnd.exponential(seed, "lmn", ids, body.n_units)
+    axons = d.umn.axons if d.umn is not None else 1
+    if d.umn is not None:
+        wu = umn.weight(umn.velocities(axons), d.umn.velocity_exponent)
+    else:
+        wu = np.zeros(axons)
+    eu = rnd.exponential(seed, "umn", ids, len(COMPARTMENTS) * axons).reshape(
+        n, len(COMPARTMENTS), axons
+    )
+    return State(
+        fibres=np.broadcast_to(body.base, (n, body.n_units)).copy(),
+        alive=np.ones((n, body.n_units), dtype=bool),
+        threshold=lmn.scaled_thresholds(e, w[None, :]),
+        orphans=np.zeros((n, body.n_muscles, buckets(scenario)), dtype=np.float32),
+        atrophied=np.zeros((n, body.n_muscles), dtype=np.float64),
+        lmn_hazard=np.zeros((n, len(COMPARTMENTS))),
+        umn_hazard=np.zeros((n, len(COMPARTMENTS))),
+        umn_alive=np.ones((n, len(COMPARTMENTS), axons), dtype=bool),
+        umn_threshold=lmn.scaled_thresholds(eu, wu[None, None, :]),
+        living=np.ones(n, dtype=bool),
+    )
+
+
+__all__ = ["REGIONS", "Latent", "State", "draw_latent", "initial_state", "NO_VISIT"]

@@ -1,0 +1,220 @@
+"""The output tables' columns, units and Arrow types, and how a cohort fills them.
+
+The schema is documented once, here (``COLUMNS``); the README's schema section is generated
+from it. Rows are sorted by (patient_id, month[, muscle order]) so a chunk's tables do not
+depend on the order in which patients were examined.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from progression.body import COMPARTMENTS, REGIONS
+
+F64, I64, I16, I8, BOOL, STR = (
+    pa.float64(),
+    pa.int64(),
+    pa.int16(),
+    pa.int8(),
+    pa.bool_(),
+    pa.string(),
+)
+
+#: table -> [(column, Arrow type, unit and meaning)]; categories are strings (dictionary-encoded
+#: on disk). ``month`` counts from the start of degeneration.
+COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
+    "patients": [
+        ("patient_id", I64, "patient identity (keys all its randomness)"),
+        ("arm", STR, "arm of the cohort"),
+        ("phenotype", STR, "latent phenotype (ALS, PMA, PLS, ...): the truth, never observed"),
+        (
+            "onset_region",
+            STR,
+            "region where degeneration starts: bulbar, cervical, thoracic, lumbosacral",
+        ),
+        ("onset_side", STR, "left, right or midline"),
+        ("age_at_degeneration_years", F64, "age at month 0 (years)"),
+        ("age_at_onset_years", F64, "age at symptom onset (years); null if never symptomatic"),
+        ("symptom_onset_month", F64, "emergent symptom onset (months); null if none in the run"),
+        ("first_visit_month", F64, "first examination (months); null if never seen"),
+        ("death_month", F64, "death (months); null if alive at the end"),
+        ("death_cause", STR, "respiratory failure or other causes; null if alive"),
+        ("end_month", F64, "end of follow-up: death or the end of the run (months)"),
+        ("lmn_speed", F64, "LMN hazard of a weight-1 neuron (1/month); 0 without an LMN process"),
+        ("umn_speed", F64, "UMN hazard of a weight-1 axon (1/month); 0 without a UMN process"),
+        ("lmn_onset_month", F64, "LMN process onset (months); null without one"),
+        ("umn_onset_month", F64, "UMN process onset (months); null without one"),
+        ("reinnervation_capacity", F64, "c_max: largest unit size over healthy size"),
+        ("reinnervation_time_constant_months", F64, "tau_r of orphan adoption (months)"),
+        ("symptom_threshold", F64, "function fraction below which a region is symptomatic"),
+        ("respiratory_threshold", F64, "respiratory strength fraction at which breathing fails"),
+        ("referral_delay_months", F64, "symptom onset to first visit, as drawn (months)"),
+        ("final_diagnosis", STR, "diagnosis at the last visit: none, PMA, PLS, ALS"),
+    ],
+    "visits": [
+        ("patient_id", I64, "patient identity"),
+        ("arm", STR, "arm"),
+        ("month", F64, "visit month since the start of degeneration"),
+        ("alsfrs_r", I16, "ALSFRS-R-like total, 0-48"),
+        ("alsfrs_bulbar", I16, "items 1-3 (speech, salivation, swallowing), 0-12"),
+        ("alsfrs_fine_motor", I16, "items 4-6 (handwriting, cutting food, dressing), 0-12"),
+        ("alsfrs_gross_motor", I16, "items 7-9 (turning in bed, walking, stairs), 0-12"),
+        ("alsfrs_respiratory", I16, "items 10-12 (dyspnoea, orthopnoea, insufficiency), 0-12"),
+        ("svc_percent", F64, "slow vital capacity (% predicted)"),
+        ("babinski", BOOL, "extensor plantar response"),
+        ("jaw_jerk", STR, "absent, reduced, normal or brisk"),
+        ("dysarthria", STR, "none, flaccid, spastic or mixed"),
+        ("pseudobulbar_affect", BOOL, "uncontrolled laughing or crying"),
+        ("diagnosis", STR, "clinical phenotype from findings so far: none, PMA, PLS, ALS"),
+        ("gold_coast", BOOL, "Gold Coast (2020) criteria for ALS met"),
+        ("lmn_regions", I8, "regions with LMN dysfunction observed so far (0-4)"),
+        ("umn_regions", I8, "regions with UMN dysfunction observed so far (0-4)"),
+    ],
+    "muscles": [
+        ("patient_id", I64, "patient identity"),
+        ("arm", STR, "arm"),
+        ("month", F64, "visit month"),
+        ("muscle", STR, "muscle name (tongue, APB, FDI, ADM, biceps, diaphragm, ...)"),
+        ("region", STR, "bulbar, cervical, thoracic or lumbosacral"),
+        ("side", STR, "left, right or midline"),
+        ("cmap_mv", F64, "compound muscle action potential amplitude (mV)"),
+        ("mune", F64, "motor unit number estimate (units; mean-SMUP method)"),
+        ("munix", F64, "motor unit number index (index units)"),
+        ("mrc_grade", I8, "MRC strength grade 0-5"),
+        ("reflex_grade", I8, "tendon reflex 0-4 (2 normal); null where no reflex is tested"),
+        ("tone", STR, "flaccid, normal or spastic; null where tone is not tested"),
+        ("wasting", BOOL, "visible wasting"),
+        ("fasciculations_per_min", F64, "fasciculations at rest (per minute)"),
+        ("fibrillation_grade", I8, "fibrillation potentials 0-4 on needle EMG"),
+        (
+            "mup_amplitude_uv",
+            F64,
+            "needle motor unit potential amplitude (microvolts); null if no units",
+        ),
+        ("cmct_ms", F64, "central motor conduction time (ms); null if not a TMS target or no MEP"),
+        ("mep_present", BOOL, "motor evoked potential present; null if not a TMS target"),
+        ("units_alive_fraction", F64, "truth: living units over healthy units"),
+        ("fibres_fraction", F64, "truth: fibres of living units over healthy fibres"),
+        ("strength_fraction", F64, "truth: force over healthy force"),
+    ],
+    "events": [
+        ("patient_id", I64, "patient identity"),
+        ("arm", STR, "arm"),
+        ("month", F64, "when (months; may be fractional)"),
+        ("event", STR, "region_onset, first_visit, diagnosis or death"),
+        ("region", STR, "region of a region_onset; null otherwise"),
+        ("detail", STR, "side (region_onset), category (diagnosis), cause (death)"),
+    ],
+}
+
+SCHEMAS = {name: pa.schema([(c, t) for c, t, _ in cols]) for name, cols in COLUMNS.items()}
+
+
+def _nullable(x: np.ndarray) -> np.ndarray | list:
+    """Floats with inf/nan as nulls."""
+    x = np.asarray(x, dtype=np.float64)
+    return pa.array(x, mask=~np.isfinite(x))
+
+
+def _table(name: str, data: dict, order: np.ndarray | None = None) -> pa.Table:
+    schema = SCHEMAS[name]
+    arrays = []
+    for f in schema:
+        col = data[f.name]
+        if order is not None and not isinstance(col, pa.Array):
+            col = np.asarray(col, dtype=object if f.type == STR else None)[order]
+        elif order is not None:
+            col = col.take(pa.array(order))
+        if isinstance(col, pa.Array):
+            arrays.append(col.cast(f.type))
+        elif f.type == STR:
+            arrays.append(pa.array(list(col), type=STR))
+        elif f.type == F64:
+            arrays.append(_nullable(col))
+        else:
+            arrays.append(pa.array(col, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _concat(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]} if rows else {}
+
+
+def build(cohort) -> dict[str, pa.Table]:
+    """The four tables of one cohort (one arm of a chunk)."""
+    arm = cohort.arm
+    lat = cohort.latent
+    n = len(cohort.ids)
+    names = np.array(list(cohort.scenario.phenotypes), dtype=object)
+    region = np.array([COMPARTMENTS[c][0] for c in lat.onset_compartment], dtype=object)
+    side = np.array([COMPARTMENTS[c][1] for c in lat.onset_compartment], dtype=object)
+    onset = cohort.symptom_onset
+    end = np.minimum(cohort.death_month, cohort.month)
+    dead = np.isfinite(cohort.death_month)
+    cause = np.where(dead, cohort.death_cause, None)
+    final = np.where(np.isfinite(cohort.first_visit), cohort.examiner.diagnosis, None)
+    patients = {
+        "patient_id": cohort.ids,
+        "arm": np.full(n, arm, dtype=object),
+        "phenotype": names[lat.phenotype],
+        "onset_region": region,
+        "onset_side": side,
+        "age_at_degeneration_years": lat.age_years,
+        "age_at_onset_years": lat.age_years + onset / 12.0,
+        "symptom_onset_month": onset,
+        "first_visit_month": cohort.first_visit,
+        "death_month": cohort.death_month,
+        "death_cause": cause,
+        "end_month": end,
+        "lmn_speed": lat.lmn_speed,
+        "umn_speed": lat.umn_speed,
+        "lmn_onset_month": lat.lmn_onset.min(axis=1),
+        "umn_onset_month": lat.umn_onset.min(axis=1),
+        "reinnervation_capacity": lat.capacity,
+        "reinnervation_time_constant_months": 1.0 / lat.adoption_rate,
+        "symptom_threshold": lat.symptom_threshold,
+        "respiratory_threshold": lat.respiratory_threshold,
+        "referral_delay_months": lat.referral_delay,
+        "final_diagnosis": final,
+    }
+    out = {"patients": _table("patients", patients)}
+
+    visits = _concat(cohort.examiner.visit_rows)
+    if visits:
+        visits["arm"] = np.full(len(visits["month"]), arm, dtype=object)
+        order = np.lexsort((visits["month"], visits["patient_id"]))
+        out["visits"] = _table("visits", visits, order)
+    else:
+        out["visits"] = SCHEMAS["visits"].empty_table()
+
+    mus = _concat(cohort.examiner.muscle_rows)
+    if mus:
+        m = mus.pop("muscle_index")
+        body = cohort.body
+        mus["arm"] = np.full(len(m), arm, dtype=object)
+        mus["muscle"] = np.array([x.name for x in body.muscles], dtype=object)[m]
+        mus["region"] = np.array([x.region for x in body.muscles], dtype=object)[m]
+        mus["side"] = np.array([x.side for x in body.muscles], dtype=object)[m]
+        rg = mus["reflex_grade"]
+        mus["reflex_grade"] = pa.array(rg, mask=rg < 0, type=I8)
+        mus["mep_present"] = pa.array(list(mus["mep_present"]), type=BOOL)
+        order = np.lexsort((m, mus["month"], mus["patient_id"]))
+        out["muscles"] = _table("muscles", mus, order)
+    else:
+        out["muscles"] = SCHEMAS["muscles"].empty_table()
+
+    ev = _concat(cohort.events)
+    if ev:
+        ev["arm"] = np.full(len(ev["month"]), arm, dtype=object)
+        kind = np.array([_EVENT_ORDER[e] for e in ev["event"]])
+        order = np.lexsort((kind, ev["month"], ev["patient_id"]))
+        out["events"] = _table("events", ev, order)
+    else:
+        out["events"] = SCHEMAS["events"].empty_table()
+    return out
+
+
+_EVENT_ORDER = {"region_onset": 0, "first_visit": 1, "diagnosis": 2, "death": 3}
+
+__all__ = ["COLUMNS", "SCHEMAS", "build", "REGIONS"]

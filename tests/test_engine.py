@@ -1,0 +1,162 @@
+"""Invariants of the engine: fibres accounted for, no revival, capacities, monotone tracts,
+pure phenotypes, reproducibility and chunk independence, exact threshold deaths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from progression.model import Cohort, simulate_chunk
+from tests.conftest import small
+
+FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _run_checking(cohort: Cohort, steps: int) -> None:
+    """Step a cohort and check every invariant after every step."""
+    s = cohort.state
+    healthy = cohort.body.healthy_fibres
+    capacity = cohort.capacity_scale * cohort.body.base
+    alive_before = s.alive.copy()
+    umn_before = cohort.integrity()
+    for _ in range(steps):
+        cohort.step()
+        living = s.fibres_per_muscle(cohort.starts)
+        accounted = living + s.orphans.sum(axis=2) + s.atrophied
+        np.testing.assert_allclose(accounted, np.broadcast_to(healthy, accounted.shape), rtol=2e-5)
+        assert not (s.alive & ~alive_before).any(), "a dead unit revived"
+        assert (s.fibres[~s.alive] == 0).all(), "a dead unit kept fibres"
+        assert (s.fibres <= capacity * (1 + 1e-5) + 1e-3).all(), "a unit outgrew its capacity"
+        assert (s.orphans >= -1e-3).all()
+        u = cohort.integrity()
+        assert (u <= umn_before + 1e-12).all(), "UMN integrity rose"
+        alive_before, umn_before = s.alive.copy(), u
+
+
+@FAST
+@given(
+    speed=st.floats(0.01, 0.5),
+    capacity=st.floats(1.0, 9.0),
+    tau=st.floats(0.2, 6.0),
+    window=st.integers(1, 24),
+    step=st.sampled_from([0.25, 0.5, 1.0]),
+    sick=st.floats(0.0, 4.0),
+)
+def test_fibres_conserved_and_units_never_revive(speed, capacity, tau, window, step, sick):
+    scenario = small(
+        patients=6,
+        **{
+            "disease.lmn.speed": speed,
+            "reinnervation.capacity": capacity,
+            "reinnervation.time_constant_months": tau,
+            "reinnervation.atrophy_window_months": window,
+            "reinnervation.sick_exponent": sick,
+            "time.step_months": step,
+        },
+    )
+    cohort = Cohort(scenario, np.arange(6), "natural_history")
+    _run_checking(cohort, steps=int(24 / step))
+
+
+def test_pma_has_no_umn_loss_and_pls_no_lmn_loss():
+    pma = Cohort(
+        small("als_natural_history", 20, **{"phenotypes.ALS.processes": ["lmn"]}),
+        np.arange(20),
+        "natural_history",
+    )
+    pls = Cohort(
+        small("als_natural_history", 20, **{"phenotypes.ALS.processes": ["umn"]}),
+        np.arange(20),
+        "natural_history",
+    )
+    for _ in range(36):
+        pma.step()
+        pls.step()
+    assert (pma.integrity() == 1).all()
+    assert not pma.state.alive.all()
+    assert pls.state.alive.all()
+    assert (pls.integrity() < 1).any()
+
+
+def _equal(a: dict[str, pa.Table], b: dict[str, pa.Table]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].equals(b[name]), name
+
+
+def test_same_scenario_and_seed_give_identical_tables():
+    scenario = small(patients=12)
+    _equal(
+        simulate_chunk(scenario, np.arange(12)).tables,
+        simulate_chunk(scenario, np.arange(12)).tables,
+    )
+    other = small(patients=12, **{"cohort.seed": 7})
+    assert (
+        not simulate_chunk(other, np.arange(12))
+        .tables["patients"]
+        .equals(simulate_chunk(scenario, np.arange(12)).tables["patients"])
+    )
+
+
+def test_a_patient_does_not_depend_on_its_chunk():
+    scenario = small(patients=12)
+    whole = simulate_chunk(scenario, np.arange(12)).tables
+    part = simulate_chunk(scenario, np.arange(7, 12)).tables
+    for name, table in part.items():
+        ids = pa.compute.is_in(whole[name]["patient_id"], pa.array(np.arange(7, 12)))
+        assert whole[name].filter(ids).equals(table), name
+
+
+def test_threshold_deaths_are_exact_for_any_step():
+    """LMN deaths depend on the hazard alone, so units alive at whole months agree exactly
+    whatever the step (no respiratory muscles, no background deaths to end a timeline)."""
+    common = {
+        "body.muscles": ["APB", "ADM", "TA"],
+        "mortality.gompertz_a_per_year": 0.0,
+        "visits.interval_months": 3,
+    }
+    alive = {}
+    for step in (1.0, 0.5, 0.25):
+        c = Cohort(
+            small(patients=10, **common, **{"time.step_months": step}),
+            np.arange(10),
+            "natural_history",
+        )
+        for _ in range(int(30 / step)):
+            c.step()
+        alive[step] = c.state.alive.copy()
+    assert (alive[1.0] == alive[0.5]).all() and (alive[0.5] == alive[0.25]).all()
+    assert not alive[1.0].all()
+
+
+def test_reinnervation_converges_as_the_step_shrinks():
+    common = {"body.muscles": ["APB", "TA"], "mortality.gompertz_a_per_year": 0.0}
+    fibres = {}
+    for step in (1.0, 0.25, 0.125):
+        c = Cohort(
+            small(patients=10, **common, **{"time.step_months": step}),
+            np.arange(10),
+            "natural_history",
+        )
+        for _ in range(int(24 / step)):
+            c.step()
+        fibres[step] = c.state.fibres_per_muscle(c.starts)
+    err_coarse = np.abs(fibres[1.0] - fibres[0.125]).max()
+    err_fine = np.abs(fibres[0.25] - fibres[0.125]).max()
+    assert err_fine < err_coarse
+    np.testing.assert_allclose(
+        fibres[0.25], fibres[0.125], rtol=0.05, atol=0.01 * fibres[0.125].max()
+    )
+
+
+@pytest.mark.parametrize("pattern", ["focal", "segmental", "length_dependent"])
+def test_every_lmn_pattern_runs(pattern):
+    extra = {"disease.lmn.pattern": pattern}
+    if pattern == "segmental":
+        extra["disease.lmn.segments"] = ["C5", "C6"]
+    scenario = small(patients=8, **extra)
+    tables = simulate_chunk(scenario, np.arange(8)).tables
+    assert tables["patients"].num_rows == 8
