@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
             scenario = load_scenario(args.scenario, patients=args.patients, seed=args.seed)
             try:
-                run(
+                summary = run(
                     scenario,
                     args.out,
                     workers=args.workers,
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 130
+            print(summary, file=sys.stderr)
             return 0
     except ScenarioError as e:
         return _fail(str(e))

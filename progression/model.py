@@ -16,7 +16,7 @@ import mesa
 import numpy as np
 import pyarrow as pa
 
-from progression import tables
+from progression import kernel, tables
 from progression.body import COMPARTMENTS, REGIONS, Body
 from progression.exam import Examiner
 from progression.processes import hazard, lmn, reinnervation, umn
@@ -62,6 +62,8 @@ class Cohort(mesa.Model):
         scenario: the validated scenario.
         patient_ids: (patients,) identities of the chunk's patients.
         arm: the arm simulated (its treatment, if any, applies from its start).
+        engine: ``kernel`` (fused numba pass, the default) or ``numpy`` (the same phases as
+            whole-array operations; the reference the kernel is tested against).
 
     Attributes:
         month: months since the start of degeneration.
@@ -69,7 +71,9 @@ class Cohort(mesa.Model):
         unit_steps: motor units of living patients summed over the steps simulated.
     """
 
-    def __init__(self, scenario: Scenario, patient_ids: np.ndarray, arm: str) -> None:
+    def __init__(
+        self, scenario: Scenario, patient_ids: np.ndarray, arm: str, engine: str = "kernel"
+    ) -> None:
         super().__init__(seed=scenario.cohort.seed)
         self.scenario = scenario
         self.arm = arm
@@ -87,7 +91,10 @@ class Cohort(mesa.Model):
         self.healthy = self.body.healthy_fibres
         self.starts = self.body.start[:-1]
         self.capacity_scale = self.latent.capacity.astype(np.float32)[:, None]
-        self.sick = np.zeros_like(self.state.fibres)
+        self.engine = engine
+        self.fibres_sum = self.state.fibres_per_muscle(self.starts)
+        self.alive_count = self.state.units_alive_per_muscle(self.starts)
+        self._sick_month = -1.0
         self.region_onset = np.full((n, len(REGIONS)), np.inf)
         self.symptom_onset = np.full(n, np.inf)
         self.function = self.compartment_function()
@@ -110,14 +117,12 @@ class Cohort(mesa.Model):
         """One time step (``time.step_months``), in the order the physiology runs."""
         t0, t1 = self.month, self.month + self.dt
         self.unit_steps += int(self.state.living.sum()) * self.body.n_units
-        with self.timer("atrophy"):  # orphans unadopted for the whole window are lost
-            reinnervation.age_and_atrophy(self.state.orphans, self.state.atrophied)
-        with self.timer("lmn_death"):  # neurons whose hazard passed their threshold die
-            self.lmn_death(t0, t1)
-        with self.timer("umn_loss"):  # tract axons die by the same rule, fastest first
-            self.umn_loss(t0, t1)
-        with self.timer("reinnervation"):  # survivors adopt orphans, sick ones less
-            self.reinnervate()
+        with self.timer("hazards"):  # each compartment's LMN and UMN hazard accrues
+            self.accrue_hazards(t0, t1)
+        with self.timer("umn_loss"):  # tract axons past their threshold die, fastest first
+            self.umn_loss()
+        with self.timer("motor_units"):  # atrophy, LMN death, then reinnervation by survivors
+            self.motor_units()
         self.month = t1
         with self.timer("symptoms"):  # a region whose function falls is symptomatic
             self.symptoms(t0, t1)
@@ -149,40 +154,85 @@ class Cohort(mesa.Model):
             m[self.treated] = getattr(self.treatment, attr)
         return m * self.state.living
 
-    def lmn_death(self, t0: float, t1: float) -> None:
-        s = self.state
-        rate = self.latent.lmn_speed * self.multiplier("lmn_speed")
-        hazard.advance(s.lmn_hazard, rate, self.latent.lmn_onset, t0, t1)
-        at_unit = s.lmn_hazard.astype(np.float32)[
-            :, self.body.compartment_of_muscle[self.body.muscle_of]
-        ]
-        dying = lmn.deaths(at_unit, s.threshold, s.alive)
-        orphaned = lmn.release_fibres(dying, s.fibres, s.alive, self.starts)
-        s.orphans[:, :, 0] += orphaned
-        self.sick = lmn.sickness(at_unit, s.threshold)
+    def accrue_hazards(self, t0: float, t1: float) -> None:
+        s, lat = self.state, self.latent
+        hazard.advance(
+            s.lmn_hazard, lat.lmn_speed * self.multiplier("lmn_speed"), lat.lmn_onset, t0, t1
+        )
+        hazard.advance(
+            s.umn_hazard, lat.umn_speed * self.multiplier("umn_speed"), lat.umn_onset, t0, t1
+        )
 
-    def umn_loss(self, t0: float, t1: float) -> None:
+    def umn_loss(self) -> None:
         s = self.state
-        rate = self.latent.umn_speed * self.multiplier("umn_speed")
-        hazard.advance(s.umn_hazard, rate, self.latent.umn_onset, t0, t1)
         s.umn_alive &= ~(s.umn_hazard[:, :, None] > s.umn_threshold)
 
-    def reinnervate(self) -> None:
+    def motor_units(self) -> None:
+        """Atrophy of old orphans, LMN deaths, and adoption of orphans by survivors: one fused
+        pass (:mod:`progression.kernel`) or the same phases as whole-array numpy operations."""
         s = self.state
-        capacity = self.capacity_scale * self.body.base
         rate = self.latent.adoption_rate * self.multiplier("reinnervation_rate")
+        offered = 1.0 - np.exp(-rate * self.dt)
+        q = self.scenario.reinnervation.sick_exponent
+        if self.engine == "kernel":
+            kernel.step_units(
+                s.lmn_hazard,
+                self.body.compartment_of_muscle,
+                self.body.start,
+                s.threshold,
+                s.alive,
+                s.fibres,
+                self.body.base,
+                self.capacity_scale[:, 0],
+                s.orphans,
+                s.atrophied,
+                offered,
+                q,
+                s.living,
+                self.fibres_sum,
+                self.alive_count,
+            )
+            return
+        living = s.living[:, None, None]
+        reinnervation.age_and_atrophy(s.orphans, s.atrophied, where=living)
+        at_unit = self.hazard_at_units()
+        dying = lmn.deaths(at_unit, s.threshold, s.alive & s.living[:, None])
+        s.orphans[:, :, 0] += lmn.release_fibres(dying, s.fibres, s.alive, self.starts)
         reinnervation.adopt(
             s.fibres,
             s.alive,
-            self.sick,
-            capacity,
+            lmn.sickness(at_unit, s.threshold),
+            self.capacity_scale * self.body.base,
             s.orphans,
-            rate,
-            self.dt,
-            self.scenario.reinnervation.sick_exponent,
+            offered,
+            q,
             self.starts,
             self.body.muscle_of,
         )
+        self.fibres_sum[:] = s.fibres_per_muscle(self.starts)
+        self.alive_count[:] = s.units_alive_per_muscle(self.starts)
+
+    def hazard_at_units(self) -> np.ndarray:
+        """(patients, units) cumulative LMN hazard of each unit's compartment (float32)."""
+        comp = self.body.compartment_of_muscle[self.body.muscle_of]
+        return self.state.lmn_hazard.astype(np.float32)[:, comp]
+
+    def sickness(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, units) sickness ``s = H / E`` of the units of some patients (0 if dead)."""
+        comp = self.body.compartment_of_muscle[self.body.muscle_of]
+        at_unit = self.state.lmn_hazard[rows].astype(np.float32)[:, comp]
+        s = lmn.sickness(at_unit, self.state.threshold[rows])
+        return np.where(self.state.alive[rows], s, np.float32(0.0))
+
+    @property
+    def sick(self) -> np.ndarray:
+        """(patients, units) sickness ``s = H / E`` of every unit now (0 for dead units)."""
+        if self._sick_month != self.month:
+            self._sick = np.where(
+                self.state.alive, lmn.sickness(self.hazard_at_units(), self.state.threshold), 0
+            ).astype(np.float32)
+            self._sick_month = self.month
+        return self._sick
 
     # -- function, symptoms, death, visits ---------------------------------------------------
 
@@ -190,11 +240,11 @@ class Cohort(mesa.Model):
         """(patients, compartments) UMN tract integrity U."""
         return umn.integrity(self.state.umn_alive)
 
-    def strength(self) -> np.ndarray:
+    def strength(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """(patients, muscles) force over healthy force: living fibres times UMN drive."""
-        frac = self.state.fibres_per_muscle(self.starts) / self.healthy
+        frac = self.fibres_sum[rows] / self.healthy
         a_u = self.scenario.disease.umn.drive_weakness if self.scenario.disease.umn else 0.0
-        u = self.integrity()[:, self.body.compartment_of_muscle]
+        u = umn.integrity(self.state.umn_alive[rows])[:, self.body.compartment_of_muscle]
         return frac * (1.0 - a_u * (1.0 - u))
 
     def compartment_function(self, strength: np.ndarray | None = None) -> np.ndarray:
@@ -318,17 +368,20 @@ class ChunkResult:
     tables: dict[str, pa.Table]
     unit_steps: int
     timings: dict[str, float]
+    patient_years: float
 
 
 def simulate_chunk(scenario: Scenario, patient_ids: np.ndarray) -> ChunkResult:
     """Simulate a chunk of patients in every arm; a patient's rows depend only on its id."""
     per_table: dict[str, list[pa.Table]] = {}
     unit_steps = 0
+    years = 0.0
     timings: dict[str, float] = {}
     for arm in scenario.arm_names:
         cohort = Cohort(scenario, patient_ids, arm)
         cohort.run()
         unit_steps += cohort.unit_steps
+        years += float(np.minimum(cohort.death_month, cohort.month).sum()) / 12.0
         for k, v in cohort.timings.items():
             timings[k] = timings.get(k, 0.0) + v
         for name, table in cohort.results().items():
@@ -337,4 +390,16 @@ def simulate_chunk(scenario: Scenario, patient_ids: np.ndarray) -> ChunkResult:
         tables={k: pa.concat_tables(v) for k, v in per_table.items()},
         unit_steps=unit_steps,
         timings=timings,
+        patient_years=years,
     )
+
+
+def bytes_per_patient(scenario: Scenario) -> int:
+    """Peak memory of one patient in a chunk (bytes), for sizing chunks: the unit arrays
+    (fibres, threshold, alive, and the exam's temporaries, about 24 bytes per unit), the tracts,
+    and the output rows of every visit."""
+    body = Body.from_muscles(scenario.muscles())
+    axons = scenario.disease.umn.axons if scenario.disease.umn else 1
+    visits = scenario.time.duration_months / scenario.visits.interval_months + 1
+    rows = visits * (body.n_muscles * 200 + 300)
+    return int(24 * body.n_units + 12 * axons * len(COMPARTMENTS) + rows + 4096)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from progression.body import COMPARTMENTS, REGIONS
+from progression.body import COMPARTMENTS
 
 F64, I64, I16, I8, BOOL, STR = (
     pa.float64(),
@@ -217,4 +217,18 @@ def build(cohort) -> dict[str, pa.Table]:
 
 _EVENT_ORDER = {"region_onset": 0, "first_visit": 1, "diagnosis": 2, "death": 3}
 
-__all__ = ["COLUMNS", "SCHEMAS", "build", "REGIONS"]
+
+
+
+def schema_markdown() -> str:
+    """The README's schema section: one table per output table, every column with its unit."""
+    parts = []
+    for name, cols in COLUMNS.items():
+        parts.append(f"#### `{name}/`\n\n| column | type | meaning (unit) |\n|---|---|---|")
+        parts.extend(f"| `{c}` | {t} | {doc} |" for c, t, doc in cols)
+        parts.append("")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(schema_markdown())

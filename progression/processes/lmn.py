@@ -72,10 +72,9 @@ def scaled_thresholds(exp1: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def sickness(hazard_at_unit: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-    """``s_i = H_i / E_i`` in [0, 1) for living neurons: how far along its road to death."""
-    with np.errstate(invalid="ignore"):
-        s = hazard_at_unit / threshold
-    return np.nan_to_num(s, nan=0.0, posinf=0.0).clip(0.0, 1.0)
+    """``s_i = H_i / E_i`` in [0, 1] for living neurons: how far along its road to death
+    (0 where a neuron carries no hazard: ``H / inf = 0``)."""
+    return np.minimum(hazard_at_unit / threshold, np.float32(1.0))
 
 
 def deaths(hazard_at_unit: np.ndarray, threshold: np.ndarray, alive: np.ndarray) -> np.ndarray:

@@ -18,8 +18,7 @@ def adopt(
     sick: np.ndarray,
     capacity: np.ndarray,
     orphans: np.ndarray,
-    rate: np.ndarray,
-    dt: float,
+    offered: np.ndarray,
     q: float,
     starts: np.ndarray,
     muscle_of: np.ndarray,
@@ -32,8 +31,8 @@ def adopt(
         sick: (patients, units) sickness in [0, 1).
         capacity: (patients, units) most fibres each unit may command (c_max * healthy size).
         orphans: (patients, muscles, buckets) orphaned fibres by age (updated).
-        rate: (patients,) adoption rate 1/tau_r (1/month), 0 for dead patients.
-        dt: step (months).
+        offered: (patients,) fraction of the pool offered this step, ``1 - exp(-dt / tau_r)``
+            (0 for dead patients).
         q: sick units sprout ``(1 - s) ** q`` as much.
         starts: first unit of each muscle; muscle_of: muscle of each unit.
     """
@@ -42,8 +41,7 @@ def adopt(
     if q:
         spare *= (1.0 - sick) ** q
     room = np.add.reduceat(spare, starts, axis=1)
-    offered = pool * (1.0 - np.exp(-rate * dt))[:, None]
-    taken = np.minimum(offered, room)
+    taken = np.minimum(pool * offered[:, None], room)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(room > 0, taken / room, 0.0)
         left = np.where(pool > 0, 1.0 - taken / pool, 1.0)
@@ -52,13 +50,18 @@ def adopt(
     return taken
 
 
-def age_and_atrophy(orphans: np.ndarray, atrophied: np.ndarray) -> np.ndarray:
+def age_and_atrophy(
+    orphans: np.ndarray, atrophied: np.ndarray, where: np.ndarray | bool = True
+) -> np.ndarray:
     """Move the oldest bucket to ``atrophied`` and age the rest by one step, in place.
+
+    Args:
+        where: (patients, 1, 1) patients to advance (the dead are frozen).
 
     Returns the fibres lost per muscle (patients, muscles).
     """
-    lost = orphans[:, :, -1].copy()
+    lost = np.where(where[..., 0] if np.ndim(where) else where, orphans[:, :, -1], 0.0)
     atrophied += lost
-    orphans[:, :, 1:] = orphans[:, :, :-1].copy()
-    orphans[:, :, 0] = 0.0
+    aged = np.concatenate([np.zeros_like(orphans[:, :, :1]), orphans[:, :, :-1]], axis=2)
+    np.copyto(orphans, aged, where=where)
     return lost

@@ -1,0 +1,613 @@
+"""Run a scenario's cohort in chunks of patients, in process or on dask, into a Parquet dataset.
+
+``run`` plans the cohort into chunks (chunk k covers patient ids ``[k*size, (k+1)*size)``),
+submits one task per chunk that simulates the chunk AND writes its files (so only a small
+:class:`~progression.storage.ChunkRecord` travels back), records each finished chunk in the
+manifest, draws a progress bar on a terminal and returns a :class:`RunSummary`. It computes no
+physiology: ``simulate`` (default ``progression.model.simulate_chunk``) does, and a patient's
+output depends only on (scenario, patient id), so the tables are identical whatever the workers or
+chunk size. Where the code runs:
+
+- ``workers=1`` (and no scheduler): in this process, no cluster;
+- ``scheduler="tcp://host:port"``: an existing dask cluster; ``out`` must be on a filesystem the
+  workers share with this process;
+- otherwise: a ``distributed.LocalCluster`` of ``workers`` processes (default: the usable cores),
+  one thread each.
+
+Only this (client) process writes the manifest (see :mod:`progression.storage`), at most once per
+:data:`MANIFEST_INTERVAL` and at the end. Ctrl-C cancels the tasks, closes the cluster, records
+the session as interrupted and raises :class:`RunInterrupted`; ``resume=True`` then redoes only
+the chunks the manifest does not list.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from progression import storage
+from progression.storage import ChunkRecord, Manifest
+
+SAFE_CHUNK_SIZE = 500
+"""Patients per chunk when the engine cannot estimate its memory per patient."""
+CHUNKS_PER_WORKER = 4
+"""Aim for at least this many chunks per worker: load balance, progress and cheap retries."""
+MEMORY_FRACTION = 0.5
+"""Share of the available memory that all workers' chunks together may use."""
+MAX_CHUNK_SIZE = 20_000
+"""Upper bound on patients per chunk (bounds the work lost when a worker dies)."""
+MANIFEST_INTERVAL = 1.0
+"""Seconds between manifest rewrites while chunks complete (always written at the end)."""
+RETRIES = 2
+"""Extra attempts for a chunk whose task raised (dask ``retries``). A chunk whose worker process
+died is rescheduled by dask itself (``distributed.scheduler.allowed-failures``, default 3)."""
+
+Simulate = Callable[[Any, np.ndarray], Any]
+
+
+class RunError(Exception):
+    """A run cannot start or go on; the message is one line, fit for the terminal."""
+
+
+class RunInterrupted(RunError):
+    """The run was stopped (Ctrl-C); the folder is left resumable."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        out: run folder.
+        patients: cohort size.
+        chunks: chunks in the plan.
+        chunks_run: chunks simulated by this call (the others were complete already).
+        patients_run: patients simulated by this call.
+        patient_years: simulated follow-up of the whole cohort, patient-years (None if unknown).
+        wall_seconds: wall time of this call, s.
+        unit_steps: motor-unit-steps simulated by this call.
+        output_bytes: size of the run folder, bytes.
+    """
+
+    out: Path
+    patients: int
+    chunks: int
+    chunks_run: int
+    patients_run: int
+    patient_years: float | None
+    wall_seconds: float
+    unit_steps: int
+    output_bytes: int
+
+    @property
+    def unit_steps_per_second(self) -> float:
+        return self.unit_steps / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def format(self) -> str:
+        """Two lines for the terminal."""
+        resumed = self.patients - self.patients_run
+        years = "n/a" if self.patient_years is None else f"{self.patient_years:,.0f}"
+        return (
+            f"{self.patients:,} patients in {self.chunks} chunks -> {self.out}"
+            + (f" ({resumed:,} already done)" if resumed else "")
+            + f"\npatient-years {years} | wall {_hms(self.wall_seconds)}"
+            f" | {self.unit_steps_per_second:.3g} unit-steps/s"
+            f" | output {_size(self.output_bytes)}"
+        )
+
+    __str__ = format
+
+
+# ------------------------------------------------------------------------------------- planning
+
+
+def plan_chunks(n_patients: int, chunk_size: int) -> list[range]:
+    """Patient-id ranges of the chunks: chunk k covers ``[k*size, min(n, (k+1)*size))``."""
+    if n_patients < 0 or chunk_size < 1:
+        raise ValueError(f"need n_patients >= 0, chunk_size >= 1; got {n_patients}, {chunk_size}")
+    return [range(a, min(a + chunk_size, n_patients)) for a in range(0, n_patients, chunk_size)]
+
+
+def usable_cores() -> int:
+    """Cores this process may use (affinity and cgroup quota respected)."""
+    from dask.system import CPU_COUNT
+
+    return max(1, int(CPU_COUNT))
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (psutil comes with distributed)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _bytes_per_patient(scenario: Any) -> int | None:
+    """Engine estimate of peak bytes per patient of a chunk, if it offers one.
+
+    The engine may expose ``progression.model.bytes_per_patient(scenario) -> int``.
+    """
+    from progression.scenario import Scenario
+
+    if not isinstance(scenario, Scenario):  # a test's stand-in
+        return None
+    from progression.model import bytes_per_patient
+
+    return bytes_per_patient(scenario)
+
+
+def default_chunk_size(
+    scenario: Any, *, workers: int | None = None, memory_per_worker: float | None = None
+) -> int:
+    """Patients per chunk chosen from the cohort, the workers and their memory.
+
+    ``size = min(ceil(patients / (CHUNKS_PER_WORKER * workers)), memory cap, MAX_CHUNK_SIZE)``
+    where the memory cap is ``MEMORY_FRACTION * memory_per_worker / bytes per patient`` when the
+    engine estimates bytes per patient, else :data:`SAFE_CHUNK_SIZE`. At least 1.
+
+    Args:
+        scenario: the scenario (``scenario.cohort.patients`` is read).
+        workers: parallel workers (default: usable cores).
+        memory_per_worker: bytes one worker may use (default: available memory / workers).
+    """
+    workers = workers or usable_cores()
+    per_patient = _bytes_per_patient(scenario)
+    if per_patient:
+        memory = memory_per_worker or _available_memory() / workers
+        cap = int(MEMORY_FRACTION * memory / per_patient)
+    else:
+        cap = SAFE_CHUNK_SIZE
+    balanced = math.ceil(scenario.cohort.patients / (CHUNKS_PER_WORKER * workers))
+    return max(1, min(balanced, cap, MAX_CHUNK_SIZE))
+
+
+# ------------------------------------------------------------------------------- the chunk task
+
+
+def _default_simulate() -> Simulate:
+    from progression.model import simulate_chunk
+
+    return simulate_chunk
+
+
+def _version() -> str:
+    import progression
+
+    return str(getattr(progression, "__version__", "unknown"))
+
+
+def run_chunk(
+    scenario: Any, out: str, chunk: int, first: int, stop: int, simulate: Simulate
+) -> ChunkRecord:
+    """Simulate patients ``[first, stop)`` and write them as chunk ``chunk`` (runs on a worker).
+
+    Any files of an earlier attempt at this chunk are deleted first.
+    """
+    start = time.perf_counter()
+    storage.clear_chunk(Path(out), chunk)
+    result = simulate(scenario, np.arange(first, stop, dtype=np.int64))
+    meta = storage.file_metadata(scenario.text, scenario.hash, _version())
+    nbytes = storage.write_chunk(
+        Path(out), chunk, result.tables, metadata=meta, arms=tuple(scenario.arm_names)
+    )
+    years = getattr(result, "patient_years", None)
+    return ChunkRecord(
+        chunk=chunk,
+        first=first,
+        stop=stop,
+        unit_steps=int(result.unit_steps),
+        patient_years=None if years is None else float(years),
+        bytes=nbytes,
+        seconds=time.perf_counter() - start,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        tables=sorted(result.tables),
+        timings={k: float(v) for k, v in (getattr(result, "timings", None) or {}).items()},
+    )
+
+
+# --------------------------------------------------------------------------------- preparation
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _new_manifest(scenario: Any, chunk_size: int) -> Manifest:
+    chunks = plan_chunks(scenario.cohort.patients, chunk_size)
+    return Manifest(
+        scenario_hash=scenario.hash,
+        version=_version(),
+        scenario_path=str(scenario.path),
+        patients=int(scenario.cohort.patients),
+        seed=int(scenario.cohort.seed),
+        arms=list(scenario.arm_names),
+        chunk_size=chunk_size,
+        chunks=[[r.start, r.stop] for r in chunks],
+        started=_now(),
+    )
+
+
+def _prepare(
+    scenario: Any,
+    out: Path,
+    chunk_size: int | None,
+    choose_size: Callable[[], int],
+    resume: bool,
+    overwrite: bool,
+) -> Manifest:
+    """Check the folder against the flags; return the manifest to continue (saved on disk).
+
+    ``choose_size()`` gives the chunk size of a new run when ``chunk_size`` is None.
+    """
+    if resume and overwrite:
+        raise RunError("choose one of --resume and --overwrite, not both")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} exists and is not a folder")
+    has_manifest = (out / storage.MANIFEST).is_file()
+    if not storage.is_empty_dir(out):
+        if not (resume or overwrite):
+            raise RunError(
+                f"{out} is not empty: add --resume to continue the run in it "
+                "or --overwrite to replace it"
+            )
+        if not has_manifest:
+            raise RunError(
+                f"{out} is not empty and holds no {storage.MANIFEST}, so it is not a progression "
+                "run; refusing to resume or overwrite it (choose another --out)"
+            )
+        if overwrite:
+            storage.clear_dir(out)
+            has_manifest = False
+    if resume and has_manifest:
+        try:
+            manifest = Manifest.load(out)
+        except ValueError as e:
+            raise RunError(f"cannot resume: {e}") from e
+        if manifest.scenario_hash != scenario.hash:
+            raise RunError(
+                f"cannot resume {out}: its scenario (sha256 {manifest.scenario_hash[:12]}) differs "
+                f"from this one ({scenario.hash[:12]}); use --overwrite to start again"
+            )
+        if manifest.version != _version():
+            raise RunError(
+                f"cannot resume {out}: written by progression {manifest.version}, this is "
+                f"{_version()}; use --overwrite to start again"
+            )
+        if chunk_size is not None and chunk_size != manifest.chunk_size:
+            raise RunError(
+                f"cannot resume {out} with chunk size {chunk_size}: it was planned with "
+                f"{manifest.chunk_size} (leave --chunk-size out)"
+            )
+        storage.remove_incomplete(out, manifest.completed_chunks())
+        return manifest
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _new_manifest(scenario, chunk_size or choose_size())
+    storage.write_text_atomic(out / storage.SCENARIO_COPY, scenario.text)
+    manifest.save(out)
+    return manifest
+
+
+# ----------------------------------------------------------------------------------- execution
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start, so they inherit it ignored.
+
+    A Ctrl-C on a terminal reaches the whole process group; the workers should not die with
+    tracebacks of their own but be shut down by this process, which alone handles the Ctrl-C.
+    """
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _in_process(tasks: list[tuple[Any, ...]]) -> Iterator[ChunkRecord]:
+    for args in tasks:
+        yield run_chunk(*args)
+
+
+def _connect(scheduler: str) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``, or a RunError."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout="30s")
+    except (OSError, ValueError) as e:  # TimeoutError is an OSError
+        raise RunError(f"cannot reach the dask scheduler at {scheduler}: {e}") from e
+
+
+def _cluster_resources(scheduler: str) -> tuple[int | None, float | None]:
+    """(worker threads, smallest memory limit per thread in bytes) of a running dask cluster."""
+    with _connect(scheduler) as client:
+        workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
+    threads = sum(w.get("nthreads", 1) for w in workers)
+    limits = [w["memory_limit"] / max(1, w.get("nthreads", 1))
+              for w in workers if w.get("memory_limit")]
+    return (threads or None), (min(limits) if limits else None)
+
+
+def _on_dask(
+    tasks: list[tuple[Any, ...]], workers: int | None, scheduler: str | None
+) -> Iterator[ChunkRecord]:
+    """Run the tasks on a dask cluster, yielding records as chunks complete.
+
+    A task that raises is retried :data:`RETRIES` times; a chunk whose worker process dies is
+    rescheduled by dask (up to ``distributed.scheduler.allowed-failures`` times, default 3).
+    Closing the generator (end, error or Ctrl-C) cancels what is left and closes the client and
+    any LocalCluster it started.
+    """
+    import uuid
+
+    from distributed import Client, KilledWorker, LocalCluster, as_completed
+
+    with ExitStack() as stack:
+        if scheduler is None:
+            try:
+                with _sigint_ignored():
+                    cluster = LocalCluster(
+                        n_workers=workers or usable_cores(),
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address="127.0.0.1:0",  # no clash with a dashboard on :8787
+                        silence_logs=logging.ERROR,
+                    )
+            except RuntimeError as e:
+                raise RunError(
+                    f"could not start local dask workers ({e}); a script that calls run() must "
+                    "do so under `if __name__ == '__main__':`"
+                ) from e
+            stack.enter_context(cluster)
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(_connect(scheduler))
+        tag = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(run_chunk, *args, key=f"progression-chunk-{args[2]:05d}-{tag}",
+                          retries=RETRIES, pure=False)
+            for args in tasks
+        ]
+        stack.callback(_cancel_quietly, client, futures)
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+            except KilledWorker as e:
+                raise RunError(
+                    f"a chunk killed its worker process repeatedly (out of memory? try a smaller "
+                    f"--chunk-size): {e}"
+                ) from e
+            yield record
+
+
+def _cancel_quietly(client: Any, futures: list[Any]) -> None:
+    with suppress(Exception):
+        client.cancel(futures)
+
+
+class _Progress:
+    """One-line progress bar on ``stream`` (patients done, rate, ETA), redrawn with ``\\r``."""
+
+    def __init__(self, total: int, done: int, stream: TextIO, enabled: bool) -> None:
+        self.total, self.done, self.stream, self.enabled = total, done, stream, enabled
+        self.start_done, self.start = done, time.monotonic()
+        self.last_draw = 0.0
+        self.draw(force=True)
+
+    def update(self, patients: int) -> None:
+        self.done += patients
+        self.draw()
+
+    def draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last_draw < 0.1):
+            return
+        self.last_draw = now
+        elapsed = now - self.start
+        rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+        eta = _hms((self.total - self.done) / rate) if rate > 0 else "--:--:--"
+        width = 30
+        filled = int(width * self.done / self.total) if self.total else width
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(
+            f"\r[{bar}] {self.done:,}/{self.total:,} patients | {rate:,.1f}/s | ETA {eta} "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.draw(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def run(
+    scenario: Any,
+    out: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    chunk_size: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    simulate: Simulate | None = None,
+) -> RunSummary:
+    """Simulate the scenario's cohort into the Parquet dataset ``out``.
+
+    Args:
+        scenario: a loaded ``Scenario`` (``path``, ``text``, ``hash``, ``cohort.patients``,
+            ``cohort.seed``, ``arm_names``).
+        out: run folder; must be empty or absent unless ``resume`` or ``overwrite``.
+        workers: worker processes (1 = in this process, no cluster; default: usable cores).
+            Ignored with ``scheduler``.
+        chunk_size: patients per chunk (default :func:`default_chunk_size`; on resume, the
+            planned one).
+        scheduler: address of an existing dask scheduler, e.g. ``"tcp://10.0.0.1:8786"``.
+        resume: keep the complete chunks of the run in ``out`` and redo the others.
+        overwrite: delete the run in ``out`` first.
+        progress: draw a progress bar on stderr (default: when stderr is a terminal).
+        simulate: ``(scenario, patient_ids) -> ChunkResult`` (default
+            ``progression.model.simulate_chunk``); must be picklable for dask.
+
+    Returns:
+        A :class:`RunSummary`; ``str(summary)`` is the text to show the user.
+
+    Raises:
+        RunError: the folder or flags refuse the run, or a file cannot be written.
+        RunInterrupted: Ctrl-C; the cluster is closed and ``out`` can be resumed.
+    """
+    start = time.monotonic()
+    out = Path(out).expanduser().resolve()
+    simulate = simulate or _default_simulate()
+    for arm in scenario.arm_names:
+        try:
+            storage.check_partition_value(arm)
+        except ValueError as e:
+            raise RunError(str(e)) from e
+    if workers is not None and workers < 1:
+        raise RunError(f"--workers must be at least 1, got {workers}")
+    if chunk_size is not None and chunk_size < 1:
+        raise RunError(f"--chunk-size must be at least 1, got {chunk_size}")
+
+    def choose_size() -> int:
+        if scheduler is None:
+            return default_chunk_size(scenario, workers=workers or usable_cores())
+        threads, memory = _cluster_resources(scheduler)
+        return default_chunk_size(scenario, workers=threads, memory_per_worker=memory)
+
+    try:
+        manifest = _prepare(scenario, out, chunk_size, choose_size, resume, overwrite)
+    except OSError as e:
+        raise RunError(_os_message(e, out)) from e
+
+    done = manifest.completed_chunks()
+    tasks = [
+        (scenario, str(out), k, first, stop, simulate)
+        for k, (first, stop) in enumerate(manifest.chunks)
+        if k not in done
+    ]
+    session: dict[str, Any] = {
+        "started": _now(), "finished": None, "status": "running", "workers": workers,
+        "scheduler": scheduler, "chunks_run": 0, "patients_run": 0, "unit_steps": 0,
+        "wall_seconds": 0.0,
+    }
+    manifest.sessions.append(session)
+    bar = _Progress(
+        manifest.patients, manifest.totals()["patients"], sys.stderr,
+        sys.stderr.isatty() if progress is None else progress,
+    )
+    last_save = 0.0
+
+    def save(status: str) -> None:
+        nonlocal last_save
+        session.update(status=status, wall_seconds=time.monotonic() - start)
+        if status != "running":
+            session["finished"] = _now()
+        if manifest.is_complete() and manifest.finished is None:
+            manifest.finished = _now()
+        manifest.update_throughput()
+        manifest.save(out)
+        last_save = time.monotonic()
+
+    try:
+        save("running")
+        if workers == 1 and scheduler is None:
+            records = _in_process(tasks)
+        else:
+            records = _on_dask(tasks, workers, scheduler)
+        with closing(records):
+            for record in records:
+                _check_visible(out, record, manifest.arms)
+                manifest.mark_complete(record)
+                session["chunks_run"] += 1
+                session["patients_run"] += record.patients
+                session["unit_steps"] += record.unit_steps
+                if time.monotonic() - last_save >= MANIFEST_INTERVAL:
+                    save("running")
+                bar.update(record.patients)
+        save("complete")
+        storage.remove_tmp(out)
+    except KeyboardInterrupt:
+        _save_quietly(save, "interrupted")
+        raise RunInterrupted(
+            f"interrupted with {len(manifest.completed_chunks())} of {len(manifest.chunks)} "
+            f"chunks complete in {out}; run again with --resume to continue"
+        ) from None
+    except OSError as e:
+        _save_quietly(save, "failed")
+        raise RunError(_os_message(e, out)) from e
+    except BaseException:
+        _save_quietly(save, "failed")
+        raise
+    finally:
+        bar.close()
+
+    totals = manifest.totals()
+    return RunSummary(
+        out=out,
+        patients=manifest.patients,
+        chunks=len(manifest.chunks),
+        chunks_run=session["chunks_run"],
+        patients_run=session["patients_run"],
+        patient_years=totals["patient_years"],
+        wall_seconds=time.monotonic() - start,
+        unit_steps=session["unit_steps"],
+        output_bytes=storage.dir_size(out),
+    )
+
+
+def _save_quietly(save: Callable[[str], None], status: str) -> None:
+    """Record the session's end; a failure here must not hide the original error."""
+    try:
+        save(status)
+    except Exception:  # noqa: BLE001 - best effort, the original error matters more
+        pass
+
+
+def _os_message(e: OSError, out: Path) -> str:
+    if e.filename is None:  # e.g. a lost connection to the dask scheduler
+        return f"input/output error during the run into {out}: {type(e).__name__}: {e}"
+    reason = e.strerror or str(e)
+    return f"cannot write {e.filename}: {reason} (check free space and permissions of {out})"
+
+
+def _check_visible(out: Path, record: ChunkRecord, arms: list[str]) -> None:
+    """Refuse to record a chunk whose files this process cannot see (unshared ``out``)."""
+    missing = storage.missing_files(out, record.chunk, record.tables, arms)
+    if missing:
+        raise RunError(
+            f"chunk {record.chunk} was written by worker {record.worker} but {missing[0]} is not "
+            "visible here: --out must be a folder that the workers and this machine share"
+        )
