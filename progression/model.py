@@ -117,6 +117,8 @@ class Cohort(mesa.Model):
         """One time step (``time.step_months``), in the order the physiology runs."""
         t0, t1 = self.month, self.month + self.dt
         self.unit_steps += int(self.state.living.sum()) * self.body.n_units
+        if self.treatment is not None and self.treatment.start != "first_visit":
+            self.treated |= t0 + 1e-9 >= float(self.treatment.start)  # a fixed start month
         with self.timer("hazards"):  # each compartment's LMN and UMN hazard accrues
             self.accrue_hazards(t0, t1)
         with self.timer("umn_loss"):  # tract axons past their threshold die, fastest first
@@ -334,8 +336,6 @@ class Cohort(mesa.Model):
             self.add_events(changed, np.full(len(changed), self.month), "diagnosis", None, category)
         if self.treatment is not None and self.treatment.start == "first_visit":
             self.treated[due] = True
-        elif self.treatment is not None:
-            self.treated |= self.month + 1e-9 >= float(self.treatment.start)
         self.next_visit[due] += self.scenario.visits.interval_months
 
     def add_events(self, rows, month, event: str, region, detail) -> None:

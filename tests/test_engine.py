@@ -160,3 +160,27 @@ def test_every_lmn_pattern_runs(pattern):
     scenario = small(patients=8, **extra)
     tables = simulate_chunk(scenario, np.arange(8)).tables
     assert tables["patients"].num_rows == 8
+
+
+@pytest.mark.parametrize("start", ["first_visit", 3.0])
+def test_a_treated_patient_does_not_depend_on_its_chunk(start):
+    scenario = small(
+        patients=12,
+        **{
+            "treatments.drug.lmn_speed": 0.5,
+            "treatments.drug.start": start,
+            "cohort.arms.placebo.treatment": "none",
+            "cohort.arms.drug.treatment": "drug",
+        },
+    )
+    assert scenario.arm_names == ("placebo", "drug")
+    whole = simulate_chunk(scenario, np.arange(12)).tables
+    for pid in (0, 5, 11):
+        alone = simulate_chunk(scenario, np.array([pid])).tables
+        for name, table in alone.items():
+            mask = pa.compute.equal(whole[name]["patient_id"], pid)
+            assert whole[name].filter(mask).equals(table), (name, pid)
+    drug = pa.compute.equal(whole["patients"]["arm"], "drug")
+    placebo = whole["patients"].filter(pa.compute.invert(drug))
+    treated = whole["patients"].filter(drug)
+    assert placebo["lmn_speed"].equals(treated["lmn_speed"])  # common random numbers
