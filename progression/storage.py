@@ -395,6 +395,7 @@ class Manifest:
             "wall_seconds": wall,
             "patients": t["patients"],
             "unit_steps": t["unit_steps"],
+            "patient_years": t["patient_years"],
             "patients_per_second": _rate(t["patients"], wall),
             "unit_steps_per_second": _rate(t["unit_steps"], wall),
             "chunk_seconds": cpu,

@@ -3,7 +3,12 @@
 :class:`Examiner` reads a cohort's state for the patients due at a visit and records one row per
 patient (``visits``) and one per patient and muscle (``muscles``). It never changes the
 physiology. Measurement noise is keyed by (seed, patient, month), so the same patient seen in
-two arms at the same month gets the same noise (common random numbers).
+two arms at the same month gets the same noise (common random numbers), and examining a patient
+twice at the same month gives the same findings.
+
+Findings of dysfunction per region accumulate over visits (:mod:`progression.exam.criteria`
+says what counts); soft findings (brisk jaw jerk, CMCT beyond the upper limit of normal) count
+once seen at two consecutive visits.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class Examiner:
         self.jaw_offset = 0.15 * z[:, m + 1]
         self.svc_baseline = 100.0 + 10.0 * z[:, m + 2]
         self.item_jitter = alsfrs.PATIENT_JITTER * z[:, m + 5 :]
+        zs = rnd.normal(self.seed, "exam:subject-munix", ids, m)
+        sigma = tests.munix_subject_sigma(self.params.munix_cov)
+        self.munix_subject = np.exp(sigma * zs - sigma**2 / 2)
         self.babinski_threshold = 0.9 * u[:, 0]
         self.pba_susceptible = u[:, 1] < 0.5
         self.mv_per_fibre = np.array([mu.cmap_mv for mu in body.muscles]) / body.healthy_fibres
@@ -59,8 +67,17 @@ class Examiner:
         )
         self.item_muscles = alsfrs.item_muscles(body)
         self.region_of_muscle = np.array([REGIONS.index(mu.region) for mu in body.muscles])
+        self.mup_healthy = np.array([mu.mup_uv for mu in body.muscles], dtype=float)
+        self.tms_target = np.array([mu.cmct_ms is not None for mu in body.muscles])
+        self.cmct_limit = np.array(
+            [criteria.cmct_upper_limit(mu.cmct_ms) if mu.cmct_ms else np.inf for mu in body.muscles]
+        )
         self.lmn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
         self.umn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
+        # Soft findings at the patient's last visit and at the one before it, to confirm them.
+        self.soft_month = np.full(n, -np.inf)
+        self.soft_last = np.zeros((n, len(REGIONS)), dtype=bool)
+        self.soft_before = np.zeros((n, len(REGIONS)), dtype=bool)
         self.diagnosis = np.full(n, "none", dtype=object)
         self.visit_rows: list[dict[str, np.ndarray]] = []
         self.muscle_rows: list[dict[str, np.ndarray]] = []
@@ -122,7 +139,11 @@ class Examiner:
             reflexive = mu.name in REFLEX_MUSCLES
             cols["cmap_mv"].append(cm)
             cols["mune"].append(mune)
-            cols["munix"].append(tests.munix(f_i, self.munix_scale[i], zm[:, i, 1], p.munix_cov))
+            cols["munix"].append(
+                tests.munix(
+                    f_i, self.munix_scale[i], self.munix_subject[rows, i], zm[:, i, 1], p.munix_cov
+                )
+            )
             cols["mrc_grade"].append(signs.mrc_grade(strength[:, i], zm[:, i, 2], p.mrc_sd))
             cols["reflex_grade"].append(
                 signs.reflex_grade(
@@ -189,7 +210,18 @@ class Examiner:
         )
 
         # Findings per region, accumulated over visits.
-        lmn_now, umn_now = self._findings(per_muscle, babinski, jaw, dys, pba)
+        lmn_now, umn_now, soft_now = criteria.region_findings(
+            per_muscle,
+            self.region_of_muscle,
+            self.mup_healthy,
+            self.cmct_limit,
+            self.tms_target,
+            babinski,
+            jaw,
+            dys,
+            pba,
+        )
+        umn_now |= soft_now & self._soft_previous(rows, soft_now, month)
         self.lmn_seen[rows] |= lmn_now
         self.umn_seen[rows] |= umn_now
         since = month - cohort.symptom_onset[rows]
@@ -225,34 +257,16 @@ class Examiner:
         )
         return rows[changed], dx[changed]
 
-    def _findings(self, mus: dict, babinski, jaw, dys, pba) -> tuple[np.ndarray, np.ndarray]:
-        """(patients, regions) LMN and UMN dysfunction seen at this visit."""
-        body = self.body
-        n = babinski.shape[0]
-        neurogenic = mus["mup_amplitude_uv"] > criteria.NEUROGENIC_MUP * np.array(
-            [mu.mup_uv for mu in body.muscles]
-        )
-        lmn_m = ((mus["fibrillation_grade"] >= 1) & neurogenic) | (
-            (mus["mrc_grade"] <= 4) & mus["wasting"]
-        )
-        limits = np.array(
-            [criteria.cmct_upper_limit(mu.cmct_ms) if mu.cmct_ms else np.inf for mu in body.muscles]
-        )
-        tms = np.array([mu.cmct_ms is not None for mu in body.muscles])
-        slow = np.nan_to_num(mus["cmct_ms"], nan=-np.inf) > limits
-        absent = tms & (mus["mep_present"] == False)  # noqa: E712 (object array of bools/None)
-        umn_m = (mus["reflex_grade"] >= 3) | (mus["tone"] == "spastic") | slow | absent
-        lmn_r = np.zeros((n, len(REGIONS)), dtype=bool)
-        umn_r = np.zeros((n, len(REGIONS)), dtype=bool)
-        for r in range(len(REGIONS)):
-            cols = self.region_of_muscle == r
-            lmn_r[:, r] = lmn_m[:, cols].any(axis=1)
-            umn_r[:, r] = umn_m[:, cols].any(axis=1)
-        b = REGIONS.index("bulbar")
-        lmn_r[:, b] |= np.isin(dys, ("flaccid", "mixed")) | (jaw == "absent")
-        umn_r[:, b] |= (jaw == "brisk") | np.isin(dys, ("spastic", "mixed")) | pba
-        umn_r[:, REGIONS.index("lumbosacral")] |= babinski
-        return lmn_r, umn_r
+    def _soft_previous(self, rows: np.ndarray, soft: np.ndarray, month: float) -> np.ndarray:
+        """Soft findings at each patient's previous visit (before ``month``); records ``soft``
+        as this visit's. A repeat examination at the same month does not count as a visit."""
+        repeat = self.soft_month[rows] >= month
+        prev = np.where(repeat[:, None], self.soft_before[rows], self.soft_last[rows])
+        new = rows[~repeat]
+        self.soft_before[new] = self.soft_last[new]
+        self.soft_month[new] = month
+        self.soft_last[rows] = soft
+        return prev
 
 
 _MUSCLE_COLUMNS = (

@@ -77,5 +77,6 @@ def items(strength: np.ndarray, muscles: dict[str, np.ndarray], jitter: np.ndarr
 
 def svc_percent(respiratory: np.ndarray, baseline: np.ndarray, z: np.ndarray, cov: float):
     """Slow vital capacity (% predicted): insensitive to mild weakness, ``sqrt`` of inspiratory
-    strength (VC near 55% when strength is 30%: Braun 1983), times the patient's healthy value."""
-    return baseline * np.sqrt(np.clip(respiratory, 0, None)) * (1 + cov * z)
+    strength (VC near 55% when strength is 30%: Braun 1983), times the patient's healthy value,
+    with log-normal test-retest noise of CoV ``cov`` (always positive)."""
+    return baseline * np.sqrt(np.clip(respiratory, 0, None)) * np.exp(cov * z - cov**2 / 2)

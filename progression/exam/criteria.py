@@ -1,27 +1,108 @@
 """Diagnosis from what was observed: UMN and LMN dysfunction per region, then the phenotype.
 
-Per region (MODEL.md section 9): LMN dysfunction = weakness with wasting, or fibrillations with
-neurogenic (large) MUPs; UMN dysfunction = brisk reflexes, spasticity, Babinski, brisk jaw jerk,
-spastic dysarthria, pseudobulbar affect, or a prolonged or absent central motor conduction.
-Findings accumulate over visits. ``diagnosis`` is the clinical phenotype (ALS, PMA, PLS after 2
-years of UMN-only disease, else none); ``gold_coast`` applies the Gold Coast criteria (2020).
+Per region (MODEL.md section 9; Gold Coast 2020, Shefner et al. Clin Neurophysiol 131:1975):
+
+- LMN dysfunction: weakness with wasting, or EMG denervation (fibrillations) with neurogenic
+  (enlarged, reinnervated) MUPs; in the bulbar region also flaccid dysarthria. An absent jaw
+  jerk is *not* an LMN sign: it is often absent in healthy people.
+- UMN dysfunction: pathologically brisk reflexes (clonus, or brisk reflexes in a weak or wasted
+  region: "a reflex preserved or brisk in a weak and wasted limb"), spasticity, Babinski sign,
+  brisk jaw jerk, spastic dysarthria, pseudobulbar affect, or an absent or prolonged central
+  motor conduction where recorded.
+
+Graded findings whose healthy range borders the abnormal one (brisk jaw jerk, CMCT beyond the
+upper limit of normal) are *soft*: measurement noise alone crosses the limit now and then, and
+findings accumulate over visits, so a soft finding counts only when it is present at two
+consecutive visits (the examiner keeps that record). Brisk reflexes in a region of normal
+strength are not counted at all: healthy people may have brisk reflexes, and without weakness,
+clonus or spasticity a neurologist does not call them pathological.
+
+``diagnosis`` is the clinical phenotype (ALS: UMN and LMN; PMA: LMN only; PLS: UMN only for at
+least 2 years since symptom onset, probable PLS under the 2020 consensus criteria, Turner et
+al. JNNP 91:373; else none). ``gold_coast`` applies the Gold Coast criteria, which also call LMN
+dysfunction in two regions ALS.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: A needle MUP this many times the healthy mean is neurogenic (reinnervated).
+from progression.body import REGIONS
+
+#: A needle MUP this many times the healthy mean is neurogenic (reinnervated). Healthy MUP
+#: amplitude SD is about 14% of the mean (TA 662 +/- 92 microvolts, de Carvalho group), so
+#: 1.4x lies near the published upper limit of normal (TA 846 microvolts, 1.28x) plus margin.
 NEUROGENIC_MUP = 1.4
-#: CMCT upper limits: healthy mean plus 2.5 SD (hand 1.3 ms, foot 2.5 ms; Jitsakulchaidej 2022).
+#: Healthy CMCT SD by healthy mean: hand 1.3 ms, foot 2.5 ms (Jitsakulchaidej 2022 BMC Neurol).
 CMCT_SD_MS = {7.5: 1.3, 14.0: 2.5}
+#: Upper limit of normal CMCT: mean + this many population SDs (the laboratory convention).
+CMCT_LIMIT_SD = 2.5
 #: PLS needs UMN-only disease for this long since symptom onset (2020 consensus, probable).
 PLS_MONTHS = 24.0
 CATEGORIES = ("none", "PMA", "PLS", "ALS")
 
 
 def cmct_upper_limit(healthy_ms: float) -> float:
-    return healthy_ms + 2.5 * CMCT_SD_MS.get(healthy_ms, 0.15 * healthy_ms)
+    """Upper limit of normal CMCT (ms) for a target with healthy mean ``healthy_ms``."""
+    return healthy_ms + CMCT_LIMIT_SD * CMCT_SD_MS.get(healthy_ms, 0.17 * healthy_ms)
+
+
+def region_findings(
+    mus: dict[str, np.ndarray],
+    region_of_muscle: np.ndarray,
+    mup_healthy_uv: np.ndarray,
+    cmct_limit_ms: np.ndarray,
+    tms_target: np.ndarray,
+    babinski: np.ndarray,
+    jaw: np.ndarray,
+    dysarthria: np.ndarray,
+    pba: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(patients, regions) LMN dysfunction, definite UMN dysfunction and soft UMN findings seen
+    at one visit.
+
+    Args:
+        mus: per-muscle findings (patients, muscles): ``mrc_grade``, ``wasting``,
+            ``reflex_grade`` (-1 where not tested), ``tone`` (None where not tested),
+            ``fibrillation_grade``, ``mup_amplitude_uv``, ``cmct_ms`` (nan if absent or not
+            recorded), ``mep_present`` (None where not a TMS target).
+        region_of_muscle: (muscles,) index into :data:`REGIONS`.
+        mup_healthy_uv: (muscles,) healthy MUP amplitude.
+        cmct_limit_ms: (muscles,) upper limit of normal CMCT (inf where not a target).
+        tms_target: (muscles,) bool.
+        babinski, jaw, dysarthria, pba: (patients,) patient-level signs.
+    """
+    n = babinski.shape[0]
+    weak = mus["mrc_grade"] <= 4
+    neurogenic = mus["mup_amplitude_uv"] > NEUROGENIC_MUP * mup_healthy_uv
+    lmn_m = ((mus["fibrillation_grade"] >= 1) & neurogenic) | (weak & mus["wasting"])
+    brisk = mus["reflex_grade"] >= 3
+    clonus = mus["reflex_grade"] >= 4
+    spastic = mus["tone"] == "spastic"
+    slow = np.nan_to_num(mus["cmct_ms"], nan=-np.inf) > cmct_limit_ms
+    absent = tms_target & (mus["mep_present"] == False)  # noqa: E712 (object array of bools/None)
+    lmn_r = np.zeros((n, len(REGIONS)), dtype=bool)
+    umn_r = np.zeros((n, len(REGIONS)), dtype=bool)
+    soft_r = np.zeros((n, len(REGIONS)), dtype=bool)
+    for r in range(len(REGIONS)):
+        cols = region_of_muscle == r
+        if not cols.any():
+            continue
+        weak_or_wasted = (weak[:, cols] | mus["wasting"][:, cols]).any(axis=1)
+        lmn_r[:, r] = lmn_m[:, cols].any(axis=1)
+        umn_r[:, r] = (
+            clonus[:, cols].any(axis=1)
+            | (brisk[:, cols].any(axis=1) & weak_or_wasted)
+            | spastic[:, cols].any(axis=1)
+            | absent[:, cols].any(axis=1)
+        )
+        soft_r[:, r] = slow[:, cols].any(axis=1)
+    b = REGIONS.index("bulbar")
+    lmn_r[:, b] |= np.isin(dysarthria, ("flaccid", "mixed"))
+    umn_r[:, b] |= np.isin(dysarthria, ("spastic", "mixed")) | pba
+    soft_r[:, b] |= jaw == "brisk"
+    umn_r[:, REGIONS.index("lumbosacral")] |= babinski
+    return lmn_r, umn_r, soft_r
 
 
 def classify(

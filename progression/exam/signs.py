@@ -23,6 +23,9 @@ WASTING_BULK = 0.75
 #: and the tract is near intact.
 SPASTIC_LOSS = 0.35
 FLACCID_UNITS = 0.4
+#: Healthy jaw-jerk score (2 = normal, 1 = reduced): the normal jaw jerk is slight or barely
+#: present, so healthy people sit between normal and reduced and a brisk one is abnormal.
+JAW_HEALTHY = 1.8
 
 
 def mrc_grade(strength: np.ndarray, z: np.ndarray, sd: float) -> np.ndarray:
@@ -60,9 +63,14 @@ def babinski(lumbosacral_integrity: np.ndarray, threshold: np.ndarray) -> np.nda
 def jaw_jerk(
     bulbar_integrity: np.ndarray, bulbar_units: np.ndarray, offset: np.ndarray
 ) -> np.ndarray:
-    """``absent``, ``reduced``, ``normal`` or ``brisk``: UMN loss brisk, LMN loss weak."""
+    """``absent``, ``reduced``, ``normal`` or ``brisk``: UMN loss brisk, LMN loss weak.
+
+    The efferent limb is the trigeminal motor nucleus; the body map has no masseter, so the
+    bulbar units' alive fraction (tongue) stands for the bulbar LMN pool, whose hazard is shared.
+    ``offset`` is the patient's own level plus the visit's noise (grades).
+    """
     score = (
-        2.0
+        JAW_HEALTHY
         + REFLEX_UMN_GAIN * (1 - bulbar_integrity)
         - REFLEX_LMN_GAIN * (1 - bulbar_units)
         + offset

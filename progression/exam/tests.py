@@ -15,6 +15,10 @@ SYNAPTIC_DELAY_MS = 1.5
 FIBRILLATION_THRESHOLDS = np.array([0.01, 0.03, 0.08, 0.20])
 #: Minutes of observation for fasciculations at rest.
 FASCICULATION_MINUTES = 2.0
+#: Between-person CoV of healthy MUNIX, test-retest noise included: SD over mean is 0.23 for APB
+#: (191 +/- 44), 0.22 ADM, 0.20 biceps, 0.26 TA (Cao 2020 Muscle Nerve, n=150). The person's
+#: own level takes what the test-retest CoV leaves.
+MUNIX_POPULATION_COV = 0.23
 
 
 def cmap(fibres: np.ndarray, mv_per_fibre: float, subject: np.ndarray, z: np.ndarray, cov: float):
@@ -57,9 +61,18 @@ def effective_units(fibres: np.ndarray) -> np.ndarray:
         return np.where(s2 > 0, f.sum(axis=1) ** 2 / s2, 0.0)
 
 
-def munix(fibres: np.ndarray, scale: float, z: np.ndarray, cov: float) -> np.ndarray:
-    """MUNIX: effective unit number times the method's scale, log-normal test-retest noise."""
-    return scale * effective_units(fibres) * np.exp(cov * z - cov**2 / 2)
+def munix_subject_sigma(cov: float) -> float:
+    """Log-normal sigma of a person's own MUNIX level, so that person and test-retest noise
+    together give :data:`MUNIX_POPULATION_COV`."""
+    return float(np.sqrt(max(MUNIX_POPULATION_COV**2 - cov**2, 0.0)))
+
+
+def munix(
+    fibres: np.ndarray, scale: float, subject: np.ndarray, z: np.ndarray, cov: float
+) -> np.ndarray:
+    """MUNIX: effective unit number times the method's scale and the person's own level
+    (``subject``, mean 1), with log-normal test-retest noise of CoV ``cov``."""
+    return scale * subject * effective_units(fibres) * np.exp(cov * z - cov**2 / 2)
 
 
 def fasciculations(
