@@ -94,7 +94,6 @@ class Cohort(mesa.Model):
         self.engine = engine
         self.fibres_sum = self.state.fibres_per_muscle(self.starts)
         self.alive_count = self.state.units_alive_per_muscle(self.starts)
-        self._sick_month = -1.0
         self.region_onset = np.full((n, len(REGIONS)), np.inf)
         self.symptom_onset = np.full(n, np.inf)
         self.function = self.compartment_function()
@@ -225,16 +224,6 @@ class Cohort(mesa.Model):
         at_unit = self.state.lmn_hazard[rows].astype(np.float32)[:, comp]
         s = lmn.sickness(at_unit, self.state.threshold[rows])
         return np.where(self.state.alive[rows], s, np.float32(0.0))
-
-    @property
-    def sick(self) -> np.ndarray:
-        """(patients, units) sickness ``s = H / E`` of every unit now (0 for dead units)."""
-        if self._sick_month != self.month:
-            self._sick = np.where(
-                self.state.alive, lmn.sickness(self.hazard_at_units(), self.state.threshold), 0
-            ).astype(np.float32)
-            self._sick_month = self.month
-        return self._sick
 
     # -- function, symptoms, death, visits ---------------------------------------------------
 

@@ -451,7 +451,14 @@ def test_outputs_are_bounded_and_categorical(cohort):
 def _snapshot(cohort: Cohort) -> dict[str, np.ndarray]:
     s = cohort.state
     out = {f.name: getattr(s, f.name).copy() for f in dataclasses.fields(State)}
-    for name in ("sick", "function", "respiration", "symptom_onset", "region_onset"):
+    for name in (
+        "function",
+        "fibres_sum",
+        "alive_count",
+        "respiration",
+        "symptom_onset",
+        "region_onset",
+    ):
         out[name] = np.array(getattr(cohort, name), copy=True)
     out["death_month"] = cohort.death_month.copy()
     return out

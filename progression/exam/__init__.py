@@ -99,15 +99,13 @@ class Examiner:
 
         fibres = s.fibres[rows]
         alive = s.alive[rows]
-        sick = cohort.sick[rows]
-        strength = cohort.strength()[rows]
-        integrity = cohort.integrity()[rows]
+        sick = cohort.sickness(rows)
+        strength = cohort.strength(rows)
+        integrity = umn.integrity(s.umn_alive[rows])
         healthy = body.healthy_fibres
-        fib_frac = s.fibres_per_muscle(body.start[:-1])[rows] / healthy
+        fib_frac = cohort.fibres_sum[rows] / healthy
         orphan_frac = s.orphans[rows].sum(axis=2) / healthy
-        units_frac = s.units_alive_per_muscle(body.start[:-1])[rows] / np.array(
-            [mu.units for mu in body.muscles]
-        )
+        units_frac = cohort.alive_count[rows] / np.array([mu.units for mu in body.muscles])
         u_muscle = integrity[:, body.compartment_of_muscle]
         if self.velocities is None and cohort.scenario.disease.umn is not None:
             self.velocities = umn.velocities(cohort.scenario.disease.umn.axons)

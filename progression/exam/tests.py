@@ -45,7 +45,12 @@ def mune_mean_smup(
     count = alive.sum(axis=1)
     rank = np.cumsum(alive, axis=1)
     target = np.floor(u * count[:, None]).astype(np.int64) + 1  # 1-based rank among the living
-    pick = (rank[:, None, :] >= target[:, :, None]).argmax(axis=2)
+    # First unit whose living rank reaches the target: one searchsorted over all rows, each
+    # row's ranks offset past the previous row's (ranks are non-decreasing within a row).
+    n, n_units = alive.shape
+    offset = np.arange(n)[:, None] * (n_units + 1)
+    flat = np.searchsorted((rank + offset).ravel(), (target + offset).ravel())
+    pick = np.minimum(flat.reshape(target.shape) - np.arange(n)[:, None] * n_units, n_units - 1)
     smup = np.take_along_axis(fibres, pick, axis=1) * mv_per_fibre * subject[:, None]
     smup = smup * np.maximum(1 + smup_cov * z, 0.05)
     with np.errstate(invalid="ignore", divide="ignore"):
