@@ -424,7 +424,7 @@ class LiteralCohort(mesa.Model):
         self.unit_steps += sum(p.living for p in self.patients) * self.n_units
         for patient in self.patients:
             patient.step()
-        self.month += self.dt
+        self.month = self.steps * self.dt  # mesa counts steps; no drift from summing dt
 
     def run(self, months: float | None = None) -> None:
         """Step for ``months`` (default: the scenario's duration) or until everyone has died."""

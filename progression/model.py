@@ -81,6 +81,7 @@ class Cohort(mesa.Model):
         self.body = Body.from_muscles(scenario.muscles())
         self.dt = scenario.time.step_months
         self.month = 0.0
+        self.step_index = 0
         self.timings: dict[str, float] = {}
         self.unit_steps = 0
         self.latent: Latent = draw_latent(scenario, self.ids)
@@ -114,7 +115,8 @@ class Cohort(mesa.Model):
 
     def step(self) -> None:
         """One time step (``time.step_months``), in the order the physiology runs."""
-        t0, t1 = self.month, self.month + self.dt
+        self.step_index += 1
+        t0, t1 = self.month, self.step_index * self.dt  # no drift from summing dt
         self.unit_steps += int(self.state.living.sum()) * self.body.n_units
         if self.treatment is not None and self.treatment.start != "first_visit":
             self.treated |= t0 + 1e-9 >= float(self.treatment.start)  # a fixed start month

@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -28,12 +29,32 @@ from progression import random as rnd
 
 
 class ScenarioError(ValueError):
-    """A scenario file is wrong; the message is one line naming file, key and expectation."""
+    """A scenario file is wrong; the message is one line naming file, key and expectation.
+
+    Control characters (a newline inside a quoted TOML key, say) are escaped so that the
+    message always stays on one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_one_line(message))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped."""
+    return re.sub(r"[\x00-\x1f\x7f\u2028\u2029\x85]", lambda m: repr(m.group())[1:-1], text)
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False, **kw):
     """Field metadata for a numeric range (inclusive unless ``open_lo``)."""
     return {"lo": lo, "hi": hi, "open_lo": open_lo, **kw}
+
+
+def _interval(meta: dict) -> str:
+    """A field's range as text, e.g. ``(0, inf]``."""
+    lo, hi = meta.get("lo"), meta.get("hi")
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"{'(' if meta.get('open_lo') else '['}{lo_s}, {hi_s}]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,7 +101,8 @@ class Dist:
             "lognormal": (0.0, math.inf),
             "uniform": (p.get("low", 0.0), p.get("high", 0.0)),
         }[self.kind]
-        return max(lo, self.lo), min(hi, self.hi)
+        # Clipping maps both ends into [min, max] (a constant 5 with min = 10 is always 10).
+        return min(max(lo, self.lo), self.hi), min(max(hi, self.lo), self.hi)
 
     @property
     def center(self) -> float:
@@ -458,15 +480,26 @@ def load_scenario(
     """Read and validate a scenario file; raise :class:`ScenarioError` on any problem.
 
     Args:
-        path: the TOML file.
+        path: the TOML file (UTF-8, with or without a byte-order mark).
         patients, seed: command-line overrides of ``cohort.patients`` and ``cohort.seed``.
         overrides: further key-path overrides, e.g. ``{"disease.lmn.speed.median": 0.05}``.
+            A value of ``None`` removes the key (TOML has no null): switching
+            ``disease.lmn.pattern`` away from ``segmental`` also needs
+            ``{"disease.lmn.segments": None}``.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read scenario file: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ScenarioError(
+            f"{path}: line {line}: expected UTF-8 text, got byte 0x{data[e.start]:02x}"
+        ) from None
+    text = text.replace("\r\n", "\n")
     all_overrides = dict(overrides or {})
     if patients is not None:
         all_overrides["cohort.patients"] = patients
@@ -476,23 +509,25 @@ def load_scenario(
 
 
 def parse_scenario(text: str, source: str = "<string>", overrides: dict | None = None) -> Scenario:
-    """Validate scenario TOML text (see :func:`load_scenario`)."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None)
-        where = f"line {line}" if line else "TOML"
-        msg = getattr(e, "msg", str(e))
-        raise ScenarioError(f"{source}: {where}: malformed TOML: {msg}") from None
-    raw = copy.deepcopy(raw)
+    """Validate scenario TOML text (see :func:`load_scenario`).
+
+    The hash covers the validated scenario after overrides (every value, defaults included, in
+    an order-preserving canonical form), so comments and formatting do not change it, while any
+    change that can change a result does (including the order of ``onset_region`` and of the
+    phenotypes, which the draws follow).
+    """
+    raw = _parse_toml(text, source)
     for key, value in (overrides or {}).items():
         _set_path(raw, key, value, source)
     scenario = _build(Scenario, raw, "", source)
     _check(scenario, source)
-    canonical = json.dumps(raw, sort_keys=True, default=str)
     if overrides:
-        listed = "\n".join(f"#   {k} = {v!r}" for k, v in sorted(overrides.items()))
+        listed = "\n".join(
+            f"#   {k} = {'(removed)' if v is None else _show(_plain(v), 200)}"
+            for k, v in sorted(overrides.items(), key=lambda kv: str(kv[0]))
+        )
         text = f"{text.rstrip()}\n\n# command-line overrides applied to this run:\n{listed}\n"
+    canonical = json.dumps(_canonical(scenario), separators=(",", ":"))
     return replace(
         scenario,
         path=source,
@@ -501,31 +536,100 @@ def parse_scenario(text: str, source: str = "<string>", overrides: dict | None =
     )
 
 
+#: Where tomllib (Python 3.11-3.13) puts the position: "... (at line 3, column 5)".
+_TOML_WHERE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
+
+
+def _parse_toml(text: str, source: str) -> dict:
+    """``tomllib.loads`` with every failure turned into a one-line error naming the line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = getattr(e, "msg", None) or str(e)
+        line, col = getattr(e, "lineno", None), getattr(e, "colno", None)
+        m = _TOML_WHERE.search(msg)
+        if m:
+            msg = msg[: m.start()]
+            if m.group(1):
+                line, col = int(m.group(1)), int(m.group(2))
+        if line is None:  # at the end of the document
+            line, col = max(1, len(text.rstrip("\n").split("\n"))), None
+        where = f"column {col}" if col else "end of file"
+        raise ScenarioError(f"{source}: line {line}: malformed TOML: {msg} ({where})") from None
+    except ValueError as e:  # an integer literal longer than Python converts
+        m = re.search(r"\d[\d_]{1000,}", text)
+        line = text.count("\n", 0, m.start()) + 1 if m else 1
+        raise ScenarioError(
+            f"{source}: line {line}: malformed TOML: a number too long to read ({e})"
+        ) from None
+    except RecursionError:
+        lines = text.split("\n")
+        deepest = max(range(len(lines)), key=lambda i: lines[i].count("[") + lines[i].count("{"))
+        raise ScenarioError(
+            f"{source}: line {deepest + 1}: malformed TOML: arrays or tables nested too deeply"
+        ) from None
+
+
+def _plain(value: Any) -> Any:
+    """An override value as TOML would give it: numpy scalars to Python, tuples to lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _set_path(raw: dict, key: str, value: Any, source: str) -> None:
+    """Apply one override ``key = value`` (``None`` removes the key)."""
+    if not isinstance(key, str) or not all(key.split(".")):
+        raise _err(source, str(key) or "<empty>", "an override key path like disease.lmn.speed")
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         nxt = node.get(part)
         if nxt is None:
+            if value is None:
+                return  # nothing to remove
             nxt = node[part] = {}
         elif not isinstance(nxt, dict):
             # A number given where a distribution table is overridden: make it a table.
-            if isinstance(nxt, int | float) and i == len(parts) - 2:
+            number = isinstance(nxt, int | float) and not isinstance(nxt, bool)
+            if number and i == len(parts) - 2:
                 nxt = node[part] = {"dist": "constant", "value": nxt}
             else:
-                raise ScenarioError(
-                    f"{source}: {key}: cannot override inside a {type(nxt).__name__}"
-                )
+                where = ".".join(parts[: i + 1])
+                raise _err(source, key, f"a key path through tables ({where} is not one)", nxt)
         node = nxt
-    node[parts[-1]] = value
+    if value is None:
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = copy.deepcopy(_plain(value))
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        text = f"<an integer of {value.bit_length()} bits>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _err(source: str, path: str, expected: str, got: Any = MISSING) -> ScenarioError:
-    tail = "" if got is MISSING else f", got {got!r}"
+    tail = "" if got is MISSING else f", got {_show(got)}"
     return ScenarioError(f"{source}: {path or '<top level>'}: expected {expected}{tail}")
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _join(path: str, key: str) -> str:
+    """``path.key``, with ``key`` quoted as in TOML unless it is a bare key."""
+    key = str(key)
+    if not _BARE_KEY.fullmatch(key):
+        key = json.dumps(key, ensure_ascii=False)
     return f"{path}.{key}" if path else key
 
 
@@ -536,7 +640,7 @@ def _check_unknown(table: dict, allowed: typing.Iterable[str], path: str, source
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ScenarioError(
-                f"{source}: {_join(path, str(key))}: unknown key{hint}; "
+                f"{source}: {_join(path, key)}: unknown key{hint}; "
                 f"expected one of {', '.join(allowed)}"
             )
 
@@ -586,16 +690,22 @@ def _check_range(x: float, key: str, f, source: str, got: Any = MISSING) -> None
     open_lo = f.metadata.get("open_lo", False)
     got = x if got is MISSING else got
     if (lo is not None and (x < lo or (open_lo and x == lo))) or (hi is not None and x > hi):
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        bracket = "(" if open_lo else "["
-        raise _err(source, key, f"a value in {bracket}{lo_s}, {hi_s}]", got)
+        raise _err(source, key, f"a value in {_interval(f.metadata)}", got)
 
 
 def _number(value: Any, key: str, source: str, integer: bool = False) -> float:
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    if not ok or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-        raise _err(source, key, "an integer" if integer else "a finite number", value)
+    """``value`` if it is a finite number (an integer if ``integer``), else an error."""
+    what = "an integer" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        raise _err(source, key, what, value)
+    if integer:
+        return value  # any size: the field's range check reports one too large
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:  # an integer beyond the range of a float
+        finite = False
+    if not finite:
+        raise _err(source, key, what, value)
     return value
 
 
@@ -603,12 +713,16 @@ def _convert(tp, value: Any, key: str, f, source: str):
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if args == [str, float]:  # a choice or a number (Treatment.start)
+        if args == [str, float]:  # a choice or a month (Treatment.start)
             if isinstance(value, str):
                 return _convert(str, value, key, f, source)
+            choices = " or ".join(map(repr, f.metadata.get("choices", ())))
+            what = f"{choices} or a month >= 0"
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _err(source, key, what, value)
             x = _number(value, key, source)
             if x < 0:
-                raise _err(source, key, "first_visit or a month >= 0", value)
+                raise _err(source, key, what, value)
             return float(x)
         return _convert(args[0], value, key, f, source)
     if tp is Dist:
@@ -667,9 +781,14 @@ def _dist(value: Any, key: str, f, source: str) -> Dist:
         return Dist.constant(x)
     if not isinstance(value, dict):
         raise _err(source, key, 'a number or a table like { dist = "lognormal", ... }', value)
-    kind = value.get("dist")
-    if kind not in Dist.KINDS:
-        raise _err(source, _join(key, "dist"), f"one of {', '.join(map(repr, Dist.KINDS))}", kind)
+    kinds = ", ".join(map(repr, Dist.KINDS))
+    if "dist" not in value:
+        every = dict.fromkeys(n for names in Dist.KINDS.values() for n in names)
+        _check_unknown(value, ("dist", *every, "min", "max"), key, source)
+        raise _err(source, _join(key, "dist"), f"one of {kinds}; it is required in a table")
+    kind = value["dist"]
+    if not isinstance(kind, str) or kind not in Dist.KINDS:
+        raise _err(source, _join(key, "dist"), f"one of {kinds}", kind)
     names = Dist.KINDS[kind]
     _check_unknown(value, ("dist", *names, "min", "max"), key, source)
     params = []
@@ -694,15 +813,24 @@ def _dist(value: Any, key: str, f, source: str) -> Dist:
         raise _err(source, _join(key, "max"), f"a value >= min ({lo:g})", hi)
     dist = Dist(kind, tuple(params), lo, hi)
     s_lo, s_hi = dist.support()
-    r_lo, r_hi = f.metadata.get("lo"), f.metadata.get("hi")
-    if (r_lo is not None and s_lo < r_lo) or (r_hi is not None and s_hi > r_hi):
+    meta = f.metadata
+    r_lo, r_hi = meta.get("lo"), meta.get("hi")
+    # A lognormal never reaches its lower end (0) unless clipped there from above 0.
+    attained = not (kind == "lognormal" and lo <= 0 < hi)
+    at_open_end = meta.get("open_lo") and s_lo == r_lo and attained
+    below = r_lo is not None and (s_lo < r_lo or at_open_end)
+    if below or (r_hi is not None and s_hi > r_hi):
         raise _err(
             source,
             key,
-            f"a distribution within [{r_lo:g}, {r_hi:g}] (add min/max to bound it); "
+            f"a distribution within {_interval(meta)} (add min/max to bound it); "
             f"this one spans [{s_lo:g}, {s_hi:g}]",
         )
     return dist
+
+
+#: Arm names become folder names (``arm=<name>``): letters, digits, ``_`` and ``-`` only.
+_ARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _check(s: Scenario, source: str) -> None:
@@ -710,6 +838,15 @@ def _check(s: Scenario, source: str) -> None:
     total = sum(s.cohort.onset_region.values())
     if abs(total - 1) > 1e-6:
         raise _err(source, "cohort.onset_region", "shares summing to 1", round(total, 6))
+    if not s.cohort.arms:
+        raise _err(source, "cohort.arms", "at least one arm, e.g. [cohort.arms.natural_history]")
+    for arm in s.cohort.arms:
+        if not _ARM_NAME.fullmatch(arm):
+            raise _err(
+                source,
+                _join("cohort.arms", arm),
+                "an arm name of letters, digits, _ and - (it names an output folder)",
+            )
     if not s.phenotypes:
         raise _err(source, "phenotypes", "at least one [phenotypes.<NAME>] table")
     total = sum(p.share for p in s.phenotypes.values())
@@ -720,14 +857,15 @@ def _check(s: Scenario, source: str) -> None:
             if getattr(s.disease, proc) is None:
                 raise _err(
                     source,
-                    f"phenotypes.{name}.processes",
+                    _join(_join("phenotypes", name), "processes"),
                     f"a process defined in [disease.{proc}]",
                     proc,
                 )
     for arm, a in s.cohort.arms.items():
         if a.treatment != "none" and a.treatment not in s.treatments:
             valid = ", ".join(["none", *s.treatments])
-            raise _err(source, f"cohort.arms.{arm}.treatment", f"one of {valid}", a.treatment)
+            key = _join(_join("cohort.arms", arm), "treatment")
+            raise _err(source, key, f"one of {valid}", a.treatment)
     lmn = s.disease.lmn
     if lmn is not None and lmn.pattern == "segmental":
         known = {seg for m in s.muscles() for seg in m.segments}
@@ -736,13 +874,42 @@ def _check(s: Scenario, source: str) -> None:
         for seg in lmn.segments:
             if seg not in known:
                 raise _err(source, "disease.lmn.segments", f"segments among {sorted(known)}", seg)
-    if s.time.step_months > s.visits.interval_months:
+    step = s.time.step_months
+    whole = abs(step - round(step)) < 1e-6 if step >= 1 else abs(1 / step - round(1 / step)) < 1e-6
+    if not whole:
         raise _err(
             source,
             "time.step_months",
-            "a step no longer than visits.interval_months",
-            s.time.step_months,
+            "a step that divides a month (1, 0.5, 0.25, ...) or a whole number of months, "
+            "so that visits fall on whole months",
+            step,
         )
+    if step > s.visits.interval_months:
+        raise _err(source, "time.step_months", "a step no longer than visits.interval_months", step)
+    if step > s.time.duration_months:
+        raise _err(source, "time.step_months", "a step no longer than time.duration_months", step)
+
+
+def _canonical(obj: Any) -> Any:
+    """A JSON-ready form of a validated section, for the hash (order preserved)."""
+    if isinstance(obj, Dist):
+        out: dict[str, Any] = {"dist": obj.kind, **obj.p}
+        if obj.lo > -math.inf:
+            out["min"] = obj.lo
+        if obj.hi < math.inf:
+            out["max"] = obj.hi
+        return out
+    if is_dataclass(obj):
+        return {
+            f.name: _canonical(getattr(obj, f.name))
+            for f in fields(obj)
+            if not f.metadata.get("internal")
+        }
+    if isinstance(obj, dict):
+        return [[k, _canonical(v)] for k, v in obj.items()]
+    if isinstance(obj, tuple | list):
+        return [_canonical(v) for v in obj]
+    return obj
 
 
 def dist_fields(obj: Any, path: str = "") -> typing.Iterator[tuple[str, Dist]]:
