@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from progression import kernel, tables
+from progression import random as rnd
+from progression import trial as trial_rules
 from progression.body import COMPARTMENTS, REGIONS, Body
 from progression.exam import Examiner
 from progression.processes import hazard, lmn, reinnervation, umn
@@ -104,6 +106,13 @@ class Cohort(mesa.Model):
         self.death_month = np.full(n, np.inf)
         self.death_cause = np.full(n, "", dtype=object)
         self.events: list[dict[str, np.ndarray]] = []
+        self.enrolment = np.full(n, np.inf)  # month of randomisation (inf: never enrolled)
+        self.screenings = np.zeros(n, dtype=np.int16)
+        trial = scenario.trial
+        self.dropout_after = trial_rules.dropout_after(
+            rnd.exponential(scenario.cohort.seed, "trial:dropout", self.ids, 1)[:, 0],
+            trial.dropout_per_month if trial else 0.0,
+        )
         self.examiner = Examiner(scenario, self.body, self.ids, self.latent)
         for row, pid in enumerate(self.ids):
             Patient(self, row, int(pid))
@@ -118,8 +127,8 @@ class Cohort(mesa.Model):
         self.step_index += 1
         t0, t1 = self.month, self.step_index * self.dt  # no drift from summing dt
         self.unit_steps += int(self.state.living.sum()) * self.body.n_units
-        if self.treatment is not None and self.treatment.start != "first_visit":
-            self.treated |= t0 + 1e-9 >= float(self.treatment.start)  # a fixed start month
+        if self.treatment is not None and not isinstance(self.treatment.start, str):
+            self.treated |= t0 + 1e-9 >= self.treatment.start  # a fixed start month
         with self.timer("hazards"):  # each compartment's LMN and UMN hazard accrues
             self.accrue_hazards(t0, t1)
         with self.timer("umn_loss"):  # tract axons past their threshold die, fastest first
@@ -327,7 +336,32 @@ class Cohort(mesa.Model):
             self.add_events(changed, np.full(len(changed), self.month), "diagnosis", None, category)
         if self.treatment is not None and self.treatment.start == "first_visit":
             self.treated[due] = True
-        self.next_visit[due] += self.scenario.visits.interval_months
+        interval = np.full(len(due), float(self.scenario.visits.interval_months))
+        if self.scenario.trial is not None:
+            interval = self.screen_and_enrol(due, interval)
+        self.next_visit[due] += interval
+
+    def screen_and_enrol(self, due: np.ndarray, interval: np.ndarray) -> np.ndarray:
+        """Screen the patients just examined, enrol (randomise) the eligible, and return each
+        one's months to the next visit: the trial's interval while in the trial."""
+        trial = self.scenario.trial
+        record = self.examiner.visit_rows[-1]
+        fresh = ~np.isfinite(self.enrolment[due])
+        self.screenings[due[fresh]] += 1
+        ok = fresh & trial_rules.eligible(
+            trial.eligibility,
+            record,
+            self.month - self.symptom_onset[due],
+            self.latent.age_years[due] + self.month / 12.0,
+        )
+        enrol = due[ok]
+        if len(enrol):
+            self.enrolment[enrol] = self.month
+            self.add_events(enrol, np.full(len(enrol), self.month), "enrolment", None, self.arm)
+            if self.treatment is not None and self.treatment.start == "enrolment":
+                self.treated[enrol] = True
+        in_trial = self.month < self.enrolment[due] + trial.duration_months - 1e-9
+        return np.where(in_trial, float(trial.visit_interval_months), interval)
 
     def add_events(self, rows, month, event: str, region, detail) -> None:
         n = len(rows)
@@ -347,8 +381,20 @@ class Cohort(mesa.Model):
 
     # -- output ------------------------------------------------------------------------------
 
+    def dropout_month(self) -> np.ndarray:
+        """(patients,) month each enrolled patient leaves the trial for reasons unrelated to
+        outcome (inf: never, or death or the trial's end came first)."""
+        leaves = self.enrolment + self.dropout_after
+        if self.scenario.trial is None:
+            return np.full(len(self.ids), np.inf)
+        ends = self.enrolment + self.scenario.trial.duration_months
+        return np.where((leaves < ends) & (leaves < self.death_month), leaves, np.inf)
+
     def results(self) -> dict[str, pa.Table]:
         """The chunk's four tables for this arm (see :mod:`progression.tables`)."""
+        gone = np.flatnonzero(np.isfinite(self.dropout_month()))
+        if len(gone):
+            self.add_events(gone, self.dropout_month()[gone], "dropout", None, None)
         return tables.build(self)
 
 

@@ -409,13 +409,65 @@ class Treatment:
         lmn_speed: multiplies the LMN hazard.
         umn_speed: multiplies the UMN hazard.
         reinnervation_rate: multiplies the adoption rate 1/tau_r.
-        start: ``first_visit`` or a month from the start of degeneration.
+        start: ``first_visit``, ``enrolment`` (randomisation in a [trial]) or a month from
+            the start of degeneration.
     """
 
     lmn_speed: float = field(default=1.0, metadata=_range(0, 100))
     umn_speed: float = field(default=1.0, metadata=_range(0, 100))
     reinnervation_rate: float = field(default=1.0, metadata=_range(0, 100))
-    start: str | float = field(default="first_visit", metadata={"choices": ("first_visit",)})
+    start: str | float = field(
+        default="first_visit", metadata={"choices": ("first_visit", "enrolment")}
+    )
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Who a trial enrols, judged at each clinic visit (screening) from that visit's findings.
+
+    Attributes:
+        diagnoses: diagnoses accepted (the visit's ``diagnosis`` column), e.g. ``["ALS"]``.
+        gold_coast: also accept a patient meeting the Gold Coast criteria.
+        max_months_since_onset: symptom onset at most this long ago (months).
+        min_alsfrs_r: ALSFRS-R total at least this.
+        max_alsfrs_r: ALSFRS-R total at most this (some trials require some disability).
+        min_svc_percent: slow vital capacity at least this (% predicted).
+        min_age_years, max_age_years: age at screening (years).
+    """
+
+    diagnoses: tuple[str, ...] = field(
+        default=("ALS",), metadata={"choices": ("ALS", "PMA", "PLS"), "nonempty": False}
+    )
+    gold_coast: bool = False
+    max_months_since_onset: float = field(default=24.0, metadata=_range(0, 1200))
+    min_alsfrs_r: int = field(default=0, metadata=_range(0, 48))
+    max_alsfrs_r: int = field(default=48, metadata=_range(0, 48))
+    min_svc_percent: float = field(default=0.0, metadata=_range(0, 200))
+    min_age_years: float = field(default=18.0, metadata=_range(0, 120))
+    max_age_years: float = field(default=120.0, metadata=_range(0, 120))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A randomised trial run inside the cohort: screening, enrolment, trial visits, dropout.
+
+    Every patient exists in every arm (common random numbers); screening is the same in all
+    arms because nothing differs before randomisation. Enrolment (randomisation) is trial month
+    0; trial visits follow every ``visit_interval_months`` for ``duration_months``, then the
+    clinic schedule resumes.
+
+    Attributes:
+        eligibility: the inclusion criteria.
+        visit_interval_months: months between trial visits.
+        duration_months: trial follow-up after randomisation (months).
+        dropout_per_month: rate of leaving the trial for reasons unrelated to outcome
+            (missing at random), on top of death (1/month).
+    """
+
+    duration_months: float = field(metadata=_range(1, 600))
+    visit_interval_months: int = field(default=1, metadata=_range(1, 60))
+    dropout_per_month: float = field(default=0.0, metadata=_range(0, 1))
+    eligibility: Eligibility = field(default_factory=Eligibility)
 
 
 @dataclass(frozen=True)
@@ -444,6 +496,7 @@ class Scenario:
     mortality: Mortality = field(default_factory=Mortality)
     exam: Exam = field(default_factory=Exam)
     treatments: dict[str, Treatment] = field(default_factory=dict)
+    trial: Trial | None = None
     path: str = field(default="<string>", metadata={"internal": True})
     text: str = field(default="", metadata={"internal": True})
     hash: str = field(default="", metadata={"internal": True})
@@ -866,6 +919,18 @@ def _check(s: Scenario, source: str) -> None:
             valid = ", ".join(["none", *s.treatments])
             key = _join(_join("cohort.arms", arm), "treatment")
             raise _err(source, key, f"one of {valid}", a.treatment)
+    for name, t in s.treatments.items():
+        if t.start == "enrolment" and s.trial is None:
+            key = _join(_join("treatments", name), "start")
+            raise _err(source, key, "'enrolment' only with a [trial] section", t.start)
+    if s.trial is not None:
+        e = s.trial.eligibility
+        if e.max_alsfrs_r < e.min_alsfrs_r:
+            key = "trial.eligibility.max_alsfrs_r"
+            raise _err(source, key, f">= min_alsfrs_r ({e.min_alsfrs_r})", e.max_alsfrs_r)
+        if e.max_age_years < e.min_age_years:
+            raise _err(source, "trial.eligibility.max_age_years",
+                       f">= min_age_years ({e.min_age_years:g})", e.max_age_years)
     lmn = s.disease.lmn
     if lmn is not None and lmn.pattern == "segmental":
         known = {seg for m in s.muscles() for seg in m.segments}

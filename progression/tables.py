@@ -51,11 +51,16 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
         ("respiratory_threshold", F64, "respiratory strength fraction at which breathing fails"),
         ("referral_delay_months", F64, "symptom onset to first visit, as drawn (months)"),
         ("final_diagnosis", STR, "diagnosis at the last visit: none, PMA, PLS, ALS"),
+        ("screenings", I16, "trial screening visits (0 without a [trial])"),
+        ("enrolled", BOOL, "randomised into the trial (false: never eligible, a screen failure)"),
+        ("enrolment_month", F64, "randomisation, trial month 0 (months); null if not enrolled"),
+        ("dropout_month", F64, "left the trial, missing at random (months); null if not"),
     ],
     "visits": [
         ("patient_id", I64, "patient identity"),
         ("arm", STR, "arm"),
         ("month", F64, "visit month since the start of degeneration"),
+        ("trial_month", F64, "months since randomisation; null before it or if not enrolled"),
         ("alsfrs_r", I16, "ALSFRS-R-like total, 0-48"),
         ("alsfrs_bulbar", I16, "items 1-3 (speech, salivation, swallowing), 0-12"),
         ("alsfrs_fine_motor", I16, "items 4-6 (handwriting, cutting food, dressing), 0-12"),
@@ -75,6 +80,7 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
         ("patient_id", I64, "patient identity"),
         ("arm", STR, "arm"),
         ("month", F64, "visit month"),
+        ("trial_month", F64, "months since randomisation; null before it or if not enrolled"),
         ("muscle", STR, "muscle name (tongue, APB, FDI, ADM, biceps, diaphragm, ...)"),
         ("region", STR, "bulbar, cervical, thoracic or lumbosacral"),
         ("side", STR, "left, right or midline"),
@@ -102,9 +108,13 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
         ("patient_id", I64, "patient identity"),
         ("arm", STR, "arm"),
         ("month", F64, "when (months; may be fractional)"),
-        ("event", STR, "region_onset, first_visit, diagnosis or death"),
+        ("event", STR, "region_onset, first_visit, diagnosis, enrolment, dropout or death"),
         ("region", STR, "region of a region_onset; null otherwise"),
-        ("detail", STR, "side (region_onset), category (diagnosis), cause (death)"),
+        (
+            "detail",
+            STR,
+            "side (region_onset), category (diagnosis), arm (enrolment), cause (death)",
+        ),
     ],
 }
 
@@ -177,12 +187,17 @@ def build(cohort) -> dict[str, pa.Table]:
         "respiratory_threshold": lat.respiratory_threshold,
         "referral_delay_months": lat.referral_delay,
         "final_diagnosis": final,
+        "screenings": cohort.screenings,
+        "enrolled": np.isfinite(cohort.enrolment),
+        "enrolment_month": cohort.enrolment,
+        "dropout_month": cohort.dropout_month(),
     }
     out = {"patients": _table("patients", patients)}
 
     visits = _concat(cohort.examiner.visit_rows)
     if visits:
         visits["arm"] = np.full(len(visits["month"]), arm, dtype=object)
+        visits["trial_month"] = _trial_month(visits, cohort.ids, cohort.enrolment)
         order = np.lexsort((visits["month"], visits["patient_id"]))
         out["visits"] = _table("visits", visits, order)
     else:
@@ -193,6 +208,7 @@ def build(cohort) -> dict[str, pa.Table]:
         m = mus.pop("muscle_index")
         body = cohort.body
         mus["arm"] = np.full(len(m), arm, dtype=object)
+        mus["trial_month"] = _trial_month(mus, cohort.ids, cohort.enrolment)
         mus["muscle"] = np.array([x.name for x in body.muscles], dtype=object)[m]
         mus["region"] = np.array([x.region for x in body.muscles], dtype=object)[m]
         mus["side"] = np.array([x.side for x in body.muscles], dtype=object)[m]
@@ -215,9 +231,22 @@ def build(cohort) -> dict[str, pa.Table]:
     return out
 
 
-_EVENT_ORDER = {"region_onset": 0, "first_visit": 1, "diagnosis": 2, "death": 3}
+_EVENT_ORDER = {
+    "region_onset": 0,
+    "first_visit": 1,
+    "diagnosis": 2,
+    "enrolment": 3,
+    "dropout": 4,
+    "death": 5,
+}
 
 
+def _trial_month(rows: dict[str, np.ndarray], ids: np.ndarray, enrolment: np.ndarray):
+    """Months since randomisation for each row (inf, i.e. null, before it or never)."""
+    order = np.argsort(ids)
+    start = enrolment[order[np.searchsorted(ids[order], rows["patient_id"])]]
+    since = rows["month"] - start
+    return np.where(since >= -1e-9, np.maximum(since, 0.0), np.inf)
 
 
 def schema_markdown() -> str:

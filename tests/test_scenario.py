@@ -437,7 +437,7 @@ CASES = [
             _set(d, "cohort.arms.t.treatment", "drug"),
         ),
         "treatments.drug.start",
-        "'first_visit' or a month >= 0",
+        "'first_visit' or 'enrolment' or a month >= 0",
     ),
     ("no-arms", ALS, lambda d: _set(d, "cohort.arms", {}), "cohort.arms", "at least one arm"),
     (
