@@ -26,6 +26,7 @@ import numpy as np
 
 from progression import body as body_map
 from progression import random as rnd
+from progression.processes import lmn as lmn_patterns
 
 
 class ScenarioError(ValueError):
@@ -234,32 +235,20 @@ class BodySpec:
     )
 
 
-LMN_PATTERNS = ("focal", "segmental", "length_dependent")
-
-
 @dataclass(frozen=True)
-class LMN:
-    """Lower motor neuron death: a hazard over neurons (see :mod:`progression.processes.lmn`).
+class _Process:
+    """What every degenerative process has: a speed, an onset, and spread between compartments.
 
     Attributes:
-        pattern: ``focal`` (ALS: focal onset and contiguous spread), ``segmental`` (anterior
-            horn cells of chosen segments, as in spinal muscular atrophy or polio) or
-            ``length_dependent`` (distal axons first).
-        speed: cumulative hazard per month of an average-sized unit of vulnerability 1 (1/month).
-        onset_month: months from the start of degeneration to LMN onset.
-        size_exponent: nu in ``w = (size / mean size) ** nu``: large units die first.
+        speed: cumulative hazard per month of a neuron of weight 1 (1/month).
+        onset_month: months from the start of degeneration to the process's onset.
         spread_delay_months: onset of one region to the next region (rostro-caudal).
         contralateral_delay_months: one side of a region to the other side.
         noncontiguous_probability: chance per patient of one jump to a non-neighbouring region.
-        segments: (segmental) the segments affected.
-        length_exponent: (length_dependent) gamma in ``(L / reference_length_cm) ** gamma``.
-        reference_length_cm: (length_dependent) axon length with weight 1 (cm).
     """
 
     speed: Dist = field(metadata=_range(0, None))
-    pattern: str = field(default="focal", metadata={"choices": LMN_PATTERNS})
     onset_month: Dist = field(default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600))
-    size_exponent: float = field(default=1.0, metadata=_range(0, 5))
     spread_delay_months: Dist = field(
         default_factory=lambda: Dist.constant(6.0), metadata=_range(0, 1200)
     )
@@ -267,6 +256,24 @@ class LMN:
         default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200)
     )
     noncontiguous_probability: float = field(default=0.0, metadata=_range(0, 1))
+
+
+@dataclass(frozen=True)
+class LMN(_Process):
+    """Lower motor neuron death: a hazard over neurons (see :mod:`progression.processes.lmn`).
+
+    Attributes (besides those of every process):
+        pattern: ``focal`` (ALS: focal onset and contiguous spread), ``segmental`` (anterior
+            horn cells of chosen segments, as in spinal muscular atrophy or polio) or
+            ``length_dependent`` (distal axons first): :data:`progression.processes.lmn.PATTERNS`.
+        size_exponent: nu in ``w = (size / mean size) ** nu``: large units die first.
+        segments: (segmental) the segments affected.
+        length_exponent: (length_dependent) gamma in ``(L / reference_length_cm) ** gamma``.
+        reference_length_cm: (length_dependent) axon length with weight 1 (cm).
+    """
+
+    pattern: str = field(default="focal", metadata={"choices": tuple(lmn_patterns.PATTERNS)})
+    size_exponent: float = field(default=1.0, metadata=_range(0, 5))
     segments: tuple[str, ...] = field(default=(), metadata={"pattern_only": "segmental"})
     length_exponent: float = field(
         default=3.0, metadata=_range(0, 20, pattern_only="length_dependent")
@@ -277,29 +284,18 @@ class LMN:
 
 
 @dataclass(frozen=True)
-class UMN:
-    """Upper motor neuron (corticospinal and corticobulbar tract) loss.
+class UMN(_Process):
+    """Upper motor neuron (corticospinal and corticobulbar tract) loss, fastest axons first.
 
-    Attributes:
-        speed: cumulative hazard per month of an axon of average velocity (1/month).
-        onset_month: months from the start of degeneration to UMN onset.
+    Attributes (besides those of every process):
+        pattern: ``focal`` (onset in one compartment, spread to its neighbours).
         velocity_exponent: fastest axons most vulnerable: ``w = (v / mean v) ** exponent``.
-        spread_delay_months, contralateral_delay_months, noncontiguous_probability: as for LMN.
         axons: axons sampled per tract (a sample, not the anatomy).
         drive_weakness: a_u, weakness from lost drive: force x ``1 - a_u * (1 - integrity)``.
     """
 
-    speed: Dist = field(metadata=_range(0, None))
     pattern: str = field(default="focal", metadata={"choices": ("focal",)})
-    onset_month: Dist = field(default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600))
     velocity_exponent: float = field(default=2.0, metadata=_range(0, 10))
-    spread_delay_months: Dist = field(
-        default_factory=lambda: Dist.constant(6.0), metadata=_range(0, 1200)
-    )
-    contralateral_delay_months: Dist = field(
-        default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200)
-    )
-    noncontiguous_probability: float = field(default=0.0, metadata=_range(0, 1))
     axons: int = field(default=100, metadata=_range(10, 10000))
     drive_weakness: float = field(default=0.5, metadata=_range(0, 1))
 
