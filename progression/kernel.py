@@ -47,7 +47,8 @@ def step_units(
         adoption: (patients,) fraction of the orphan pool offered this step, ``1 - exp(-dt/tau)``.
         sick_exponent: q.
         living: (patients,) patients still alive (the dead are frozen).
-        fibres_sum, alive_count: (patients, muscles) outputs: fibres of living units, living units.
+        fibres_sum, alive_count: (patients, muscles) fibres of living units and living units,
+            as of the last step on entry (muscles skipped keep them), updated on exit.
     """
     n_patients = threshold.shape[0]
     n_muscles = starts.shape[0] - 1
@@ -65,6 +66,10 @@ def step_units(
             orphans[p, m, 0] = 0.0
             # LMN death, and each survivor's room to sprout (spare capacity x health^q).
             h = np.float32(hazard[p, compartment_of_muscle[m]])
+            if h == 0.0 or alive_count[p, m] == 0:
+                # Untouched by the disease so far (so no orphans either), or no unit left:
+                # nothing dies, nobody sprouts, and the sums from the last step still hold.
+                continue
             released = np.float32(0.0)
             room = np.float32(0.0)
             for u in range(starts[m], starts[m + 1]):
