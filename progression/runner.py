@@ -395,6 +395,10 @@ def _on_dask(
                     f"a chunk killed its worker process repeatedly (out of memory? try a smaller "
                     f"--chunk-size): {e}"
                 ) from e
+            # Let the cluster forget the result now that it is here: a result still wanted
+            # when the worker holding it dies is recomputed, which would delete and rewrite
+            # files of a chunk the manifest already lists as complete.
+            future.release()
             yield record
 
 
