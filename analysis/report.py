@@ -1,0 +1,873 @@
+"""One self-contained HTML report of a run, written like the results section of a paper.
+
+``progression report RUN --out DIR`` (or ``python -m analysis.report RUN --out DIR``) writes
+``DIR/report.html``: prose with the key figures, PNG plots (matplotlib, embedded as base64, so
+the file can be mailed or archived alone) and the tables behind them. Every number comes from
+the functions of this package, named in each caption so that a reader can reproduce it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import sys
+import tomllib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from analysis.compensation import MEASURES, compensation_curve, loss_at
+from analysis.emergence import (
+    DIAGNOSES,
+    STATES,
+    confusion,
+    conversions,
+    phenotype_emergence,
+    time_to_diagnosis,
+)
+from analysis.io import open_run, patients
+from analysis.spread import SPLIT_RATIO, split_hand_summary, spread_matrix, spread_times
+from analysis.survival import kaplan_meier, median_survival, survival_at
+from analysis.trajectories import MUSCLE_TESTS, TESTS, slopes, trajectory_quartiles
+
+#: Colours of the latent phenotypes and of the diagnostic states (colour-blind safe, Okabe-Ito).
+PHENOTYPE_COLOURS = {"ALS": "#0072B2", "PMA": "#E69F00", "PLS": "#009E73"}
+STATE_COLOURS = {
+    "unseen": "#e6e6e6",
+    "none": "#b3b3b3",
+    "PMA": "#E69F00",
+    "PLS": "#009E73",
+    "ALS": "#0072B2",
+    "dead": "#4d4d4d",
+}
+SITE_COLOURS = {"bulbar": "#CC79A7", "limb": "#0072B2", "trunk": "#D55E00", "other": "#999999"}
+MEASURE_COLOURS = {
+    "cmap_mv": "#0072B2",
+    "mune": "#D55E00",
+    "munix": "#CC79A7",
+    "strength_fraction": "#009E73",
+}
+#: Muscle shown for each muscle-level test in the trajectory figure (a TMS target for CMCT).
+TRAJECTORY_MUSCLE = "APB"
+#: Months since onset of the confusion tables and the trajectory table.
+CONFUSION_MONTHS = (12, 24, 36)
+HORIZON = 60.0
+#: Y-axis limits of the bounded scores in the trajectory figure.
+_YLIM = {"mrc_grade": (0, 5.2), "fibrillation_grade": (0, 4.2), "alsfrs_r": (0, 48.5)}
+
+
+class ReportError(Exception):
+    """A report that cannot be written (no run there, or a report already there)."""
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _num(x, digits: int = 1) -> str:
+    if x is None:
+        return "&ndash;"
+    if isinstance(x, float) and x != x:
+        return "&ndash;"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:,.{digits}f}".replace("-", "&minus;")
+
+
+def _pct(x, digits: int = 0) -> str:
+    return "&ndash;" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _iqr(m, lo, hi, digits: int = 1) -> str:
+    if m is None:
+        return "&ndash;"
+    sep = " to " if lo is not None and lo < 0 else "&ndash;"
+    return f"{_num(m, digits)} ({_num(lo, digits)}{sep}{_num(hi, digits)})"
+
+
+def _ci(m, lo, hi, digits: int = 1) -> str:
+    """A median with its confidence interval; a bound beyond follow-up is "not reached"."""
+    if m is None:
+        return "not reached"
+
+    def bound(x):
+        return "n.r." if x is None else _num(x, digits)
+
+    return f"{_num(m, digits)} ({bound(lo)} to {bound(hi)})"
+
+
+def _join(parts: Sequence[str]) -> str:
+    """Parts joined as an English list: ``a``, ``a and b``, ``a, b and c``."""
+    if len(parts) < 2:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str) -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return (
+        f'<p class=caption>{caption}</p><div class=wide><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{body}\n</tbody></table></div>"
+    )
+
+
+def _blank_repeats(rows: list[list[str]], columns: int = 1) -> list[list[str]]:
+    """Rows with a leading cell left blank where it repeats the row above (grouped tables)."""
+    out, last = [], None
+    for r in rows:
+        key = r[:columns]
+        out.append(([""] * columns if key == last else key) + r[columns:])
+        last = key
+    return out
+
+
+def _png(fig) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(fig, number: int, caption: str) -> str:
+    return (
+        f'<figure><img alt="Figure {number}" src="data:image/png;base64,{_png(fig)}">'
+        f"<figcaption><b>Figure {number}.</b> {caption}</figcaption></figure>"
+    )
+
+
+def _new_figure(width: float, height: float, rows: int = 1, cols: int = 1):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.grid(alpha=0.25, linewidth=0.6)
+    return fig, axes
+
+
+def _legend(ax, **kw) -> None:
+    """A legend, if anything on ``ax`` has a label."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
+def _colour(name: str, palette: dict[str, str], i: int = 0) -> str:
+    fallback = ("#56B4E9", "#F0E442", "#999999", "#000000")
+    return palette.get(name, fallback[i % len(fallback)])
+
+
+def _sorted_groups(values: Sequence[str], order: Sequence[str]) -> list[str]:
+    rank = {v: i for i, v in enumerate(order)}
+    return sorted(values, key=lambda v: (rank.get(v, len(rank)), v))
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+class _Report:
+    """Builds the report's sections from one run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.run = open_run(path)
+        self.fig_no = 0
+        self.tab_no = 0
+        cohort = patients(
+            self.run,
+            ["arm", "phenotype", "onset_site", "symptom_onset_month", "death_month",
+             "age_at_onset_years", "first_visit_month"],
+        ).collect()
+        self.cohort = cohort
+        self.all_phenotypes = _sorted_groups(
+            cohort["phenotype"].unique().to_list(), list(PHENOTYPE_COLOURS)
+        )
+        #: Latent phenotypes with at least one symptomatic patient: the sections' groups.
+        symptomatic = cohort.filter(pl.col("symptom_onset_month").is_not_null())
+        self.phenotypes = [
+            p for p in self.all_phenotypes if p in set(symptomatic["phenotype"].to_list())
+        ]
+
+    def figure(self, fig, caption: str) -> str:
+        self.fig_no += 1
+        return _figure(fig, self.fig_no, caption)
+
+    def table(self, header, rows, caption: str) -> str:
+        self.tab_no += 1
+        return _table(header, rows, f"<b>Table {self.tab_no}.</b> {caption}")
+
+    def ordered(self, df: pl.DataFrame, *then: str) -> pl.DataFrame:
+        """``df`` sorted by latent phenotype in the report's order, then by ``then``."""
+        rank = {p: i for i, p in enumerate(self.phenotypes)}
+        return df.sort(pl.col("phenotype").replace_strict(rank, default=len(rank)), *then)
+
+    # --- provenance and cohort -------------------------------------------------------
+
+    def provenance(self) -> tuple[str, str]:
+        name, text = self.path.name, ""
+        scenario = self.path / "scenario.toml"
+        if scenario.is_file():
+            try:
+                doc = tomllib.loads(scenario.read_text())
+                name = doc.get("name", name)
+                text = doc.get("description", "")
+            except tomllib.TOMLDecodeError:
+                pass
+        facts = []
+        manifest = self.path / "manifest.json"
+        if manifest.is_file():
+            try:
+                m = json.loads(manifest.read_text())
+                facts = [
+                    f"{m.get('patients', len(self.cohort)):,} patients",
+                    f"seed {m.get('seed')}",
+                    f"arms: {', '.join(m.get('arms', []))}",
+                    f"scenario hash {str(m.get('scenario_hash', ''))[:12]}",
+                    f"progression {m.get('version', '?')}",
+                ]
+            except (json.JSONDecodeError, AttributeError):
+                facts = []
+        meta = " &middot; ".join(html.escape(f) for f in facts)
+        return html.escape(str(name)), f"{html.escape(text)}<br><span class=meta>{meta}</span>"
+
+    def cohort_section(self) -> str:
+        c = self.cohort
+        symptomatic = c.filter(pl.col("symptom_onset_month").is_not_null())
+        rows = []
+        for ph in self.all_phenotypes:
+            g = c.filter(pl.col("phenotype") == ph)
+            s = g.filter(pl.col("symptom_onset_month").is_not_null())
+            site = {k: (s["onset_site"] == k).mean() if len(s) else None
+                    for k in ("bulbar", "limb", "trunk")}
+            rows.append([
+                ph,
+                _num(len(g)),
+                _num(len(s)),
+                _num(g["first_visit_month"].is_not_null().sum()),
+                _num(g["death_month"].is_not_null().sum()),
+                _num(s["age_at_onset_years"].median()),
+                " / ".join(_pct(site[k]) for k in ("bulbar", "limb", "trunk")),
+            ])
+        share = ", ".join(
+            f"{ph} {_pct((c['phenotype'] == ph).mean(), 1)}" for ph in self.all_phenotypes
+        )
+        text = (
+            f"<p>The run holds {len(c):,} simulated patients (latent phenotypes: {share}). "
+            f"{len(symptomatic):,} became symptomatic during the run, "
+            f"{c['first_visit_month'].is_not_null().sum():,} were seen by a neurologist and "
+            f"{c['death_month'].is_not_null().sum():,} died. Unless stated otherwise, times are "
+            "months since symptom onset, and patients never symptomatic are left out.</p>"
+        )
+        tab = self.table(
+            ["latent phenotype", "patients", "symptomatic", "seen", "died",
+             "median age at onset (y)", "onset bulbar / limb / trunk"],
+            rows,
+            "Cohort by latent phenotype (the truth, which the clinician never sees).",
+        )
+        return f"<h2>Cohort</h2>{text}{tab}"
+
+    # --- emergence -------------------------------------------------------------------
+
+    def emergence_section(self) -> str:
+        months = [float(m) for m in range(0, int(HORIZON) + 1)]
+        em = phenotype_emergence(self.run, months=months)
+        n = len(self.phenotypes)
+        fig, axes = _new_figure(3.3 * n + 1.2, 3.2, 1, n)
+        for ax, ph in zip(axes[0], self.phenotypes, strict=True):
+            g = em.filter(pl.col("phenotype") == ph)
+            ys = [
+                g.filter(pl.col("state") == s).sort("months_since_onset")["share"]
+                .fill_null(0.0).to_numpy()
+                for s in STATES
+            ]
+            ax.stackplot(months, ys, labels=STATES,
+                         colors=[STATE_COLOURS[s] for s in STATES], alpha=0.95)
+            followed = g.filter(pl.col("state") == "dead")["followed"][0]
+            ax.set_title(f"latent {ph} (n={followed:,})", fontsize=10)
+            ax.set_xlim(0, HORIZON)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("months since symptom onset")
+            ax.grid(False)
+        axes[0][0].set_ylabel("share of patients")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        labels = ["not yet seen", "seen, no diagnosis", "PMA", "PLS", "ALS", "dead"]
+        fig.legend(handles[::-1], labels[::-1], loc="outside right center", fontsize=9,
+                   frameon=False)
+        figure = self.figure(
+            fig,
+            "Clinical diagnosis by months since symptom onset, for each latent phenotype: the "
+            "state of every patient still followed (alive, or dead), stacked. Diagnoses are "
+            "those of the most recent visit; they emerge from the findings, not from the "
+            "latent label. Source: <code>analysis.phenotype_emergence(run)</code>.",
+        )
+
+        conf = confusion(self.run, months=CONFUSION_MONTHS)
+        rows = []
+        rank = {p: i for i, p in enumerate(self.phenotypes)}
+        conf = conf.sort("months_since_onset", pl.col("phenotype").replace_strict(rank))
+        for r in conf.iter_rows(named=True):
+            seen = r["seen"]
+            rows.append([
+                f"{r['months_since_onset']:.0f}", r["phenotype"], _num(seen),
+                *[f"{_num(r[c])} ({_pct(r[c] / seen if seen else None)})"
+                  for c in ("none", *DIAGNOSES)],
+            ])
+        conf_tab = self.table(
+            ["months since onset", "latent phenotype", "seen", "no diagnosis", "PMA", "PLS",
+             "ALS"],
+            rows,
+            "Latent phenotype against the diagnosis last recorded by each month, among the "
+            "patients seen by then (rows sum to <i>seen</i>). Source: "
+            "<code>analysis.confusion(run, months=(12, 24, 36))</code>.",
+        )
+
+        ttd = time_to_diagnosis(self.run)
+        rows = [
+            [r["phenotype"], r["diagnosis"], f"{_num(r['diagnosed'])} ({_pct(r['share'])})",
+             _iqr(r["median"], r["q25"], r["q75"]), _num(r["median_after_first_visit"])]
+            for r in self.ordered(ttd.filter(pl.col("diagnosed") > 0)).iter_rows(named=True)
+        ]
+        rows = _blank_repeats(rows)
+        ttd_tab = self.table(
+            ["latent phenotype", "diagnosis", "patients diagnosed", "months from onset, median "
+             "(IQR)", "months from first visit, median"],
+            rows,
+            "Time from symptom onset to the first visit giving each diagnosis (<i>any</i>: the "
+            "first diagnosis of whatever kind), among patients who received it. Source: "
+            "<code>analysis.time_to_diagnosis(run)</code>.",
+        )
+
+        conv = conversions(self.run)
+        rows = [
+            [r["phenotype"], r["conversion"], _num(r["first_diagnosed"]),
+             f"{_num(r['converted'])} ({_pct(r['share'])})",
+             _iqr(r["median"], r["q25"], r["q75"]), _num(r["median_months_to_ALS"])]
+            for r in self.ordered(conv.filter(pl.col("first_diagnosed") > 0)).iter_rows(
+                named=True
+            )
+        ]
+        conv_tab = self.table(
+            ["latent phenotype", "conversion", "first diagnosed", "converted",
+             "months between, median (IQR)", "months from onset to ALS, median"],
+            rows,
+            "Conversions: patients whose first diagnosis was PMA or PLS and who later met ALS "
+            "criteria. Source: <code>analysis.conversions(run)</code>.",
+        ) if rows else "<p>No patient received a first diagnosis of PMA or PLS.</p>"
+
+        text = []
+        for ph in self.phenotypes:
+            g = ttd.filter((pl.col("phenotype") == ph) & (pl.col("diagnosis") == ph))
+            at = conf.filter(
+                (pl.col("phenotype") == ph) & (pl.col("months_since_onset") == 12.0)
+            )
+            right = (
+                f"; 12 months after onset, {_pct(at[ph][0] / at['seen'][0])} of those seen "
+                f"had that diagnosis"
+                if len(at) and at["seen"][0] and ph in at.columns else ""
+            )
+            if len(g) and g["diagnosed"][0]:
+                text.append(
+                    f"Of {g['patients'][0]:,} symptomatic patients with latent {ph}, "
+                    f"{_pct(g['share'][0])} were diagnosed {ph} during follow-up, a median of "
+                    f"{_num(g['median'][0])} months after onset{right}."
+                )
+        c = conv.filter(pl.col("converted") > 0)
+        for r in c.iter_rows(named=True):
+            text.append(
+                f"Among latent {r['phenotype']} patients first diagnosed "
+                f"{r['conversion'].split('->')[0]}, {_pct(r['share'])} later converted to ALS, "
+                f"a median of {_num(r['median'])} months later."
+            )
+        prose = "<p>" + " ".join(text) + "</p>" if text else ""
+        return (
+            "<h2>Phenotype emergence</h2>"
+            "<p>Patients are examined from a referral delay after symptom onset, then at "
+            "regular visits; the diagnosis at each visit is what the accumulated findings "
+            "support (ALS: upper and lower motor neuron dysfunction; PMA: lower only; PLS: upper "
+            "only for at least two years).</p>"
+            f"{prose}{figure}{conf_tab}{ttd_tab}{conv_tab}"
+        )
+
+    # --- trajectories ----------------------------------------------------------------
+
+    def trajectory_section(self) -> str:
+        tr = trajectory_quartiles(self.run, muscles=[TRAJECTORY_MUSCLE], min_n=5)
+        tr = tr.filter(
+            (pl.col("muscle").is_null() | (pl.col("muscle") == TRAJECTORY_MUSCLE))
+            & (pl.col("months_since_onset") <= HORIZON)
+            & (pl.col("months_since_onset") >= 0)
+        )
+        tests = list(TESTS)
+        fig, axes = _new_figure(10.5, 8.4, 3, 3)
+        for ax, test in zip(axes.flat, tests, strict=True):
+            g = tr.filter(pl.col("test") == test)
+            for i, ph in enumerate(self.phenotypes):
+                p = g.filter(pl.col("phenotype") == ph).sort("months_since_onset")
+                if not len(p):
+                    continue
+                col = _colour(ph, PHENOTYPE_COLOURS, i)
+                x = p["months_since_onset"].to_numpy()
+                ax.fill_between(x, p["q25"].to_numpy(), p["q75"].to_numpy(), color=col,
+                                alpha=0.18, linewidth=0)
+                ax.plot(x, p["median"].to_numpy(), color=col, label=ph, linewidth=1.8)
+            where = f" ({TRAJECTORY_MUSCLE})" if test in MUSCLE_TESTS else ""
+            ax.set_title(TESTS[test] + where, fontsize=10)
+            ax.set_xlim(0, HORIZON)
+            if test in _YLIM:
+                ax.set_ylim(*_YLIM[test])
+        for ax in axes[-1]:
+            ax.set_xlabel("months since symptom onset")
+        _legend(axes[0][0], frameon=False, fontsize=9, title="latent phenotype")
+        figure = self.figure(
+            fig,
+            f"Test results over months since onset: median (line) and interquartile range "
+            f"(band) by latent phenotype, in 3-month bins with at least 5 examinations. Muscle "
+            f"tests are shown for {TRAJECTORY_MUSCLE} (both sides); every muscle is in the "
+            "table the function returns. Source: <code>analysis.trajectory_quartiles(run)</code>.",
+        )
+        header = ["test", "latent phenotype", *[f"{m} months" for m in CONFUSION_MONTHS]]
+        rows = []
+        for test in tests:
+            g = tr.filter(pl.col("test") == test)
+            where = f" ({TRAJECTORY_MUSCLE})" if test in MUSCLE_TESTS else ""
+            for ph in self.phenotypes:
+                row = [TESTS[test] + where, ph]
+                for m in CONFUSION_MONTHS:
+                    x = g.filter(
+                        (pl.col("phenotype") == ph) & (pl.col("months_since_onset") == float(m))
+                    )
+                    row.append(
+                        _iqr(x["median"][0], x["q25"][0], x["q75"][0]) if len(x) else "&ndash;"
+                    )
+                rows.append(row)
+        tab = self.table(
+            header, _blank_repeats(rows),
+            "Median (interquartile range) of each test at 12, 24 and 36 months after onset "
+            "(visits within 1.5 months).",
+        )
+        sl = self.ordered(slopes(self.run))
+        rows = [
+            [r["phenotype"], TESTS[r["test"]], _num(r["patients"]), _num(r["mean"], 2),
+             _iqr(r["median"], r["q25"], r["q75"], 2)]
+            for r in sl.iter_rows(named=True)
+        ]
+        slope_tab = self.table(
+            ["latent phenotype", "test", "patients", "mean slope per month",
+             "median (IQR) per month"],
+            rows,
+            "Per-patient least-squares slopes over all visits. Source: "
+            "<code>analysis.slopes(run)</code>.",
+        )
+        parts = [
+            f"{_num(r['mean'], 2)} points per month in latent {r['phenotype']}"
+            for r in sl.filter(pl.col("test") == "alsfrs_r").iter_rows(named=True)
+        ]
+        svc = [
+            f"{_num(r['mean'], 2)} points in {r['phenotype']}"
+            for r in sl.filter(pl.col("test") == "svc_percent").iter_rows(named=True)
+        ]
+        prose = (
+            "<p>The ALSFRS-R changed by a mean of " + _join(parts)
+            + "; the slow vital capacity (% predicted) by " + _join(svc) + " per month.</p>"
+            if parts else ""
+        )
+        return f"<h2>Test trajectories</h2>{prose}{figure}{tab}{slope_tab}"
+
+    # --- compensation ----------------------------------------------------------------
+
+    def compensation_section(self) -> str:
+        three = ["cmap_mv", "mune", "munix"]
+        curve = compensation_curve(self.run, bins=20)
+        by_muscle = compensation_curve(self.run, bins=20, by="muscle", measures=three)
+        fig, axes = _new_figure(10.5, 3.9, 1, 2)
+        ax = axes[0][0]
+        for m, label in MEASURES.items():
+            g = curve.filter((pl.col("measure") == m) & (pl.col("n") >= 5))
+            if not len(g):
+                continue
+            x = g["units_lost"].to_numpy()
+            col = MEASURE_COLOURS[m]
+            ax.fill_between(x, g["q25"].to_numpy(), g["q75"].to_numpy(), color=col, alpha=0.15,
+                            linewidth=0)
+            ax.plot(x, g["median"].to_numpy(), color=col, label=label, linewidth=1.8)
+        ax.plot([0, 1], [1, 0], color="black", linestyle=":", linewidth=1, label="units left")
+        ax.axhline(0.8, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("true fraction of motor units lost")
+        ax.set_ylabel("relative to healthy")
+        ax.set_title("all muscles", fontsize=10)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.4)
+        _legend(ax, frameon=False, fontsize=9)
+        ax = axes[0][1]
+        muscles = by_muscle["muscle"].unique().sort().to_list()
+        from matplotlib import colormaps
+
+        cmap = colormaps["tab10"]
+        for i, mu in enumerate(muscles):
+            g = by_muscle.filter(
+                (pl.col("muscle") == mu) & (pl.col("n") >= 5) & (pl.col("measure") == "cmap_mv")
+            )
+            ax.plot(g["units_lost"].to_numpy(), g["median"].to_numpy(), color=cmap(i % 10),
+                    label=mu, linewidth=1.4)
+        ax.plot([0, 1], [1, 0], color="black", linestyle=":", linewidth=1)
+        ax.axhline(0.8, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("true fraction of motor units lost")
+        ax.set_title("CMAP by muscle (median)", fontsize=10)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.4)
+        _legend(ax, frameon=False, fontsize=8, ncols=2)
+        figure = self.figure(
+            fig,
+            "The compensation curve: CMAP, MUNE, MUNIX and strength relative to the muscle's "
+            "healthy value (the median over examinations with every unit alive) against the "
+            "true fraction of units lost, median and interquartile range in bins of 5%. The "
+            "dotted line is the fraction of units left, the dashed line 80% of healthy. Strength "
+            "includes upper motor neuron weakness. Source: "
+            "<code>analysis.compensation_curve(run, bins=20)</code>.",
+        )
+        hid = loss_at(by_muscle, by="muscle")
+        pooled = loss_at(curve.filter(pl.col("measure").is_in(three)))
+        wide = hid.pivot(on="measure", index="muscle", values="units_lost").sort("muscle")
+        rows = [
+            [r["muscle"], *[_pct(r.get(m)) for m in ("cmap_mv", "mune", "munix")]]
+            for r in wide.iter_rows(named=True)
+        ]
+        p = {r["measure"]: r["units_lost"] for r in pooled.iter_rows(named=True)}
+        rows.append(["<b>all muscles</b>", *[f"<b>{_pct(p.get(m))}</b>"
+                                             for m in ("cmap_mv", "mune", "munix")]])
+        tab = self.table(
+            ["muscle", "CMAP", "MUNE", "MUNIX"],
+            rows,
+            "Fraction of motor units lost when the median of each measure first falls below "
+            "80% of healthy. Source: <code>analysis.hidden_loss(run)</code>.",
+        )
+        text = (
+            "<p>Collateral reinnervation hides motor unit loss: the median CMAP stayed above 80% "
+            f"of its healthy value until {_pct(p.get('cmap_mv'))} of the units were lost, "
+            f"whereas the median MUNE fell below it after {_pct(p.get('mune'))} and MUNIX after "
+            f"{_pct(p.get('munix'))}.</p>"
+        )
+        return f"<h2>Compensation</h2>{text}{figure}{tab}"
+
+    # --- survival --------------------------------------------------------------------
+
+    def survival_section(self) -> str:
+        groups = [("phenotype", "latent phenotype", PHENOTYPE_COLOURS),
+                  ("onset_site", "onset site", SITE_COLOURS)]
+        fig, axes = _new_figure(10.5, 3.9, 1, 2)
+        tables = []
+        for ax, (col, title, palette) in zip(axes[0], groups, strict=True):
+            km = kaplan_meier(self.run, by=col)
+            med = median_survival(self.run, by=col)
+            names = _sorted_groups(km[col].unique().to_list(), list(palette))
+            if col == "phenotype":
+                names = [p for p in self.phenotypes if p in names]
+            for i, g in enumerate(names):
+                k = km.filter(pl.col(col) == g).sort("time")
+                t = [0.0, *k["time"].to_list()]
+                s = [1.0, *k["survival"].to_list()]
+                lo = [1.0, *k["lower"].fill_null(0.0).to_list()]
+                hi = [1.0, *k["upper"].fill_null(0.0).to_list()]
+                c = _colour(g, palette, i)
+                n = med.filter(pl.col(col) == g)["patients"][0]
+                ax.step(t, s, where="post", color=c, linewidth=1.8, label=f"{g} (n={n:,})")
+                ax.fill_between(t, lo, hi, step="post", color=c, alpha=0.15, linewidth=0)
+            ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+            ax.set_xlabel("months since symptom onset")
+            ax.set_title(f"by {title}", fontsize=10)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlim(0, None)
+            _legend(ax, frameon=False, fontsize=9)
+            at = survival_at(self.run, months=(12, 24, 36, 60), by=col)
+            for g in names:
+                m = med.filter(pl.col(col) == g).row(0, named=True)
+                a = at.filter(pl.col(col) == g)
+                cells = [
+                    f"{_pct(s)} ({100 * (lo or 0):.0f}&ndash;{100 * (hi or 0):.0f})"
+                    if s is not None
+                    else "&ndash;"
+                    for s, lo, hi in zip(a["survival"], a["lower"], a["upper"], strict=True)
+                ]
+                tables.append([title, g, _num(m["patients"]), _num(m["deaths"]),
+                               _ci(m["median"], m["lower"], m["upper"]), *cells])
+        axes[0][0].set_ylabel("surviving")
+        figure = self.figure(
+            fig,
+            "Kaplan-Meier survival from symptom onset (death of any cause; alive at the end of "
+            "the run: censored), with 95% pointwise confidence bands (log-log). Source: "
+            "<code>analysis.kaplan_meier(run, by=\"phenotype\")</code> and "
+            "<code>by=\"onset_site\"</code>.",
+        )
+        tab = self.table(
+            ["grouping", "group", "patients", "deaths", "median months (95% CI)", "12 mo",
+             "24 mo", "36 mo", "60 mo"],
+            _blank_repeats(tables),
+            "Median survival with its 95% confidence interval (Brookmeyer-Crowley; n.r.: not "
+            "reached within follow-up) and survival at 1, 2, 3 and 5 years. Source: "
+            "<code>analysis.median_survival</code>, <code>analysis.survival_at</code>.",
+        )
+        med = self.ordered(median_survival(self.run, by="phenotype"))
+        known = [
+            f"{_num(r['median'])} months in latent {r['phenotype']} (95% CI "
+            f"{_ci(r['median'], r['lower'], r['upper']).split('(')[1]}"
+            for r in med.iter_rows(named=True) if r["median"] is not None
+        ]
+        unknown = [r["phenotype"] for r in med.iter_rows(named=True) if r["median"] is None]
+        prose = "<p>"
+        if known:
+            prose += "Median survival from symptom onset was " + _join(known) + ". "
+        if unknown:
+            prose += (
+                f"Fewer than half of the latent {' and '.join(unknown)} patients died during "
+                "follow-up, so their median is not reached. "
+            )
+        site = median_survival(self.run, by="onset_site")
+        d = {r["onset_site"]: r["median"] for r in site.iter_rows(named=True)}
+        if d.get("bulbar") is not None and d.get("limb") is not None:
+            prose += (
+                f"By onset site, the median was {_num(d['bulbar'])} months after bulbar and "
+                f"{_num(d['limb'])} months after limb onset."
+            )
+        prose += "</p>"
+        return f"<h2>Survival</h2>{prose}{figure}{tab}"
+
+    # --- spread ----------------------------------------------------------------------
+
+    def spread_section(self) -> str:
+        sp = spread_times(self.run)
+        sh = split_hand_summary(self.run, bin_months=6.0)
+        pooled = split_hand_summary(self.run, by=None, bin_months=6.0)
+        intact = pooled.filter(pl.col("hands") == "intact")
+        fig, axes = _new_figure(10.5, 3.9, 1, 2)
+        ax = axes[0][0]
+        n = len(self.phenotypes)
+        for i, ph in enumerate(self.phenotypes):
+            g = sp.filter((pl.col("phenotype") == ph) & (pl.col("reached") > 0))
+            y = g["order"].to_numpy() + (i - (n - 1) / 2) * 0.18
+            med = g["median"].to_numpy()
+            ax.errorbar(med, y, xerr=[med - g["q25"].to_numpy(), g["q75"].to_numpy() - med],
+                        fmt="o", color=_colour(ph, PHENOTYPE_COLOURS, i), capsize=3,
+                        label=ph)
+        ax.set_yticks([2, 3, 4], ["2nd region", "3rd region", "4th region"])
+        ax.invert_yaxis()
+        ax.set_xlabel("months since symptom onset (median, IQR)")
+        ax.set_title("spread to further regions", fontsize=10)
+        _legend(ax, frameon=False, fontsize=9)
+        ax = axes[0][1]
+        if len(intact) and intact["n"][0]:
+            ref = intact.row(0, named=True)
+            ax.axhspan(ref["ratio_q25"], ref["ratio_q75"], color="grey", alpha=0.15,
+                       label="intact hands (IQR)")
+        for i, ph in enumerate(self.phenotypes):
+            g = sh.filter(
+                (pl.col("hands") == "all") & (pl.col("phenotype") == ph) & (pl.col("n") >= 5)
+                & (pl.col("months_since_onset") <= HORIZON)
+            ).sort("months_since_onset")
+            if not len(g):
+                continue
+            c = _colour(ph, PHENOTYPE_COLOURS, i)
+            x = g["months_since_onset"].to_numpy()
+            ax.fill_between(x, g["ratio_q25"].to_numpy(), g["ratio_q75"].to_numpy(), color=c,
+                            alpha=0.15, linewidth=0)
+            ax.plot(x, g["ratio_median"].to_numpy(), color=c, linewidth=1.8, label=ph)
+        ax.axhline(SPLIT_RATIO, color="black", linestyle="--", linewidth=0.8,
+                   label=f"split-hand cut-off {SPLIT_RATIO}")
+        ax.set_xlabel("months since symptom onset")
+        ax.set_ylabel("APB / ADM CMAP")
+        ax.set_title("split hand", fontsize=10)
+        ax.set_xlim(0, HORIZON)
+        _legend(ax, frameon=False, fontsize=8)
+        figure = self.figure(
+            fig,
+            "Left: months from symptom onset to the second, third and fourth region to become "
+            "symptomatic (median and interquartile range, among patients who reached it). "
+            "Right: APB/ADM CMAP ratio over months since onset (median and IQR per 6-month "
+            "bin), against hands with every unit alive. Sources: "
+            "<code>analysis.spread_times(run)</code>, "
+            "<code>analysis.split_hand_summary(run)</code>.",
+        )
+        nth = {2: "2nd", 3: "3rd", 4: "4th"}
+        rows = _blank_repeats([
+            [r["phenotype"], nth.get(r["order"], str(r["order"])),
+             f"{_num(r['reached'])} ({_pct(r['share'])})",
+             _iqr(r["median"], r["q25"], r["q75"])]
+            for r in self.ordered(sp, "order").iter_rows(named=True)
+        ])
+        sp_tab = self.table(
+            ["latent phenotype", "region", "patients reaching it", "months since onset, "
+             "median (IQR)"],
+            rows,
+            "Spread to further regions (bulbar, cervical, thoracic, lumbosacral; either side).",
+        )
+        mx = spread_matrix(self.run)
+        rows = _blank_repeats([
+            [r["first_region"], r["region"], f"{_num(r['reached'])} / {_num(r['patients'])}",
+             _iqr(r["median"], r["q25"], r["q75"])]
+            for r in mx.iter_rows(named=True)
+        ])
+        mx_tab = self.table(
+            ["first region", "later region", "reached", "months since onset, median (IQR)"],
+            rows,
+            "From the first symptomatic region to each other region. Source: "
+            "<code>analysis.spread_matrix(run)</code>.",
+        )
+        rows = []
+        shown = sh.filter(
+            (pl.col("hands") == "all")
+            & pl.col("months_since_onset").is_in([float(m) for m in (6, 12, 24, 36)])
+        )
+        both = [(r, "intact hands") for r in intact.iter_rows(named=True)] + [
+            (r, r["phenotype"]) for r in self.ordered(shown).iter_rows(named=True)
+        ]
+        for r, who in both:
+            when = ("any time" if r["hands"] == "intact"
+                    else f"{r['months_since_onset']:.0f} months")
+            rows.append([who, when, _num(r["n"]),
+                         _iqr(r["ratio_median"], r["ratio_q25"], r["ratio_q75"], 2),
+                         _iqr(r["index_median"], r["index_q25"], r["index_q75"]),
+                         _pct(r["split_share"])])
+        sh_tab = self.table(
+            ["latent phenotype", "when", "hands", "APB/ADM, median (IQR)",
+             "split-hand index, median (IQR)", f"APB/ADM &lt; {SPLIT_RATIO}"],
+            _blank_repeats(rows),
+            "Split hand (both sides; 6-month bins centred on the month shown). Split-hand "
+            "index = APB &times; FDI / ADM CMAP (mV).",
+        )
+        parts = []
+        for ph in self.phenotypes:
+            g = sp.filter((pl.col("phenotype") == ph) & (pl.col("order") == 2))
+            if len(g) and g["reached"][0]:
+                parts.append(
+                    f"{_num(g['median'][0])} months in latent {ph} ({_pct(g['share'][0])} of "
+                    "patients reached one)"
+                )
+        prose = (
+            "<p>A second region became symptomatic a median of " + _join(parts) + ". "
+            if parts else "<p>"
+        )
+        late = shown.filter(pl.col("months_since_onset") == 24.0)
+        split = [
+            f"{_pct(r['split_share'])} of hands in latent {r['phenotype']}"
+            for r in self.ordered(late).iter_rows(named=True)
+        ]
+        if split and len(intact):
+            prose += (
+                f"Two years after onset the APB/ADM ratio was below {SPLIT_RATIO} in "
+                + _join(split)
+                + f", against {_pct(intact['split_share'][0])} of intact hands."
+            )
+        prose += "</p>"
+        return f"<h2>Spread</h2>{prose}{figure}{sp_tab}{mx_tab}{sh_tab}"
+
+
+_CSS = """
+body { font-family: Georgia, 'DejaVu Serif', serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1.5rem; color: #222; line-height: 1.5; }
+h1 { font-size: 1.7rem; margin-bottom: 0.2rem; }
+h2 { font-size: 1.3rem; margin-top: 2.4rem; border-bottom: 1px solid #ccc; }
+.meta { color: #666; font-size: 0.85rem; font-family: sans-serif; }
+figure { margin: 1.5rem 0; }
+figure img { max-width: 100%; }
+figcaption, .caption { font-size: 0.88rem; color: #444; text-align: left; }
+.caption { margin: 1.6rem 0 0.3rem 0; }
+table { border-collapse: collapse; margin: 0 0 1.2rem 0; font-family: sans-serif;
+        font-size: 0.82rem; }
+th, td { padding: 0.2rem 0.6rem; border-bottom: 1px solid #e3e3e3; text-align: right;
+         white-space: nowrap; }
+th { border-bottom: 1.5px solid #888; font-weight: 600; }
+td:first-child, th:first-child, td:nth-child(2), th:nth-child(2) { text-align: left; }
+code { font-size: 0.85em; }
+.wide { overflow-x: auto; }
+"""
+
+
+def _section(build: Callable[[], str]) -> str:
+    """A section's HTML, or one line saying why it could not be drawn (the rest still is)."""
+    try:
+        return build()
+    except (pl.exceptions.PolarsError, ValueError, IndexError, KeyError, TypeError) as e:
+        name = build.__name__.removesuffix("_section").replace("_", " ")
+        reason = html.escape(str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
+        return f"<h2>{name.capitalize()}</h2><p class=meta>Not drawn: {reason}</p>"
+
+
+def render(run: str | Path) -> str:
+    """The report of ``run`` as one HTML document (figures embedded)."""
+    r = _Report(Path(run))
+    title, sub = r.provenance()
+    sections: list[Callable[[], str]] = [
+        r.cohort_section,
+        r.emergence_section,
+        r.trajectory_section,
+        r.compensation_section,
+        r.survival_section,
+        r.spread_section,
+    ]
+    if not r.phenotypes:
+        sections = sections[:1]
+        note = (
+            "<p>No patient became symptomatic during the run, so there is nothing to report "
+            "in months since onset.</p>"
+        )
+    else:
+        note = ""
+    body = "\n".join(_section(s) for s in sections) + note
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>{title}: results</title><style>{_CSS}</style></head><body>"
+        f"<h1>Results: {title}</h1><p>{sub}</p>{body}"
+        f'<p class=meta>Written by <code>progression report</code> on {stamp} from '
+        f"{html.escape(str(Path(run).resolve()))}.</p></body></html>\n"
+    )
+
+
+def write_report(run: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write ``out/report.html`` for the run folder ``run``; returns its path.
+
+    Raises:
+        ReportError: ``run`` is not a run folder, or the report exists and not ``overwrite``.
+    """
+    run, out = Path(run), Path(out)
+    if not (run / "patients").is_dir():
+        raise ReportError(f"{run}: not a progression run (no patients/ table)")
+    target = out / "report.html"
+    if target.exists() and not overwrite:
+        raise ReportError(f"{target} exists; pass --overwrite to replace it")
+    try:
+        text = render(run)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ReportError(f"{run}: cannot read the run ({first})") from e
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m analysis.report RUN --out DIR [--overwrite]``."""
+    p = argparse.ArgumentParser(prog="analysis.report", description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="run folder (progression run --out)")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.html")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    args = p.parse_args(argv)
+    try:
+        path = write_report(args.run, args.out, overwrite=args.overwrite)
+    except ReportError as e:
+        print(f"analysis.report: error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

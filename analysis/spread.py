@@ -1,0 +1,217 @@
+"""Spread: how the disease reaches further regions, and the split hand.
+
+Region onsets come from the ``events`` table (``event == "region_onset"``: the month a region,
+on one side, became symptomatic). A region counts as reached at its first onset on either side;
+times are months since the patient's symptom onset (the first region's onset, give or take the
+month's interpolation).
+
+The split hand of ALS: the thenar muscles (APB, FDI) waste before the hypothenar ADM. The
+split-hand index is APB x FDI / ADM (CMAP amplitudes in mV; Menon 2013, healthy above about 5)
+and the simpler ratio APB / ADM (below 0.6 in most ALS; Lu 2022 meta-analysis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from analysis.emergence import _quartiles
+from analysis.io import Run, aggregate, frames, group_columns, patients, strings
+
+#: APB / ADM CMAP ratio below which a hand counts as split (Lu 2022).
+SPLIT_RATIO = 0.6
+#: Examinations with at least this fraction of units alive in APB, FDI and ADM are intact hands.
+INTACT_UNITS = 0.999
+
+
+def region_onsets(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.DataFrame:
+    """One row per patient and region reached: when, and in which order.
+
+    Returns:
+        ``patient_id``, the ``by`` columns, ``region``, ``side`` (of the first onset there),
+        ``order`` (1 = first symptomatic region) and ``months_since_onset``.
+    """
+    return _region_onsets(run, group_columns(by)).collect()
+
+
+def _region_onsets(run: Run, by: list[str]) -> pl.LazyFrame:
+    ev = strings(
+        frames(run)["events"]
+        .select("patient_id", "event", "month", "region", "detail")
+        .filter(pl.col("event") == "region_onset"),
+        ["region", "detail"],
+    )
+    first = (
+        ev.sort("patient_id", "month")
+        .group_by("patient_id", "region")
+        .agg(pl.col("month").first(), pl.col("detail").first().alias("side"))
+    )
+    pts = patients(run, [*by, "symptom_onset_month"]).filter(
+        pl.col("symptom_onset_month").is_not_null()
+    )
+    return (
+        first.join(pts, on="patient_id", how="inner")
+        .with_columns(
+            pl.col("month").rank("ordinal").over("patient_id").cast(pl.Int32).alias("order"),
+            (pl.col("month") - pl.col("symptom_onset_month")).alias("months_since_onset"),
+        )
+        .select("patient_id", *by, "region", "side", "order", "months_since_onset")
+        .sort("patient_id", "order")
+    )
+
+
+def spread_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.DataFrame:
+    """Months from symptom onset to the second, third and fourth region reached.
+
+    Medians and quartiles are over the patients who reached that many regions (``reached``);
+    the others died or were followed too briefly, so read them with ``share``.
+
+    Returns:
+        The ``by`` columns, ``order`` (2, 3, 4), ``patients`` (symptomatic), ``reached``,
+        ``share``, ``median``, ``q25``, ``q75``.
+    """
+    by = group_columns(by)
+    ons = _region_onsets(run, by).filter(pl.col("order") >= 2)
+    pts = patients(run, [*by, "symptom_onset_month"]).filter(
+        pl.col("symptom_onset_month").is_not_null()
+    )
+    n = aggregate(pts, by, pl.len().cast(pl.Int64).alias("patients"))
+    stats = ons.group_by([*by, "order"]).agg(
+        pl.len().cast(pl.Int64).alias("reached"), *_quartiles("months_since_onset")
+    )
+    grid = pl.LazyFrame({"order": [2, 3, 4]}, schema={"order": pl.Int32})
+    full = n.join(grid, how="cross")
+    return (
+        full.join(stats, on=[*by, "order"], how="left")
+        .with_columns(pl.col("reached").fill_null(0))
+        .with_columns((pl.col("reached") / pl.col("patients")).alias("share"))
+        .select(*by, "order", "patients", "reached", "share", "median", "q25", "q75")
+        .sort(*by, "order")
+        .collect()
+    )
+
+
+def spread_matrix(run: Run) -> pl.DataFrame:
+    """From the first symptomatic region to each other region: how often and how soon.
+
+    Returns:
+        ``first_region``, ``region``, ``patients`` (with that first region), ``reached``,
+        ``share``, ``median``, ``q25``, ``q75`` (months since onset).
+    """
+    ons = _region_onsets(run, [])
+    first = ons.filter(pl.col("order") == 1).select(
+        "patient_id", pl.col("region").alias("first_region")
+    )
+    n = first.group_by("first_region").agg(pl.len().cast(pl.Int64).alias("patients"))
+    later = (
+        ons.filter(pl.col("order") >= 2)
+        .join(first, on="patient_id")
+        .group_by("first_region", "region")
+        .agg(pl.len().cast(pl.Int64).alias("reached"), *_quartiles("months_since_onset"))
+    )
+    regions = ons.select("region").unique()
+    return (
+        n.join(regions, how="cross")
+        .filter(pl.col("region") != pl.col("first_region"))
+        .join(later, on=["first_region", "region"], how="left")
+        .with_columns(pl.col("reached").fill_null(0))
+        .with_columns((pl.col("reached") / pl.col("patients")).alias("share"))
+        .select("first_region", "region", "patients", "reached", "share", "median", "q25", "q75")
+        .sort("first_region", "region")
+        .collect()
+    )
+
+
+def _hands(run: Run, by: list[str]) -> pl.LazyFrame:
+    """APB, FDI and ADM of one side at one visit side by side (``side`` categorical)."""
+    mus = frames(run)["muscles"].select(
+        "patient_id", "month", "muscle", "side", "cmap_mv", "units_alive_fraction"
+    )
+    key = ["patient_id", "month", "side"]
+
+    def one(name: str) -> pl.LazyFrame:
+        low = name.lower()
+        return mus.filter(pl.col("muscle") == name).select(
+            *key,
+            pl.col("cmap_mv").alias(f"{low}_mv"),
+            pl.col("units_alive_fraction").alias(f"_{low}_alive"),
+        )
+
+    hands = one("APB").join(one("FDI"), on=key).join(one("ADM"), on=key)
+    pts = patients(run, [*by, "symptom_onset_month"])
+    return hands.join(pts, on="patient_id", how="inner").select(
+        "patient_id",
+        *by,
+        "month",
+        (pl.col("month") - pl.col("symptom_onset_month")).alias("months_since_onset"),
+        "side",
+        "apb_mv",
+        "fdi_mv",
+        "adm_mv",
+        (pl.col("apb_mv") * pl.col("fdi_mv") / pl.col("adm_mv")).alias("split_hand_index"),
+        (pl.col("apb_mv") / pl.col("adm_mv")).alias("apb_adm_ratio"),
+        pl.min_horizontal("_apb_alive", "_fdi_alive", "_adm_alive").alias("units_alive_min"),
+    )
+
+
+def split_hand(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.LazyFrame:
+    """Per visit and side: APB, FDI and ADM CMAP, the split-hand index and APB/ADM ratio (lazy).
+
+    Returns:
+        A LazyFrame: ``patient_id``, the ``by`` columns, ``month``, ``months_since_onset``
+        (null if never symptomatic), ``side``, ``apb_mv``, ``fdi_mv``, ``adm_mv``,
+        ``split_hand_index`` (APB x FDI / ADM), ``apb_adm_ratio`` and ``units_alive_min`` (the
+        smallest true fraction of units alive among the three muscles).
+    """
+    return _hands(run, group_columns(by)).with_columns(pl.col("side").cast(pl.String))
+
+
+def split_hand_summary(
+    run: Run, by: str | Sequence[str] | None = "phenotype", bin_months: float = 6.0
+) -> pl.DataFrame:
+    """Split hand over months since onset, by group, with intact hands as the reference.
+
+    Hands with every unit alive in APB, FDI and ADM form the group ``hands == "intact"`` (months
+    pooled, ``months_since_onset`` null); all hands of symptomatic patients form the group
+    ``"all"``, binned by months since onset (nearest multiple of ``bin_months``).
+
+    Returns:
+        ``hands``, the ``by`` columns, ``months_since_onset``, ``n`` (hand examinations),
+        ``index_median``, ``index_q25``, ``index_q75`` (split-hand index), ``ratio_median``,
+        ``ratio_q25``, ``ratio_q75`` (APB/ADM) and ``split_share`` (ratio below
+        :data:`SPLIT_RATIO`).
+    """
+    by = group_columns(by)
+    t = pl.col("months_since_onset")
+    rows = (
+        _hands(run, by)
+        .select(*by, t, "split_hand_index", "apb_adm_ratio", "units_alive_min")
+        .collect()
+        .lazy()
+    )
+    aggs = [
+        pl.len().cast(pl.Int64).alias("n"),
+        *_quartiles("split_hand_index", "index"),
+        *_quartiles("apb_adm_ratio", "ratio"),
+        (pl.col("apb_adm_ratio") < SPLIT_RATIO).mean().alias("split_share"),
+    ]
+    binned = (
+        rows.filter(t.is_not_null())
+        .with_columns(((t / bin_months).round(0) * bin_months).alias("months_since_onset"))
+        .group_by([*by, "months_since_onset"])
+        .agg(aggs)
+        .with_columns(pl.lit("all").alias("hands"))
+    )
+    intact = rows.filter(pl.col("units_alive_min") >= INTACT_UNITS)
+    intact = aggregate(intact, by, *aggs).with_columns(
+        pl.lit("intact").alias("hands"), pl.lit(None, pl.Float64).alias("months_since_onset")
+    )
+    cols = ["hands", *by, "months_since_onset", "n", "index_median", "index_q25", "index_q75",
+            "ratio_median", "ratio_q25", "ratio_q75", "split_share"]
+    return (
+        pl.concat([intact.select(cols), binned.select(cols)])
+        .sort("hands", *by, "months_since_onset", descending=[True] + [False] * (len(by) + 1),
+              nulls_last=True)
+        .collect()
+    )
