@@ -28,10 +28,11 @@ def open_run(path: str | Path) -> dict[str, pl.LazyFrame]:
         folder = root / name
         if not folder.is_dir():
             continue
+        schema = {"arm": pl.String, "chunk": pl.Int64}
+        if any(folder.glob("point=*")):  # a sweep: one more hive level
+            schema = {"point": pl.Int64, **schema}
         frames[name] = pl.scan_parquet(
-            folder / "**" / "*.parquet",
-            hive_partitioning=True,
-            hive_schema={"arm": pl.String, "chunk": pl.Int64},
+            folder / "**" / "*.parquet", hive_partitioning=True, hive_schema=schema
         ).drop("chunk")
     return frames
 

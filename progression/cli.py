@@ -1,4 +1,5 @@
-"""Command line: ``progression run | validate``.
+"""Command line: ``progression run | validate | report | sweep | sensitivity | export-scans |
+power | validate-model``.
 
 Errors a user can fix (a bad scenario, a refused output folder) print one line to stderr and
 exit with code 2, without a traceback.
@@ -13,24 +14,24 @@ from pathlib import Path
 from progression import __version__
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _integer(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+_positive_int = _integer(1)
+_seed = _integer(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,131 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a scenario file")
     val.add_argument("scenario", type=Path, nargs="+", help="scenario TOML file(s)")
+
+    rep = sub.add_parser("report", help="write an HTML report of a run (figures and tables)")
+    rep.add_argument("run", type=Path, help="run folder (the --out of progression run)")
+    rep.add_argument("--out", type=Path, required=True, help="folder for report.html")
+    rep.add_argument("--overwrite", action="store_true", help="replace an existing report")
+
+    swp = sub.add_parser("sweep", help="run a scenario's [sweep]: every point as one job")
+    swp.add_argument("scenario", type=Path, help="scenario TOML file with a [sweep] section")
+    swp.add_argument("--out", type=Path, required=True, help="output folder")
+    swp.add_argument("--patients", type=_positive_int, help="override cohort.patients (per point)")
+    swp.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
+    swp.add_argument("--chunk-size", type=_positive_int, help="patients per chunk")
+    swp.add_argument("--scheduler", help="address of a running dask scheduler (tcp://host:port)")
+    swp.add_argument("--yes", action="store_true", help="run even if the output may not fit")
+    mode = swp.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    sen = sub.add_parser("sensitivity", help="Sobol or Morris indices of a sweep's outcomes")
+    sen.add_argument("sweep", type=Path, help="sweep folder (the --out of progression sweep)")
+    sen.add_argument("--out", type=Path, required=True, help="folder for sensitivity.*")
+    sen.add_argument("--overwrite", action="store_true", help="replace existing results")
+
+    exs = sub.add_parser("export-scans", help="write each recorded CMAP scan as an S,A CSV file")
+    exs.add_argument("run", type=Path, help="run folder (the --out of progression run)")
+    exs.add_argument("--out", type=Path, required=True, help="folder for the CSV files")
+    exs.add_argument("--overwrite", action="store_true", help="replace existing CSV files")
+
+    pw = sub.add_parser("power", help="power and sample size per endpoint by simulated trials")
+    pw.add_argument("run", type=Path, help="trial run folder (the --out of progression run)")
+    pw.add_argument("--out", type=Path, required=True, help="folder for power.parquet, .csv, .html")
+    pw.add_argument("--n-per-arm", default="50,100,200,400", help="sizes per arm, e.g. 50,100,200")
+    pw.add_argument("--replicates", default="1000", help="simulated trials per size (default 1000)")
+    pw.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
+    pw.add_argument("--sided", default="2", help="1 (in the direction of benefit) or 2 (default)")
+    pw.add_argument("--endpoints", help="comma-separated endpoint names (default: all)")
+    pw.add_argument("--seed", default="0", help="seed of the replicate draws (default 0)")
+    pw.add_argument("--visit-interval", help="analyse every k-th month of trial visits")
+    pw.add_argument("--trial-months", help="trial length T (at most the run's trial)")
+    pw.add_argument("--dropout", help="extra dropout per month on top of the run's")
+    pw.add_argument("--enrich", help="screening criterion, e.g. 'dfs >= 0.5' (bare number: dfs)")
+    pw.add_argument("--overwrite", action="store_true", help="replace existing results")
+
+    vm = sub.add_parser("validate-model", help="compare shipped scenarios with published figures")
+    vm.add_argument("--targets", type=Path, help="targets.toml (default ../shared/calibration/)")
+    vm.add_argument("--patients", type=_positive_int, help="patients per scenario (default 500)")
+    vm.add_argument("--out", type=Path, default=Path("validation"), help="folder (runs/, .md)")
+    vm.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
+    vm.add_argument("--seed", type=_seed, help="override every scenario's seed")
     return parser
+
+
+def _validate_model(args: argparse.Namespace) -> int:
+    """``progression validate-model``: exit 0 when every target passes, 1 when one fails."""
+    from progression.calibration import DEFAULT_PATIENTS, CalibrationError, validate_model
+    from progression.runner import RunError
+
+    try:
+        v = validate_model(
+            args.targets, args.out, patients=args.patients or DEFAULT_PATIENTS,
+            workers=args.workers, seed=args.seed, progress=sys.stderr.isatty(),
+        )
+    except (CalibrationError, RunError) as e:
+        return _fail(str(e))
+    print(v.text())
+    print(f"{v.markdown} ({v.seconds:.0f} s)", file=sys.stderr)
+    return 1 if v.failed else 0
+
+
+def _export_scans(args: argparse.Namespace) -> int:
+    """``progression export-scans``: one CSV per recorded scan (:mod:`progression.export`)."""
+    from progression.export import ExportError, export_scans
+
+    try:
+        paths = export_scans(args.run, args.out, overwrite=args.overwrite)
+    except ExportError as e:
+        return _fail(str(e))
+    print(f"{len(paths)} scans -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``progression sweep``: plan (validate), check the disk, run, summarise."""
+    from progression.runner import RunError
+    from progression.sweep import SweepError, plan_sweep, run_sweep
+
+    plan = plan_sweep(args.scenario, patients=args.patients)  # ScenarioError: caller
+    try:
+        summary = run_sweep(
+            plan, args.out, workers=args.workers, chunk_size=args.chunk_size,
+            scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite, yes=args.yes,
+        )
+    except (RunError, SweepError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print(f"\nprogression: interrupted; resume with: progression sweep {args.scenario} "
+              f"--out {args.out} --resume", file=sys.stderr)
+        return 130
+    print(summary, file=sys.stderr)
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    from analysis.sensitivity import SensitivityError, write_sensitivity
+
+    try:
+        result = write_sensitivity(args.sweep, args.out, overwrite=args.overwrite)
+    except SensitivityError as e:
+        return _fail(str(e))
+    for outcome, why in result.skipped.items():
+        print(f"progression: {outcome} not analysed: {why}", file=sys.stderr)
+    print(args.out / "sensitivity.html")
+    return 0
+
+
+def _power(args: argparse.Namespace) -> int:
+    """``progression power``: simulated trials per endpoint (:mod:`analysis.trials`)."""
+    from analysis.trials import PowerError, power_cli
+
+    try:
+        paths = power_cli(args, log=lambda line: print(line, file=sys.stderr))
+    except PowerError as e:
+        return _fail(str(e))
+    print(paths["html"])
+    return 0
 
 
 def _fail(message: str) -> int:
@@ -67,6 +192,26 @@ def main(argv: list[str] | None = None) -> int:
     from progression.scenario import ScenarioError, load_scenario
 
     args = build_parser().parse_args(argv)
+    if args.command == "sensitivity":
+        return _sensitivity(args)
+    if args.command == "export-scans":
+        return _export_scans(args)
+    if args.command == "power":
+        return _power(args)
+    if args.command == "validate-model":
+        try:
+            return _validate_model(args)
+        except ScenarioError as e:
+            return _fail(str(e))
+    if args.command == "report":
+        from analysis.report import ReportError, write_report
+
+        try:
+            path = write_report(args.run, args.out, overwrite=args.overwrite)
+        except ReportError as e:
+            return _fail(str(e))
+        print(path)
+        return 0
     try:
         if args.command == "validate":
             for path in args.scenario:
@@ -76,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{', '.join(s.arm_names)}; hash {s.hash[:12]})"
                 )
             return 0
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "run":
             from progression.runner import RunError, run
 

@@ -378,14 +378,20 @@ class Patient(mesa.Agent):
         return out
 
     def respiratory_strength(self) -> float:
-        """Inspiratory strength over healthy: weighted diaphragm and intercostals (1 if none)."""
+        """Inspiratory strength over healthy: weighted diaphragm and intercostals (1 if none),
+        and the bulbar muscles with ``respiration.upper_airway_weight`` (upper airway)."""
         total = weight = 0.0
         for ms in self.muscles:
             w = RESPIRATORY_WEIGHTS.get(ms.muscle.name, 0.0)
             if w:
                 total += w * self.strength(ms)
                 weight += w
-        return total / weight if weight else 1.0
+        pump = total / weight if weight else 1.0
+        airway = self.model.scenario.respiration.upper_airway_weight
+        bulbar = [self.strength(ms) for ms in self.muscles if ms.muscle.region == "bulbar"]
+        if airway > 0 and bulbar:
+            return (1.0 - airway) * pump + airway * sum(bulbar) / len(bulbar)
+        return pump
 
 
 class LiteralCohort(mesa.Model):

@@ -260,7 +260,9 @@ class Cohort(mesa.Model):
         return out
 
     def respiratory_strength(self, strength: np.ndarray | None = None) -> np.ndarray:
-        """(patients,) inspiratory strength over healthy (1 if no respiratory muscle)."""
+        """(patients,) inspiratory strength over healthy: the pump (hemidiaphragms and
+        intercostals; 1 if none) and, with ``respiration.upper_airway_weight``, the upper
+        airway (the bulbar muscles' mean strength)."""
         strength = self.strength() if strength is None else strength
         total = np.zeros(len(self.ids))
         weight = 0.0
@@ -268,7 +270,12 @@ class Cohort(mesa.Model):
             w = RESPIRATORY_WEIGHTS.get(m.name, 0.0)
             total += w * strength[:, i]
             weight += w
-        return total / weight if weight else np.ones(len(self.ids))
+        pump = total / weight if weight else np.ones(len(self.ids))
+        airway = self.scenario.respiration.upper_airway_weight
+        bulbar = [i for i, m in enumerate(self.body.muscles) if m.region == "bulbar"]
+        if airway > 0 and bulbar:
+            return (1.0 - airway) * pump + airway * strength[:, bulbar].mean(axis=1)
+        return pump
 
     def symptoms(self, t0: float, t1: float) -> None:
         """Region onset: the first time a region's function falls below the patient's threshold
@@ -433,10 +440,14 @@ def simulate_chunk(scenario: Scenario, patient_ids: np.ndarray) -> ChunkResult:
 
 def bytes_per_patient(scenario: Scenario) -> int:
     """Peak memory of one patient in a chunk (bytes), for sizing chunks: the unit arrays
-    (fibres, threshold, alive, and the exam's temporaries, about 24 bytes per unit), the tracts,
-    and the output rows of every visit."""
+    (fibres, threshold, alive, the stimulation thresholds and the exam's temporaries, about 30
+    bytes per unit), the tracts, and the output rows of every visit (recorded CMAP scans: about
+    60 bytes per stimulus)."""
     body = Body.from_muscles(scenario.muscles())
     axons = scenario.disease.umn.axons if scenario.disease.umn else 1
     visits = scenario.time.duration_months / scenario.visits.interval_months + 1
     rows = visits * (body.n_muscles * 200 + 300)
-    return int(24 * body.n_units + 12 * axons * len(COMPARTMENTS) + rows + 4096)
+    rec = scenario.exam.scans
+    scanned = sum(m.name in rec.muscles for m in body.muscles)
+    rows += visits / rec.every_nth_visit * scanned * scenario.exam.scan_stimuli * 60
+    return int(30 * body.n_units + 12 * axons * len(COMPARTMENTS) + rows + 4096)

@@ -44,6 +44,18 @@ def _bits(seed: int, stream: str, patient_ids: np.ndarray, n: int, offset: int =
     return _mix(start + counter * _GAMMA)
 
 
+def starts(seed: int, stream: str, patient_ids: np.ndarray) -> np.ndarray:
+    """(patients,) uint64 start words of a stream, for compiled loops that draw lazily.
+
+    The c-th draw (c >= 1) of a patient is ``mix(start + c * GAMMA)``, exactly the bits behind
+    ``uniform(seed, stream, ids, n)[:, c - 1]``: a loop may draw only the counters it needs
+    (see :mod:`progression.exam.scans`) and still get the numbers this module defines.
+    """
+    key = stream_key(seed, stream)
+    pid = np.asarray(patient_ids, dtype=np.uint64).reshape(-1)
+    return _mix(key ^ _mix(pid * _GAMMA + _GAMMA))
+
+
 def uniform(seed: int, stream: str, patient_ids: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
     """(patients, n) uniforms on the open interval (0, 1), float64."""
     return ((_bits(seed, stream, patient_ids, n, offset) >> _S11) + 0.5) * 2.0**-53

@@ -14,6 +14,10 @@ chunk size. Where the code runs:
 - otherwise: a ``distributed.LocalCluster`` of ``workers`` processes (default: the usable cores),
   one thread each.
 
+``parts`` runs several scenarios of the same cohort size into one folder as one job, each under
+a partition prefix (a sweep's points, :mod:`progression.sweep`): the chunks of all parts form one
+plan, one manifest, one progress bar.
+
 Only this (client) process writes the manifest (see :mod:`progression.storage`), at most once per
 :data:`MANIFEST_INTERVAL` and at the end. Ctrl-C cancels the tasks, closes the cluster, records
 the session as interrupted and raises :class:`RunInterrupted`; ``resume=True`` then redoes only
@@ -150,7 +154,11 @@ def _bytes_per_patient(scenario: Any) -> int | None:
 
 
 def default_chunk_size(
-    scenario: Any, *, workers: int | None = None, memory_per_worker: float | None = None
+    scenario: Any,
+    *,
+    workers: int | None = None,
+    memory_per_worker: float | None = None,
+    patients: int | None = None,
 ) -> int:
     """Patients per chunk chosen from the cohort, the workers and their memory.
 
@@ -162,6 +170,8 @@ def default_chunk_size(
         scenario: the scenario (``scenario.cohort.patients`` is read).
         workers: parallel workers (default: usable cores).
         memory_per_worker: bytes one worker may use (default: available memory / workers).
+        patients: patients of the whole job (default ``scenario.cohort.patients``; a sweep
+            passes points x patients, and then caps the size at one point's cohort).
     """
     workers = workers or usable_cores()
     per_patient = _bytes_per_patient(scenario)
@@ -170,7 +180,8 @@ def default_chunk_size(
         cap = int(MEMORY_FRACTION * memory / per_patient)
     else:
         cap = SAFE_CHUNK_SIZE
-    balanced = math.ceil(scenario.cohort.patients / (CHUNKS_PER_WORKER * workers))
+    patients = scenario.cohort.patients if patients is None else patients
+    balanced = math.ceil(patients / (CHUNKS_PER_WORKER * workers))
     return max(1, min(balanced, cap, MAX_CHUNK_SIZE))
 
 
@@ -190,9 +201,17 @@ def _version() -> str:
 
 
 def run_chunk(
-    scenario: Any, out: str, chunk: int, first: int, stop: int, simulate: Simulate
+    scenario: Any,
+    out: str,
+    chunk: int,
+    first: int,
+    stop: int,
+    simulate: Simulate,
+    prefix: str = "",
 ) -> ChunkRecord:
     """Simulate patients ``[first, stop)`` and write them as chunk ``chunk`` (runs on a worker).
+
+    ``prefix`` is the chunk's partition prefix (e.g. ``point=3``; empty in a plain run).
 
     Any files of an earlier attempt at this chunk are deleted first.
     """
@@ -201,7 +220,8 @@ def run_chunk(
     result = simulate(scenario, np.arange(first, stop, dtype=np.int64))
     meta = storage.file_metadata(scenario.text, scenario.hash, _version())
     nbytes = storage.write_chunk(
-        Path(out), chunk, result.tables, metadata=meta, arms=tuple(scenario.arm_names)
+        Path(out), chunk, result.tables, metadata=meta, arms=tuple(scenario.arm_names),
+        prefix=prefix,
     )
     years = getattr(result, "patient_years", None)
     return ChunkRecord(
@@ -225,18 +245,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _new_manifest(scenario: Any, chunk_size: int) -> Manifest:
+def _new_manifest(scenario: Any, chunk_size: int, prefixes: tuple[str, ...]) -> Manifest:
+    """The plan: the chunks of each part in turn (one part, prefix ``""``, in a plain run)."""
     chunks = plan_chunks(scenario.cohort.patients, chunk_size)
     return Manifest(
         scenario_hash=scenario.hash,
         version=_version(),
         scenario_path=str(scenario.path),
-        patients=int(scenario.cohort.patients),
+        patients=int(scenario.cohort.patients) * len(prefixes),
         seed=int(scenario.cohort.seed),
         arms=list(scenario.arm_names),
         chunk_size=chunk_size,
-        chunks=[[r.start, r.stop] for r in chunks],
+        chunks=[[r.start, r.stop] for _ in prefixes for r in chunks],
         started=_now(),
+        prefixes=[] if prefixes == ("",) else [p for p in prefixes for _ in chunks],
     )
 
 
@@ -247,6 +269,7 @@ def _prepare(
     choose_size: Callable[[], int],
     resume: bool,
     overwrite: bool,
+    prefixes: tuple[str, ...] = ("",),
 ) -> Manifest:
     """Check the folder against the flags; return the manifest to continue (saved on disk).
 
@@ -294,7 +317,7 @@ def _prepare(
         storage.remove_incomplete(out, manifest.completed_chunks())
         return manifest
     out.mkdir(parents=True, exist_ok=True)
-    manifest = _new_manifest(scenario, chunk_size or choose_size())
+    manifest = _new_manifest(scenario, chunk_size or choose_size(), prefixes)
     storage.write_text_atomic(out / storage.SCENARIO_COPY, scenario.text)
     manifest.save(out)
     return manifest
@@ -467,6 +490,7 @@ def run(
     overwrite: bool = False,
     progress: bool | None = None,
     simulate: Simulate | None = None,
+    parts: list[tuple[str, Any]] | None = None,
 ) -> RunSummary:
     """Simulate the scenario's cohort into the Parquet dataset ``out``.
 
@@ -484,6 +508,10 @@ def run(
         progress: draw a progress bar on stderr (default: when stderr is a terminal).
         simulate: ``(scenario, patient_ids) -> ChunkResult`` (default
             ``progression.model.simulate_chunk``); must be picklable for dask.
+        parts: ``(partition prefix, scenario)`` pairs simulated into ``out`` as one job, e.g.
+            a sweep's ``("point=3", scenario of point 3)``; all with ``scenario``'s cohort size
+            and arms. ``scenario`` then only identifies the job (its hash guards resume; its
+            text is ``scenario.toml``). Default: ``[("", scenario)]``.
 
     Returns:
         A :class:`RunSummary`; ``str(summary)`` is the text to show the user.
@@ -504,21 +532,41 @@ def run(
         raise RunError(f"--workers must be at least 1, got {workers}")
     if chunk_size is not None and chunk_size < 1:
         raise RunError(f"--chunk-size must be at least 1, got {chunk_size}")
+    parts = [("", scenario)] if parts is None else list(parts)
+    part_of = dict(parts)
+    for prefix, part in parts:
+        if part.cohort.patients != scenario.cohort.patients or part.arm_names != scenario.arm_names:
+            raise RunError(f"part {prefix!r} differs from the job in cohort size or arms")
+        try:
+            storage.check_prefix(prefix)
+        except ValueError as e:
+            raise RunError(str(e)) from e
+    if len(part_of) != len(parts):
+        raise RunError("parts must have distinct partition prefixes")
+    total = scenario.cohort.patients * len(parts)
 
     def choose_size() -> int:
         if scheduler is None:
-            return default_chunk_size(scenario, workers=workers or usable_cores())
-        threads, memory = _cluster_resources(scheduler)
-        return default_chunk_size(scenario, workers=threads, memory_per_worker=memory)
+            size = default_chunk_size(scenario, workers=workers or usable_cores(), patients=total)
+        else:
+            threads, memory = _cluster_resources(scheduler)
+            size = default_chunk_size(
+                scenario, workers=threads, memory_per_worker=memory, patients=total
+            )
+        return min(size, max(1, scenario.cohort.patients))
 
     try:
-        manifest = _prepare(scenario, out, chunk_size, choose_size, resume, overwrite)
+        manifest = _prepare(
+            scenario, out, chunk_size, choose_size, resume, overwrite, tuple(part_of)
+        )
     except OSError as e:
         raise RunError(_os_message(e, out)) from e
+    if {manifest.prefix(k) for k in range(len(manifest.chunks))} - set(part_of):
+        raise RunError(f"cannot resume {out}: it was planned with other parts (points)")
 
     done = manifest.completed_chunks()
     tasks = [
-        (scenario, str(out), k, first, stop, simulate)
+        (part_of[manifest.prefix(k)], str(out), k, first, stop, simulate, manifest.prefix(k))
         for k, (first, stop) in enumerate(manifest.chunks)
         if k not in done
     ]
@@ -553,7 +601,7 @@ def run(
             records = _on_dask(tasks, workers, scheduler)
         with closing(records):
             for record in records:
-                _check_visible(out, record, manifest.arms)
+                _check_visible(out, record, manifest.arms, manifest.prefix(record.chunk))
                 manifest.mark_complete(record)
                 session["chunks_run"] += 1
                 session["patients_run"] += record.patients
@@ -607,9 +655,9 @@ def _os_message(e: OSError, out: Path) -> str:
     return f"cannot write {e.filename}: {reason} (check free space and permissions of {out})"
 
 
-def _check_visible(out: Path, record: ChunkRecord, arms: list[str]) -> None:
+def _check_visible(out: Path, record: ChunkRecord, arms: list[str], prefix: str = "") -> None:
     """Refuse to record a chunk whose files this process cannot see (unshared ``out``)."""
-    missing = storage.missing_files(out, record.chunk, record.tables, arms)
+    missing = storage.missing_files(out, record.chunk, record.tables, arms, prefix)
     if missing:
         raise RunError(
             f"chunk {record.chunk} was written by worker {record.worker} but {missing[0]} is not "

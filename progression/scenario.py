@@ -331,13 +331,17 @@ class Excitability:
 
     A living unit's margin (mV) between resting potential and threshold is
     ``margin_mv * (1 - sickness) ** sickness_exponent``; its spontaneous discharge rate is
-    ``max_rate_per_min * exp(-margin**2 / (2 * noise_mv**2))``.
+    ``max_rate_per_min * exp(-margin**2 / (2 * noise_mv**2))``, times
+    ``(fibres / healthy fibres) ** enlargement_exponent``: ectopic discharges arise mostly in
+    the distal axon and its terminal branches, which collateral sprouting multiplies, and an
+    enlarged unit's discharge is the more readily seen (0: size does not matter).
     """
 
     margin_mv: float = field(default=10.0, metadata=_range(0, 50, open_lo=True))
     sickness_exponent: float = field(default=1.0, metadata=_range(0, 10))
     noise_mv: float = field(default=2.5, metadata=_range(0, 50, open_lo=True))
     max_rate_per_min: float = field(default=1.0, metadata=_range(0, 100))
+    enlargement_exponent: float = field(default=0.0, metadata=_range(0, 5))
 
 
 @dataclass(frozen=True)
@@ -352,12 +356,20 @@ class Symptoms:
 
 @dataclass(frozen=True)
 class Respiration:
-    """Respiratory failure when respiratory strength (fraction of healthy) falls below this."""
+    """Respiratory failure when respiratory strength (fraction of healthy) falls below a threshold.
+
+    Attributes:
+        failure_threshold: respiratory strength at which breathing fails.
+        upper_airway_weight: share of respiratory strength carried by the bulbar muscles (the
+            tongue, genioglossus: the upper-airway dilator active in every inspiration, which
+            also guards the airway); the rest is the pump (hemidiaphragms and intercostals).
+    """
 
     failure_threshold: Dist = field(
         default_factory=lambda: Dist("normal", (("mean", 0.3), ("sd", 0.05)), 0.05, 0.6),
         metadata=_range(0, 1),
     )
+    upper_airway_weight: float = field(default=0.0, metadata=_range(0, 1))
 
 
 @dataclass(frozen=True)
@@ -369,6 +381,19 @@ class Mortality:
 
 
 @dataclass(frozen=True)
+class ScanRecording:
+    """Which full CMAP scans to record into the ``scans`` table (default: none).
+
+    Attributes:
+        muscles: muscle names whose scans are recorded (every simulated side).
+        every_nth_visit: record at a patient's 1st visit and every n-th visit after it.
+    """
+
+    muscles: tuple[str, ...] = field(default=(), metadata={"choices": _MUSCLE_NAMES})
+    every_nth_visit: int = field(default=1, metadata=_range(1, 1000))
+
+
+@dataclass(frozen=True)
 class Exam:
     """Measurement noise and method settings of the examinations (exam/ modules document use).
 
@@ -376,8 +401,20 @@ class Exam:
         cmap_cov: CMAP test-retest coefficient of variation.
         cmap_subject_cov: between-person spread of healthy CMAP (lognormal sigma).
         munix_cov: MUNIX test-retest CoV (Neuwirth 2016: 14%).
+        mune_method: ``incremental`` (McComas incremental stimulation on the simulated
+            stimulus-response recording, :mod:`progression.exam.scans`) or ``mean_smup`` (the
+            interim method: CMAP over the mean SMUP of randomly sampled units).
+        mune_increments: increments counted by incremental stimulation (McComas: about 10).
+        stimulus_step: relative rise of the stimulus from one stimulus to the next (incremental).
+        increment_detection_sd: a response is a new increment when it differs from every level
+            seen by more than this many recording-noise SDs.
+        threshold_spread: log-SD of axonal stimulation thresholds across a muscle's pool.
+        threshold_fluctuation: stimulus-to-stimulus threshold fluctuation (relative SD).
+        recording_noise_uv: surface recording noise SD (microvolts).
+        scan_stimuli: stimuli of a recorded CMAP scan.
+        scans: which scans to record (:class:`ScanRecording`).
         mune_sample_units: single units sampled by the MUNE (mean SMUP) method.
-        smup_cov: CoV of one single motor unit potential measurement.
+        smup_cov: CoV of one single motor unit potential measurement (mean SMUP method).
         cmct_sd_ms: CMCT measurement SD (ms).
         mep_integrity: tract integrity below which no MEP is evoked.
         reflex_sd: rater noise on reflex grade (grades).
@@ -388,6 +425,17 @@ class Exam:
     cmap_cov: float = field(default=0.05, metadata=_range(0, 1))
     cmap_subject_cov: float = field(default=0.2, metadata=_range(0, 2))
     munix_cov: float = field(default=0.14, metadata=_range(0, 1))
+    mune_method: str = field(
+        default="incremental", metadata={"choices": ("incremental", "mean_smup")}
+    )
+    mune_increments: int = field(default=10, metadata=_range(1, 50))
+    stimulus_step: float = field(default=0.002, metadata=_range(0.0001, 0.1))
+    increment_detection_sd: float = field(default=2.5, metadata=_range(0.5, 20))
+    threshold_spread: float = field(default=0.12, metadata=_range(0, 1))
+    threshold_fluctuation: float = field(default=0.015, metadata=_range(0.001, 0.1))
+    recording_noise_uv: float = field(default=10.0, metadata=_range(0.1, 1000))
+    scan_stimuli: int = field(default=500, metadata=_range(10, 4000))
+    scans: ScanRecording = field(default_factory=ScanRecording)
     mune_sample_units: int = field(default=10, metadata=_range(1, 100))
     smup_cov: float = field(default=0.1, metadata=_range(0, 1))
     cmct_sd_ms: float = field(default=0.8, metadata=_range(0, 10))
@@ -466,6 +514,42 @@ class Trial:
     eligibility: Eligibility = field(default_factory=Eligibility)
 
 
+#: Sweep designs (see :mod:`progression.sweep`).
+SWEEP_METHODS = ("grid", "sobol", "latin", "morris")
+
+
+@dataclass(frozen=True)
+class SweepParameter:
+    """One swept parameter: ``values`` (a grid) or ``low`` and ``high`` (a range to sample)."""
+
+    values: tuple[float, ...] = ()
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parameter sweep for ``progression sweep`` (:mod:`progression.sweep`); a run ignores it.
+
+    Attributes:
+        parameters: key path (e.g. ``disease.lmn.speed.median``) -> :class:`SweepParameter`.
+        method: ``grid`` (every combination of the values), ``sobol`` (Saltelli's scheme on a
+            Sobol sequence: samples x (parameters + 2) points), ``latin`` (Latin hypercube,
+            samples points) or ``morris`` (samples trajectories of parameters + 1 points).
+        samples: N of the method (sobol: a power of 2).
+        levels: grid levels of the Morris design.
+        replicates: cohort seeds per point: cohort.seed, cohort.seed + 1, ...
+        seed: seed of the sampling design (not of the patients).
+    """
+
+    parameters: dict[str, SweepParameter]
+    method: str = field(default="grid", metadata={"choices": SWEEP_METHODS})
+    samples: int = field(default=8, metadata=_range(1, 10**6))
+    levels: int = field(default=4, metadata=_range(2, 1000))
+    replicates: int = field(default=1, metadata=_range(1, 10**4))
+    seed: int = field(default=0, metadata=_range(0, 2**32 - 1))
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A validated scenario: everything a run needs, nothing it computes.
@@ -493,6 +577,7 @@ class Scenario:
     exam: Exam = field(default_factory=Exam)
     treatments: dict[str, Treatment] = field(default_factory=dict)
     trial: Trial | None = None
+    sweep: Sweep | None = field(default=None, metadata={"hash_if_set": True})
     path: str = field(default="<string>", metadata={"internal": True})
     text: str = field(default="", metadata={"internal": True})
     hash: str = field(default="", metadata={"internal": True})
@@ -794,6 +879,10 @@ def _convert(tp, value: Any, key: str, f, source: str):
                 _check_range(x, sub, f, source)
                 out[k] = x
         return out
+    if origin is tuple and typing.get_args(tp)[0] is float:  # a list of numbers
+        if not isinstance(value, list):
+            raise _err(source, key, "a list of numbers", value)
+        return tuple(float(_number(v, key, source)) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _err(source, key, "a list of strings", value)
@@ -949,6 +1038,9 @@ def _check(s: Scenario, source: str) -> None:
         raise _err(source, "time.step_months", "a step no longer than visits.interval_months", step)
     if step > s.time.duration_months:
         raise _err(source, "time.step_months", "a step no longer than time.duration_months", step)
+    for name in s.exam.scans.muscles:
+        if name not in s.body.muscles:
+            raise _err(source, "exam.scans.muscles", "muscles among body.muscles", name)
 
 
 def _canonical(obj: Any) -> Any:
@@ -965,6 +1057,8 @@ def _canonical(obj: Any) -> Any:
             f.name: _canonical(getattr(obj, f.name))
             for f in fields(obj)
             if not f.metadata.get("internal")
+            # a section hashed only when present, so adding it left older hashes unchanged
+            and not (f.metadata.get("hash_if_set") and getattr(obj, f.name) is None)
         }
     if isinstance(obj, dict):
         return [[k, _canonical(v)] for k, v in obj.items()]

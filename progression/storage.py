@@ -6,11 +6,17 @@ Layout of a run folder ``DIR``::
     DIR/scenario.toml                                  the scenario text, overrides applied
     DIR/<table>/arm=<arm>/chunk=<k:05d>/part-0.parquet one file per table, arm and chunk
 
-The partition columns ``arm`` and ``chunk`` live in the path only (hive convention), never inside
-the files. Every Parquet file is first written under ``DIR/_tmp/`` (same filesystem), flushed to
-disk and then ``os.replace``-d into place, so a reader never sees half a file. The temporary files
-live outside the table folders on purpose: polars refuses a table folder that holds any file other
-than ``*.parquet`` (hidden or not), so a leftover from a crash there would break every reader.
+A run of several scenarios into one folder (a sweep, :mod:`progression.sweep`) puts a partition
+prefix before ``arm``, e.g. ``DIR/<table>/point=3/arm=<arm>/chunk=<k>/``; chunk numbers count
+across the whole folder (the manifest's chunk index), so a chunk number names one folder per
+table and arm whatever the prefix.
+
+The partition columns (``arm``, ``chunk``, any prefix) live in the path only (hive convention),
+never inside the files. Every Parquet file is first written under ``DIR/_tmp/`` (same
+filesystem), flushed to disk and then ``os.replace``-d into place, so a reader never sees half a
+file. The temporary files live outside the table folders on purpose: polars refuses a table
+folder that holds any file other than ``*.parquet`` (hidden or not), so a leftover from a crash
+there would break every reader.
 
 Completion protocol: workers write a chunk's files and return a small record; only the client
 process (the one that called ``runner.run``) writes ``manifest.json``, always whole (temporary
@@ -61,6 +67,15 @@ def check_partition_value(value: str) -> str:
     if not _SAFE_VALUE.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"arm name {value!r} must use only letters, digits and _ . + -")
     return value
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is empty or hive levels such as ``point=3``, else ValueError."""
+    for level in prefix.split("/") if prefix else ():
+        key, sep, value = level.partition("=")
+        if not sep or not _SAFE_VALUE.fullmatch(key) or not _SAFE_VALUE.fullmatch(value):
+            raise ValueError(f"partition prefix {prefix!r} must be levels like point=3")
+    return prefix
 
 
 def chunk_dirname(chunk: int) -> str:
@@ -168,8 +183,9 @@ def write_chunk(
     *,
     metadata: dict[str, str],
     arms: tuple[str, ...] = (),
+    prefix: str = "",
 ) -> int:
-    """Write one chunk's tables as ``out/<table>/arm=<arm>/chunk=<k>/part-0.parquet``.
+    """Write one chunk's tables as ``out/<table>/[prefix/]arm=<arm>/chunk=<k>/part-0.parquet``.
 
     Args:
         out: run folder.
@@ -179,11 +195,13 @@ def write_chunk(
         metadata: key/value metadata for every file (see :func:`file_metadata`).
         arms: arms that get a file even when they have no rows (keeps the layout regular and the
             schema discoverable in every chunk).
+        prefix: hive levels before ``arm=`` (e.g. ``point=3``; see :func:`check_prefix`).
 
     Returns:
         Bytes written.
     """
     out = Path(out)
+    check_prefix(prefix)
     tmp_dir = out / TMP_DIR
     tmp_dir.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -197,7 +215,8 @@ def write_chunk(
         extra = {k.encode(): v.encode() for k, v in metadata.items()}
         meta = {**(table.schema.metadata or {}), **extra}
         for arm, part in _split_by_arm(table, arms).items():
-            folder = out / name / f"arm={check_partition_value(arm)}" / chunk_dirname(chunk)
+            arm_dir = f"arm={check_partition_value(arm)}"
+            folder = out / name / prefix / arm_dir / chunk_dirname(chunk)
             folder.mkdir(parents=True, exist_ok=True)
             part = encode_categories(part).replace_schema_metadata(meta)
             tmp = tmp_dir / f"{chunk_dirname(chunk)}.{name}.arm={arm}.{uuid.uuid4().hex[:12]}.tmp"
@@ -206,10 +225,10 @@ def write_chunk(
 
 
 def chunk_dirs(out: Path) -> dict[int, list[Path]]:
-    """``{k: [every out/<table>/arm=*/chunk=k folder]}`` found on disk."""
+    """``{k: [every out/<table>/[prefix/]arm=*/chunk=k folder]}`` found on disk."""
     found: dict[int, list[Path]] = {}
     for name in TABLES:
-        for arm_dir in sorted((Path(out) / name).glob("arm=*")):
+        for arm_dir in sorted((Path(out) / name).glob("**/arm=*")):
             for d in sorted(arm_dir.glob("chunk=*")):
                 try:
                     k = int(d.name.removeprefix("chunk="))
@@ -249,9 +268,12 @@ def remove_incomplete(out: Path, complete: set[int]) -> list[Path]:
     return removed
 
 
-def missing_files(out: Path, chunk: int, tables: list[str], arms: list[str]) -> list[Path]:
+def missing_files(
+    out: Path, chunk: int, tables: list[str], arms: list[str], prefix: str = ""
+) -> list[Path]:
     """Files :func:`write_chunk` writes for ``chunk`` (every table x arm) that are not there."""
-    paths = [Path(out) / t / f"arm={a}" / chunk_dirname(chunk) / PART for t in tables for a in arms]
+    paths = [Path(out) / t / prefix / f"arm={a}" / chunk_dirname(chunk) / PART
+             for t in tables for a in arms]
     return [p for p in paths if not p.is_file()]
 
 
@@ -336,6 +358,8 @@ class Manifest:
         arms: arm names.
         chunk_size: patients per chunk.
         chunks: ``[first, stop)`` patient-id range of each chunk, index = k.
+        prefixes: each chunk's partition prefix (e.g. ``point=3``) when the run holds several
+            scenarios (a sweep); empty for a plain run.
         completed: records of complete chunks, sorted by k.
         started: ISO time the first session started (UTC).
         finished: ISO time the last chunk was recorded, or None while incomplete.
@@ -357,6 +381,11 @@ class Manifest:
     sessions: list[dict[str, Any]] = field(default_factory=list)
     throughput: dict[str, float] = field(default_factory=dict)
     format: int = MANIFEST_FORMAT
+    prefixes: list[str] = field(default_factory=list)
+
+    def prefix(self, chunk: int) -> str:
+        """Partition prefix of chunk ``chunk`` (``""`` in a plain run)."""
+        return self.prefixes[chunk] if self.prefixes else ""
 
     def completed_chunks(self) -> set[int]:
         """Numbers of the complete chunks."""

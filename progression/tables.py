@@ -85,7 +85,12 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
         ("region", STR, "bulbar, cervical, thoracic or lumbosacral"),
         ("side", STR, "left, right or midline"),
         ("cmap_mv", F64, "compound muscle action potential amplitude (mV)"),
-        ("mune", F64, "motor unit number estimate (units; mean-SMUP method)"),
+        (
+            "mune",
+            F64,
+            "motor unit number estimate (units): exam.mune_method, by default incremental "
+            "stimulation of the simulated recording; null never, 0 if no unit responds",
+        ),
         ("munix", F64, "motor unit number index (index units)"),
         ("mrc_grade", I8, "MRC strength grade 0-5"),
         ("reflex_grade", I8, "tendon reflex 0-4 (2 normal); null where no reflex is tested"),
@@ -115,6 +120,15 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
             STR,
             "side (region_onset), category (diagnosis), arm (enrolment), cause (death)",
         ),
+    ],
+    "scans": [
+        ("patient_id", I64, "patient identity (only where the scenario records scans)"),
+        ("arm", STR, "arm"),
+        ("month", F64, "visit month"),
+        ("muscle", STR, "muscle name"),
+        ("side", STR, "left, right or midline"),
+        ("stimulus_ma", F64, "stimulus (mA); rows of a scan in the order delivered, falling"),
+        ("amplitude_mv", F64, "response: SMUPs of the units that fired plus noise (mV)"),
     ],
 }
 
@@ -152,7 +166,7 @@ def _concat(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def build(cohort) -> dict[str, pa.Table]:
-    """The four tables of one cohort (one arm of a chunk)."""
+    """The tables of one cohort (one arm of a chunk): four, and ``scans`` when recorded."""
     arm = cohort.arm
     lat = cohort.latent
     n = len(cohort.ids)
@@ -228,6 +242,19 @@ def build(cohort) -> dict[str, pa.Table]:
         out["events"] = _table("events", ev, order)
     else:
         out["events"] = SCHEMAS["events"].empty_table()
+
+    if cohort.scenario.exam.scans.muscles:  # the scans table exists only when asked for
+        sc = _concat(cohort.examiner.scan_rows)
+        if sc:
+            m = sc.pop("muscle_index")
+            body = cohort.body
+            sc["arm"] = np.full(len(m), arm, dtype=object)
+            sc["muscle"] = np.array([x.name for x in body.muscles], dtype=object)[m]
+            sc["side"] = np.array([x.side for x in body.muscles], dtype=object)[m]
+            order = np.lexsort((-sc["stimulus_ma"], m, sc["month"], sc["patient_id"]))
+            out["scans"] = _table("scans", sc, order)
+        else:
+            out["scans"] = SCHEMAS["scans"].empty_table()
     return out
 
 

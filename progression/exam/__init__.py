@@ -17,7 +17,7 @@ import numpy as np
 
 from progression import random as rnd
 from progression.body import COMPARTMENTS, REGIONS, Body
-from progression.exam import alsfrs, criteria, signs, tests
+from progression.exam import alsfrs, criteria, scans, signs, tests
 from progression.processes import umn
 
 #: Muscles whose tendon reflex and tone are examined (biceps jerk, knee jerk).
@@ -81,7 +81,17 @@ class Examiner:
         self.diagnosis = np.full(n, "none", dtype=object)
         self.visit_rows: list[dict[str, np.ndarray]] = []
         self.muscle_rows: list[dict[str, np.ndarray]] = []
+        self.scan_rows: list[dict[str, np.ndarray]] = []
         self.velocities = None
+        # Stimulus-response recordings: axonal thresholds drawn once, sorted per muscle.
+        self.scan_muscles = np.array([mu.name in self.params.scans.muscles for mu in body.muscles])
+        self.incremental = self.params.mune_method == "incremental"
+        if self.incremental or self.scan_muscles.any():
+            self.thr_sorted, self.thr_order = scans.thresholds(
+                self.seed, ids, body.start, self.params.threshold_spread
+            )
+        self.visits_seen = np.zeros(n, dtype=np.int64)
+        self.last_exam = np.full(n, -np.inf)
 
     def examine(self, cohort, rows: np.ndarray, month: float) -> tuple[np.ndarray, np.ndarray]:
         """Examine the patients at ``rows`` at ``month``; returns rows whose diagnosis changed
@@ -90,7 +100,8 @@ class Examiner:
         n, m = len(rows), body.n_muscles
         ids = self.ids[rows]
         z = rnd.normal(self.seed, f"exam:{month:g}", ids, m * _Z_PER_MUSCLE + 4 + len(alsfrs.ITEMS))
-        zk = rnd.normal(self.seed, f"exam-smup:{month:g}", ids, m * p.mune_sample_units)
+        if not self.incremental:
+            zk = rnd.normal(self.seed, f"exam-smup:{month:g}", ids, m * p.mune_sample_units)
         u = rnd.uniform(
             self.seed, f"exam-u:{month:g}", ids, m * (_U_PER_MUSCLE + p.mune_sample_units)
         )
@@ -115,34 +126,83 @@ class Examiner:
             else umn.velocities(s.umn_alive.shape[-1])
         )
 
-        cols: dict[str, list] = {k: [] for k in _MUSCLE_COLUMNS}
+        # SMUP millivolts per fibre at this recording: the CMAP's, so SMUPs sum to the CMAP.
+        factor = tests.cmap_factor(zm[:, :, 0], p.cmap_cov)
+        scale = self.mv_per_fibre * self.cmap_subject[rows] * factor
+        cmaps = [
+            tests.cmap(
+                fibres[:, body.start[i] : body.start[i + 1]],
+                self.mv_per_fibre[i],
+                self.cmap_subject[rows, i],
+                zm[:, i, 0],
+                p.cmap_cov,
+            )
+            for i in range(m)
+        ]
+        if self.incremental:
+            munes, _ = scans.incremental_mune(
+                self.thr_sorted,
+                self.thr_order,
+                s.alive,
+                s.fibres,
+                rows,
+                body.start,
+                scale,
+                np.stack(cmaps, axis=1),
+                rnd.starts(self.seed, f"mune:{month:g}", ids),
+                rs=p.threshold_fluctuation,
+                noise_uv=p.recording_noise_uv,
+                detect_sd=p.increment_detection_sd,
+                step=p.stimulus_step,
+                increments=p.mune_increments,
+            )
+        self._record_scans(cohort, rows, month, scale)
+
         k = p.mune_sample_units
+        fasc = tests.fasciculations(
+            sick,
+            alive,
+            cohort.scenario.excitability,
+            u[:, :: 1 + k][:, :m],
+            zm[:, :, 4],
+            body.start[:-1],
+            fibres / body.base if cohort.scenario.excitability.enlargement_exponent else None,
+        )
+        mx = tests.munix(
+            fibres, self.munix_scale, self.munix_subject[rows], zm[:, :, 1], p.munix_cov,
+            body.start[:-1],
+        )
+        mup = tests.mup_amplitude(
+            fibres, alive, self.healthy_mean, self.mup_healthy, zm[:, :, 6], body.start[:-1]
+        )
+        mrc = signs.mrc_grade(strength, zm[:, :, 2], p.mrc_sd)
+        wasted = signs.wasting(fib_frac, orphan_frac)
+        fibs = tests.fibrillation_grade(orphan_frac, zm[:, :, 5])
+
+        cols: dict[str, list] = {k: [] for k in _MUSCLE_COLUMNS}
         for i, mu in enumerate(body.muscles):
             sl = slice(body.start[i], body.start[i + 1])
             f_i, a_i = fibres[:, sl], alive[:, sl]
-            cm = tests.cmap(
-                f_i, self.mv_per_fibre[i], self.cmap_subject[rows, i], zm[:, i, 0], p.cmap_cov
-            )
+            cm = cmaps[i]
             uu = u[:, i * (1 + k) : (i + 1) * (1 + k)]
-            mune = tests.mune_mean_smup(
-                f_i,
-                a_i,
-                cm,
-                self.mv_per_fibre[i],
-                self.cmap_subject[rows, i],
-                uu[:, 1:],
-                zk[:, i * k : (i + 1) * k],
-                p.smup_cov,
-            )
+            if self.incremental:
+                mune = munes[:, i]
+            else:
+                mune = tests.mune_mean_smup(
+                    f_i,
+                    a_i,
+                    cm,
+                    self.mv_per_fibre[i],
+                    self.cmap_subject[rows, i],
+                    uu[:, 1:],
+                    zk[:, i * k : (i + 1) * k],
+                    p.smup_cov,
+                )
             reflexive = mu.name in REFLEX_MUSCLES
             cols["cmap_mv"].append(cm)
             cols["mune"].append(mune)
-            cols["munix"].append(
-                tests.munix(
-                    f_i, self.munix_scale[i], self.munix_subject[rows, i], zm[:, i, 1], p.munix_cov
-                )
-            )
-            cols["mrc_grade"].append(signs.mrc_grade(strength[:, i], zm[:, i, 2], p.mrc_sd))
+            cols["munix"].append(mx[:, i])
+            cols["mrc_grade"].append(mrc[:, i])
             cols["reflex_grade"].append(
                 signs.reflex_grade(
                     u_muscle[:, i],
@@ -159,18 +219,10 @@ class Examiner:
                 if reflexive
                 else np.full(n, None, dtype=object)
             )
-            cols["wasting"].append(signs.wasting(fib_frac[:, i], orphan_frac[:, i]))
-            cols["fasciculations_per_min"].append(
-                tests.fasciculations(
-                    sick[:, sl], a_i, cohort.scenario.excitability, uu[:, 0], zm[:, i, 4]
-                )
-            )
-            cols["fibrillation_grade"].append(
-                tests.fibrillation_grade(orphan_frac[:, i], zm[:, i, 5])
-            )
-            cols["mup_amplitude_uv"].append(
-                tests.mup_amplitude(f_i, a_i, self.healthy_mean[i], mu.mup_uv, zm[:, i, 6])
-            )
+            cols["wasting"].append(wasted[:, i])
+            cols["fasciculations_per_min"].append(fasc[:, i])
+            cols["fibrillation_grade"].append(fibs[:, i])
+            cols["mup_amplitude_uv"].append(mup[:, i])
             if mu.cmct_ms is not None:
                 tract = s.umn_alive[rows, mu.compartment]
                 mep = u_muscle[:, i] >= p.mep_integrity
@@ -254,6 +306,43 @@ class Examiner:
             }
         )
         return rows[changed], dx[changed]
+
+    def _record_scans(self, cohort, rows: np.ndarray, month: float, scale: np.ndarray) -> None:
+        """Count the visit and record the CMAP scans the scenario asks for at it (``scans``)."""
+        new = self.last_exam[rows] < month  # a repeat examination is not a new visit
+        self.visits_seen[rows[new]] += 1
+        self.last_exam[rows[new]] = month
+        if not self.scan_muscles.any():
+            return
+        due = (self.visits_seen[rows] - 1) % self.params.scans.every_nth_visit == 0
+        j, i = np.nonzero(due[:, None] & self.scan_muscles[None, :])
+        if not len(j):
+            return
+        ids = self.ids[rows]
+        stimulus, amplitude = scans.scan(
+            self.thr_sorted,
+            self.thr_order,
+            cohort.state.alive,
+            cohort.state.fibres,
+            self.body.start,
+            rows[j],
+            i,
+            scale[j, i],
+            rnd.starts(self.seed, f"scan:{month:g}", ids)[j],
+            rs=self.params.threshold_fluctuation,
+            noise_uv=self.params.recording_noise_uv,
+            stimuli=self.params.scan_stimuli,
+        )
+        k = stimulus.shape[1]
+        self.scan_rows.append(
+            {
+                "patient_id": np.repeat(ids[j], k),
+                "month": np.full(len(j) * k, month),
+                "muscle_index": np.repeat(i, k),
+                "stimulus_ma": stimulus.reshape(-1),
+                "amplitude_mv": amplitude.reshape(-1),
+            }
+        )
 
     def _soft_previous(self, rows: np.ndarray, soft: np.ndarray, month: float) -> np.ndarray:
         """Soft findings at each patient's previous visit (before ``month``); records ``soft``

@@ -9,9 +9,40 @@ from __future__ import annotations
 
 import numpy as np
 
+
+def vital_capacity(respiratory: np.ndarray) -> np.ndarray:
+    """Vital capacity (fraction of the person's healthy value) from inspiratory strength.
+
+    ``1 - (1 - s)**2``: flat near full strength (VC is insensitive to mild weakness), 51% at 30%
+    strength (hypercapnia likely when strength is below 30% or VC below 55%: Braun 1983 Thorax
+    38:616), and falling steeply once weakness is severe.
+    """
+    s = np.clip(respiratory, 0.0, 1.0)
+    return 1.0 - (1.0 - s) ** 2
+
+
+def strength_for_vc(vc: float) -> float:
+    """Inspiratory strength at which :func:`vital_capacity` equals ``vc``."""
+    return float(1.0 - np.sqrt(1.0 - vc))
+
+
+def _vc_thresholds(*vcs: float) -> tuple[float, ...]:
+    return tuple(round(strength_for_vc(v), 3) for v in vcs)
+
+
 #: Item -> (muscles it reads: (name, side or None for both), thresholds for 4/3/2/1 points).
 #: A function at or above the first threshold scores 4, below the last scores 0.
 STANDARD = (0.75, 0.55, 0.35, 0.15)
+#: The respiratory items are anchored on vital capacity (% predicted), then converted to
+#: inspiratory strength by :func:`strength_for_vc`: non-invasive ventilation is offered below
+#: about 50% (Medicare criterion; FVC 49 +/- 23% when NIV actually started, bodymap.md B), so
+#: respiratory insufficiency scores 3 (intermittent NIV) below 50%, 2 below 40%, 1 below 33%
+#: and 0 (invasive ventilation) below 28%, near death without ventilation. Dyspnoea and
+#: orthopnoea (diaphragm) are reported late in ALS, on the same scale, orthopnoea a little
+#: earlier. Each patient's item jitter shifts these as for every item.
+VC_DYSPNOEA = (0.50, 0.40, 0.33, 0.28)
+VC_ORTHOPNOEA = (0.55, 0.45, 0.35, 0.28)
+VC_INSUFFICIENCY = (0.50, 0.40, 0.33, 0.28)
 ITEMS: dict[str, tuple[tuple[tuple[str, str | None], ...], tuple[float, ...]]] = {
     "speech": ((("tongue", None),), STANDARD),
     "salivation": ((("tongue", None),), (0.65, 0.45, 0.3, 0.12)),
@@ -25,11 +56,11 @@ ITEMS: dict[str, tuple[tuple[tuple[str, str | None], ...], tuple[float, ...]]] =
     ),
     "walking": ((("TA", None), ("EDB", None), ("quadriceps", None)), STANDARD),
     "climbing_stairs": ((("TA", None), ("quadriceps", None)), (0.85, 0.65, 0.45, 0.25)),
-    "dyspnoea": ((("diaphragm", None), ("intercostals", None)), (0.8, 0.6, 0.45, 0.3)),
-    "orthopnoea": ((("diaphragm", None),), (0.7, 0.55, 0.42, 0.3)),
+    "dyspnoea": ((("diaphragm", None), ("intercostals", None)), _vc_thresholds(*VC_DYSPNOEA)),
+    "orthopnoea": ((("diaphragm", None),), _vc_thresholds(*VC_ORTHOPNOEA)),
     "respiratory_insufficiency": (
         (("diaphragm", None), ("intercostals", None)),
-        (0.5, 0.42, 0.36, 0.3),
+        _vc_thresholds(*VC_INSUFFICIENCY),
     ),
 }
 SUBSCORES = {
@@ -76,7 +107,7 @@ def items(strength: np.ndarray, muscles: dict[str, np.ndarray], jitter: np.ndarr
 
 
 def svc_percent(respiratory: np.ndarray, baseline: np.ndarray, z: np.ndarray, cov: float):
-    """Slow vital capacity (% predicted): insensitive to mild weakness, ``sqrt`` of inspiratory
-    strength (VC near 55% when strength is 30%: Braun 1983), times the patient's healthy value,
-    with log-normal test-retest noise of CoV ``cov`` (always positive)."""
-    return baseline * np.sqrt(np.clip(respiratory, 0, None)) * np.exp(cov * z - cov**2 / 2)
+    """Slow vital capacity (% predicted): :func:`vital_capacity` of inspiratory strength times
+    the patient's healthy value, with log-normal test-retest noise of CoV ``cov`` (always
+    positive)."""
+    return baseline * vital_capacity(respiratory) * np.exp(cov * z - cov**2 / 2)

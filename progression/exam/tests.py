@@ -21,9 +21,15 @@ FASCICULATION_MINUTES = 2.0
 MUNIX_POPULATION_COV = 0.23
 
 
+def cmap_factor(z: np.ndarray, cov: float) -> np.ndarray:
+    """The recording's multiplicative CMAP noise (electrode placement, test-retest CoV ``cov``);
+    every SMUP of the same recording shares it."""
+    return np.maximum(1 + cov * z, 0.0)
+
+
 def cmap(fibres: np.ndarray, mv_per_fibre: float, subject: np.ndarray, z: np.ndarray, cov: float):
     """CMAP amplitude (mV): living fibres times each fibre's contribution, with noise."""
-    return fibres.sum(axis=1) * mv_per_fibre * subject * np.maximum(1 + cov * z, 0.0)
+    return fibres.sum(axis=1) * mv_per_fibre * subject * cmap_factor(z, cov)
 
 
 def mune_mean_smup(
@@ -38,7 +44,8 @@ def mune_mean_smup(
 ) -> np.ndarray:
     """MUNE = CMAP / mean single motor unit potential of a random sample of living units.
 
-    The interim method (multiple point stimulation style, Brown 1972) until CMAP scans exist:
+    The interim method (multiple point stimulation style, Brown 1972), kept as
+    ``exam.mune_method = "mean_smup"`` (the default is incremental stimulation, :mod:`.scans`):
     ``u`` (patients, k) picks k living units, each SMUP measured with CoV ``smup_cov``.
     The bias emerges: a small sample of a skewed size distribution underestimates the mean.
     """
@@ -57,13 +64,19 @@ def mune_mean_smup(
         return np.where(count > 0, cmap_mv / smup.mean(axis=1), 0.0)
 
 
-def effective_units(fibres: np.ndarray) -> np.ndarray:
+def _per_muscle(x: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
+    """Sum over units: of one muscle (``starts`` None) or of each muscle (patients, muscles)."""
+    return x.sum(axis=1) if starts is None else np.add.reduceat(x, starts, axis=1)
+
+
+def effective_units(fibres: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
     """``(sum f)^2 / sum f^2``: the number of equal units with the same surface interference
-    pattern; the quantity MUNIX estimates (large units weigh more)."""
+    pattern; the quantity MUNIX estimates (large units weigh more). With ``starts`` (each
+    muscle's first unit), per muscle of a patients x all-units array."""
     f = fibres.astype(np.float64)
-    s2 = (f * f).sum(axis=1)
+    s2 = _per_muscle(f * f, starts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(s2 > 0, f.sum(axis=1) ** 2 / s2, 0.0)
+        return np.where(s2 > 0, _per_muscle(f, starts) ** 2 / s2, 0.0)
 
 
 def munix_subject_sigma(cov: float) -> float:
@@ -73,26 +86,44 @@ def munix_subject_sigma(cov: float) -> float:
 
 
 def munix(
-    fibres: np.ndarray, scale: float, subject: np.ndarray, z: np.ndarray, cov: float
+    fibres: np.ndarray,
+    scale: float | np.ndarray,
+    subject: np.ndarray,
+    z: np.ndarray,
+    cov: float,
+    starts: np.ndarray | None = None,
 ) -> np.ndarray:
     """MUNIX: effective unit number times the method's scale and the person's own level
-    (``subject``, mean 1), with log-normal test-retest noise of CoV ``cov``."""
-    return scale * subject * effective_units(fibres) * np.exp(cov * z - cov**2 / 2)
+    (``subject``, mean 1), with log-normal test-retest noise of CoV ``cov`` (per muscle with
+    ``starts``, as :func:`effective_units`)."""
+    return scale * subject * effective_units(fibres, starts) * np.exp(cov * z - cov**2 / 2)
 
 
 def fasciculations(
-    sick: np.ndarray, alive: np.ndarray, params, u: np.ndarray, z: np.ndarray
+    sick: np.ndarray,
+    alive: np.ndarray,
+    params,
+    u: np.ndarray,
+    z: np.ndarray,
+    starts: np.ndarray | None = None,
+    enlargement: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fasciculations per minute over :data:`FASCICULATION_MINUTES` of observation.
 
-    The expected rate is the sum of living units' escape rates; the count is Poisson
-    (normal approximation with continuity, ``z`` the noise).
+    The expected rate is the sum of living units' escape rates (each times its enlargement,
+    fibres over healthy fibres, to the power ``params.enlargement_exponent``); the count is
+    Poisson (normal approximation with continuity, ``z`` the noise). With ``starts`` (each
+    muscle's first unit), ``sick`` and ``alive`` span every muscle and ``u``, ``z`` and the
+    result are (patients, muscles): one pass for all muscles.
     """
     mu = excitability.margin(sick, params.margin_mv, params.sickness_exponent)
-    rate = np.where(
-        alive, excitability.discharge_rate(mu, params.noise_mv, params.max_rate_per_min), 0
-    )
-    lam = rate.sum(axis=1) * FASCICULATION_MINUTES
+    rate = excitability.discharge_rate(mu, params.noise_mv, params.max_rate_per_min)
+    gamma = getattr(params, "enlargement_exponent", 0.0)
+    if gamma and enlargement is not None:
+        rate = rate * enlargement**gamma
+    rate = np.where(alive, rate, 0)
+    total = rate.sum(axis=1) if starts is None else np.add.reduceat(rate, starts, axis=1)
+    lam = total * FASCICULATION_MINUTES
     small = lam < 10
     # Poisson by inversion for small means (exact), normal approximation for large ones.
     k = np.zeros_like(lam)
@@ -114,13 +145,19 @@ def fibrillation_grade(orphan_fraction: np.ndarray, z: np.ndarray) -> np.ndarray
 
 
 def mup_amplitude(
-    fibres: np.ndarray, alive: np.ndarray, healthy_mean: float, healthy_uv: float, z: np.ndarray
+    fibres: np.ndarray,
+    alive: np.ndarray,
+    healthy_mean: float | np.ndarray,
+    healthy_uv: float | np.ndarray,
+    z: np.ndarray,
+    starts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Needle MUP amplitude (microvolts): the mean size of living units over healthy, times the
-    healthy value; nan if no unit is left."""
-    count = alive.sum(axis=1)
+    healthy value; nan if no unit is left (per muscle with ``starts``)."""
+    count = _per_muscle(alive.astype(np.int64), starts)
+    total = _per_muscle(fibres.astype(np.float64), starts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, fibres.sum(axis=1) / count, np.nan)
+        mean = np.where(count > 0, total / count, np.nan)
     return healthy_uv * mean / healthy_mean * np.exp(0.1 * z)
 
 

@@ -1,0 +1,283 @@
+"""Benchmarks: throughput, scaling and memory, against the literal model and the bandwidth bound.
+
+    python benchmarks/run.py [--quick] [--json FILE]
+
+Prints a Markdown table and writes the figures as JSON. Motor-unit-steps count the units of
+living patients in each simulated month (CONVENTIONS.md); compile and start-up time are
+reported separately. ``--quick`` runs in a few minutes on 2 cores (CI checks that it runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from progression.body import Body  # noqa: E402
+from progression.model import Cohort, simulate_chunk  # noqa: E402
+from progression.scenario import load_scenario  # noqa: E402
+
+SCENARIO = ROOT / "scenarios" / "als_natural_history.toml"
+
+#: Bytes the fused kernel must move per unit-step at the least: read the threshold (4), the
+#: alive flag (1) and the fibres (4), write the fibres back (4).
+BYTES_PER_UNIT_STEP = 13
+
+
+def machine() -> dict:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+    }
+
+
+def copy_bandwidth(n_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
+    """Single-core memory copy bandwidth (bytes/s counting read plus write), best of repeats."""
+    a = np.ones(n_bytes // 8)
+    b = np.empty_like(a)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n_bytes / best
+
+
+def engine_throughput(patients: int) -> dict:
+    """Full model (all processes and examinations) in one process: unit-steps per second."""
+    scenario = load_scenario(SCENARIO, patients=patients)
+    t = time.perf_counter()
+    simulate_chunk(scenario, np.arange(2))  # compile (or load) the kernel
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    result = simulate_chunk(scenario, np.arange(patients))
+    wall = time.perf_counter() - t
+    return {
+        "patients": patients,
+        "seconds": wall,
+        "compile_seconds": compile_s,
+        "unit_steps": result.unit_steps,
+        "unit_steps_per_second_per_core": result.unit_steps / wall,
+        "patient_years": result.patient_years,
+        "phase_seconds": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+def literal_comparison(patients: int, months: int) -> dict:
+    """The fast engine and the literal one-agent-per-unit model on the same cohort and months."""
+    from progression import literal
+
+    scenario = load_scenario(SCENARIO, patients=patients)
+    lit = literal.time_literal(scenario, patients, months)
+    fast = Cohort(scenario, np.arange(patients), scenario.arm_names[0])
+    t = time.perf_counter()
+    for _ in range(months):
+        fast.step()
+    fast_rate = fast.unit_steps / (time.perf_counter() - t)
+    lit_rate = lit["unit_steps_per_second"]
+    return {
+        "patients": patients,
+        "months": months,
+        "literal_unit_steps_per_second": lit_rate,
+        "fast_unit_steps_per_second": fast_rate,
+        "literal_speedup": fast_rate / lit_rate,
+    }
+
+
+def run_cli(out: Path, patients: int, workers: int, chunk: int) -> tuple[float, int]:
+    """Wall time and peak RSS (MB, largest process) of a ``progression run``."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__).with_name("_measure.py")),
+        str(SCENARIO),
+        str(out),
+        str(patients),
+        str(workers),
+        str(chunk),
+    ]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t
+    return wall, json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def tables_equal(a: Path, b: Path) -> bool:
+    from analysis import open_run
+
+    ra, rb = open_run(a), open_run(b)
+    for name in ("patients", "visits", "muscles", "events"):
+        fa, fb = ra[name].collect(), rb[name].collect()
+        keys = [
+            c for c in ("patient_id", "arm", "month", "muscle", "side", "event") if c in fa.columns
+        ]
+        if not fa.sort(keys).equals(fb.sort(keys)):
+            return False
+    return True
+
+
+def query_times(run: Path) -> dict:
+    """Seconds for typical analysis queries on a finished run."""
+    import polars as pl
+
+    from analysis import open_run
+
+    out = {}
+    t = time.perf_counter()
+    r = open_run(run)
+    (
+        r["patients"]
+        .select((pl.col("death_month") - pl.col("symptom_onset_month")).median())
+        .collect()
+    )
+    out["median_survival_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    (r["visits"].group_by(pl.col("month").floor()).agg(pl.col("alsfrs_r").mean()).collect())
+    out["alsfrs_by_month_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    (
+        r["muscles"]
+        .filter(pl.col("muscle") == "APB")
+        .group_by("month")
+        .agg(pl.col("cmap_mv").median(), pl.col("mune").median())
+        .collect()
+    )
+    out["apb_trajectory_s"] = time.perf_counter() - t
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    res: dict = {"machine": machine(), "mode": "quick" if quick else "full"}
+    body = Body.from_muscles(load_scenario(SCENARIO).muscles())
+    res["units_per_patient"] = body.n_units
+
+    eng = engine_throughput(300 if quick else 2000)
+    res["engine"] = eng
+    res["unit_steps_per_second_per_core"] = eng["unit_steps_per_second_per_core"]
+
+    bw = copy_bandwidth()
+    bound = bw / BYTES_PER_UNIT_STEP
+    res["copy_bandwidth_gb_s"] = bw / 1e9
+    res["bandwidth_bound_unit_steps_per_second"] = bound
+    res["bandwidth_bound_fraction"] = eng["unit_steps_per_second_per_core"] / bound
+
+    try:
+        lit = literal_comparison(4 if quick else 20, 12 if quick else 24)
+        res["literal"] = lit
+        res["literal_speedup"] = lit["literal_speedup"]
+    except ImportError:
+        res["literal_speedup"] = None
+
+    tmp = Path(tempfile.mkdtemp(prefix="progression-bench-"))
+    try:
+        n_scale = 400 if quick else 4000
+        chunk = 50 if quick else 250
+        w1, _ = run_cli(tmp / "w1", n_scale, 1, chunk)
+        w2, _ = run_cli(tmp / "w2", n_scale, 2, chunk)
+        res["scaling"] = {
+            "patients": n_scale,
+            "chunk_size": chunk,
+            "wall_1_worker_s": w1,
+            "wall_2_workers_s": w2,
+            "identical": tables_equal(tmp / "w1", tmp / "w2"),
+        }
+        res["scaling_2_workers"] = w1 / w2
+
+        sizes = [300, 1000] if quick else [1000, 10_000, 100_000]
+        res["peak_rss_mb"] = {}
+        for n in sizes:
+            out = tmp / f"rss{n}"
+            wall, rss = run_cli(out, n, 2, 500)
+            manifest = json.loads((out / "manifest.json").read_text())
+            tp = manifest["throughput"]
+            size = sum(f.stat().st_size for f in out.rglob("*.parquet"))
+            res["peak_rss_mb"][str(n)] = rss
+            res.setdefault("runs", {})[str(n)] = {
+                "wall_s": wall,
+                "patient_years": tp.get("patient_years"),
+                "output_bytes": size,
+                "unit_steps_per_second": tp.get("unit_steps_per_second"),
+            }
+        largest = tmp / f"rss{sizes[-1]}"
+        run_info = res["runs"][str(sizes[-1])]
+        res["output_bytes_per_patient_year"] = run_info["output_bytes"] / run_info["patient_years"]
+        res["analysis_query_seconds"] = query_times(largest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(markdown(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2, default=float))
+    return res
+
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    rows = [
+        ("machine", f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}"),
+        (
+            "unit-steps / s / core (full model, 1 process)",
+            f"{res['unit_steps_per_second_per_core']:.3g} ({res['engine']['patients']} patients)",
+        ),
+        ("phase seconds", ", ".join(f"{k} {v}" for k, v in res["engine"]["phase_seconds"].items())),
+        ("kernel compile/load (s)", f"{res['engine']['compile_seconds']:.2f}"),
+        ("copy bandwidth (GB/s, 1 core)", f"{res['copy_bandwidth_gb_s']:.1f}"),
+        ("bandwidth bound (unit-steps/s)", f"{res['bandwidth_bound_unit_steps_per_second']:.3g}"),
+        ("fraction of bound", f"{res['bandwidth_bound_fraction']:.3f}"),
+        (
+            "speed-up over literal model",
+            "n/a" if res.get("literal_speedup") is None else f"{res['literal_speedup']:.0f}x",
+        ),
+        (
+            "2-worker scaling (wall 1 / wall 2)",
+            f"{res['scaling_2_workers']:.2f} (identical tables: {res['scaling']['identical']})",
+        ),
+        (
+            "peak RSS per process (MB)",
+            ", ".join(f"{k} patients: {v:.0f}" for k, v in res["peak_rss_mb"].items()),
+        ),
+        ("output bytes per patient-year", f"{res['output_bytes_per_patient_year']:.0f}"),
+        (
+            "analysis queries on largest run (s)",
+            ", ".join(f"{k} {v:.2f}" for k, v in res["analysis_query_seconds"].items()),
+        ),
+    ]
+    for n, r in res["runs"].items():
+        rows.append(
+            (
+                f"run of {n} patients (2 workers)",
+                f"{r['wall_s']:.1f} s wall, {r['patient_years']:.0f} patient-years",
+            )
+        )
+    return "| figure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""Stimulus-response recordings of a muscle: CMAP scans and incremental-stimulation MUNE.
+
+Each motor unit has an axonal threshold to electrical stimulation of its nerve (mA), drawn once
+per patient: log-normal across the pool around a per-patient, per-muscle median, independent of
+the unit's size (no strict order by size). From one stimulus to the next the threshold fluctuates,
+``T (1 + rs z)`` with z standard normal and a relative spread ``rs`` of 1-2% (the threshold
+variability of the MScanFit model, Bostock 2016 Muscle Nerve); z is truncated at +-:data:`BAND`
+SD, beyond which a unit fires (or stays silent) for sure. A unit's single motor unit potential
+(SMUP) is its fibre count times the muscle's millivolts per fibre, so enlarged, reinnervated
+units give large SMUPs and the SMUPs of a muscle sum to its CMAP. A response is the sum of the
+SMUPs of the units that fire plus Gaussian recording noise (about 10 microvolts).
+
+Two recordings, both pure functions of arrays:
+
+- :func:`scan`: a CMAP scan, N stimuli (e.g. 500) falling linearly from supramaximal to
+  subthreshold (Maathuis 2012 J Brachial Plex Peripher Nerve Inj 7:4; Bostock 2016). Recorded
+  only where a scenario asks for it (``[exam.scans]``).
+- :func:`incremental_mune`: motor unit number estimation by incremental stimulation (McComas,
+  Fawcett, Campbell & Sica 1971 JNNP 34:121): the stimulus rises in small steps from below the
+  lowest threshold; each response that stands out from every level seen so far by more than the
+  detection limit is a new increment; after n increments (McComas: about 10) the mean SMUP is
+  the top level over n, and MUNE = CMAP / mean SMUP. Its biases are not assumed, they emerge:
+  SMUPs smaller than the detection limit merge into larger increments (underestimation, most in
+  healthy muscles with many small units), and units whose threshold ranges overlap fire in
+  alternating combinations that count as extra increments (the alternation problem, Brown &
+  Milner-Brown 1976 JNNP 39:249: overestimation, most after reinnervation, when the few
+  remaining units are large). This is the ``muscles.mune`` of every visit.
+
+Cost: both walk a muscle's units in threshold order (sorted once per patient) with two pointers.
+Units whose threshold band lies wholly below the stimulus fire for sure (a prefix sum), those
+wholly above stay silent; only units within +-BAND rs of the stimulus draw a random number. So an
+incremental MUNE touches about a thousand unit-stimuli rather than units x stimuli (20 times
+more). SMUPs are summed as whole nanovolts: integer sums are exact in any order, so the compiler
+may vectorise them and the result is the same on every machine.
+
+Random numbers are counter-based: the draw for (muscle, unit rank, stimulus) of a patient is the
+SplitMix64 draw of that counter in the patient's stream (:func:`progression.random.starts`), so a
+patient's recordings depend only on (seed, stream, patient id), never on the chunk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from progression import random as rnd
+
+#: Threshold fluctuation is truncated at this many SDs (a unit fires for sure above the band).
+BAND = 3.0
+#: Incremental stimulation starts this many fluctuation SDs below the lowest threshold.
+START = 3.0
+#: Median axonal threshold of a pool (mA, 0.1 ms pulses; median and ulnar nerves at the wrist
+#: are stimulated at about 5-10 mA: order of magnitude, it only sets the stimulus axis).
+MEDIAN_THRESHOLD_MA = 7.0
+#: Between-person log-SD of a pool's median threshold (skin, depth of the nerve).
+PERSON_THRESHOLD_SD = 0.2
+#: A scan starts this much above the highest threshold band (supramaximal) and ends this much
+#: below the lowest (subthreshold).
+SCAN_MARGIN = 0.05
+#: Counter layout of lazy draws: ((muscle * _SLOTS + slot) * _STIMS + stimulus) + 1.
+_SLOTS = 8192  # unit ranks 0..5000, noise in the last slot
+_STIMS = 4096  # stimuli per recording at most
+_NOISE = _SLOTS - 1
+MAX_STIMULI = _STIMS
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # the constants of progression.random
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = (np.uint64(s) for s in (30, 27, 31, 11))
+
+
+# ------------------------------------------------------------------------------- random draws
+
+
+@numba.njit(inline="always")
+def _uniform(start, counter):
+    """The ``counter``-th uniform of a stream started at ``start`` (as progression.random)."""
+    x = start + np.uint64(counter) * _GAMMA
+    x = x ^ (x >> _S30)
+    x = x * _M1
+    x = x ^ (x >> _S27)
+    x = x * _M2
+    x = x ^ (x >> _S31)
+    return (np.float64(np.int64(x >> _S11)) + 0.5) * 1.1102230246251565e-16  # 2**-53
+
+
+_A = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690,
+      -30.66479806614716, 2.506628277459239)
+_B = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
+      -13.28068155288572)
+_C = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549671010126152,
+      4.374664141464968, 2.938163982698783)
+_D = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
+
+
+@numba.njit(inline="always")
+def _ndtri(p):
+    """Standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9)."""
+    if p < 0.02425:
+        q = math.sqrt(-2.0 * math.log(p))
+        return (((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
+            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
+        )
+    if p > 0.97575:
+        q = math.sqrt(-2.0 * math.log(1.0 - p))
+        return -(((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
+            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
+        )
+    q = p - 0.5
+    r = q * q
+    return (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q / (
+        ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0
+    )
+
+
+@numba.njit(inline="always")
+def _nanovolts(mv):
+    """A SMUP in whole nanovolts: integer sums are exact in any order, so the compiler may
+    vectorise them and results stay the same on every machine."""
+    return np.int64(round(mv * 1e6))
+
+
+@numba.njit(inline="always")
+def _counter(muscle, slot, stimulus):
+    return (muscle * _SLOTS + slot) * _STIMS + stimulus + 1
+
+
+#: Standard normal CDF tabulated over the band (linear interpolation: error below 1e-6).
+_PHI_PER_SD = 512
+_PHI = np.array(
+    [
+        0.5 * math.erfc(-x / math.sqrt(2.0))
+        for x in np.linspace(-BAND, BAND, int(2 * BAND * _PHI_PER_SD) + 1)
+    ]
+)
+
+
+@numba.njit(inline="always")
+def _phi(x):
+    """Standard normal CDF, tabulated over the band (0 below it, 1 above)."""
+    y = (x + BAND) * _PHI_PER_SD
+    if y <= 0.0:
+        return 0.0
+    j = int(y)
+    if j >= _PHI.shape[0] - 1:
+        return 1.0
+    f = y - j
+    return _PHI[j] + f * (_PHI[j + 1] - _PHI[j])
+
+
+@numba.njit(inline="always")
+def _fires(start, muscle, rank, k, x):
+    """Whether a unit in its fluctuation band fires at stimulus ``k``, ``T (1 + rs z) < S``,
+    given ``x = (S - T) / (rs T)``: a uniform below ``Phi(x)``."""
+    return _uniform(start, _counter(muscle, rank, k)) < _phi(x)
+
+
+# ---------------------------------------------------------------------------- unit thresholds
+
+
+def thresholds(
+    seed: int, ids: np.ndarray, start: np.ndarray, pool_sd: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's axonal threshold, drawn once per patient, sorted within each muscle.
+
+    Args:
+        seed: scenario seed.
+        ids: (patients,) patient ids.
+        start: (muscles + 1,) first unit of each muscle in the flat unit axis, and the total.
+        pool_sd: log-SD of thresholds across a muscle's pool.
+
+    Returns:
+        ``(sorted_ma, order)``: (patients, units) float32 thresholds (mA) in ascending order
+        within each muscle's block, and (patients, units) int16 unit index within the muscle
+        of each sorted position.
+    """
+    n, m = len(ids), len(start) - 1
+    z_unit = rnd.normal(seed, "scan-threshold", ids, int(start[-1]))
+    z_pool = rnd.normal(seed, "scan-threshold-muscle", ids, m)
+    median = MEDIAN_THRESHOLD_MA * np.exp(PERSON_THRESHOLD_SD * z_pool)
+    sorted_ma = np.empty((n, int(start[-1])), dtype=np.float32)
+    order = np.empty((n, int(start[-1])), dtype=np.int16)
+    for i in range(m):
+        a, b = int(start[i]), int(start[i + 1])
+        o = np.argsort(z_unit[:, a:b], axis=1, kind="stable")
+        order[:, a:b] = o
+        sorted_ma[:, a:b] = median[:, i : i + 1] * np.exp(
+            pool_sd * np.take_along_axis(z_unit[:, a:b], o, axis=1)
+        )
+    return sorted_ma, order
+
+
+# ----------------------------------------------------------------------- incremental MUNE
+
+
+@numba.njit(cache=True)
+def _incremental(
+    sorted_ma, order, alive, fibres, rows, start, scale, cmap, keys, rs, noise_mv, detect_mv,
+    step, target, max_stimuli, out, count,
+):
+    n = rows.shape[0]
+    m = start.shape[0] - 1
+    width = 1
+    for i in range(m):
+        width = max(width, start[i + 1] - start[i])
+    # The living units met so far, in threshold order: threshold, 1 / (rs T), SMUP, rank.
+    b_t = np.empty(width)
+    b_inv = np.empty(width)
+    b_amp = np.empty(width, dtype=np.int64)  # SMUP in nanovolts
+    b_rank = np.empty(width, dtype=np.int64)
+    lev = np.empty(target + 1)  # level means; level 0 is the baseline
+    lev_n = np.empty(target + 1)
+    sure_f = 1.0 + BAND * rs
+    can_f = 1.0 - BAND * rs
+    for j in range(n):
+        r = rows[j]
+        key = keys[j]
+        for i in range(m):
+            a0 = start[i]
+            a1 = start[i + 1]
+            amp_scale = scale[j, i]
+            first = a0
+            while first < a1 and not alive[r, a0 + order[r, first]]:
+                first += 1
+            count[j, i] = 0
+            out[j, i] = 0.0
+            if first == a1:
+                continue
+            last = a1 - 1
+            while not alive[r, a0 + order[r, last]]:
+                last -= 1
+            s = sorted_ma[r, first] * (1.0 - START * rs)  # just below the lowest threshold
+            pos = first  # next sorted position to meet
+            nb = 0  # living units met (their band reaches down to the stimulus)
+            lo = 0  # buffer entries below lo fire for sure
+            sure = 0  # nanovolts
+            levels = 0
+            for k in range(max_stimuli):
+                while pos <= last and sorted_ma[r, pos] * can_f < s:
+                    u = a0 + order[r, pos]
+                    if alive[r, u]:
+                        t = sorted_ma[r, pos]
+                        b_t[nb] = t
+                        b_inv[nb] = 1.0 / (rs * t)
+                        b_amp[nb] = _nanovolts(fibres[r, u] * amp_scale)
+                        b_rank[nb] = pos - a0
+                        nb += 1
+                    pos += 1
+                while lo < nb and b_t[lo] * sure_f <= s:
+                    sure += b_amp[lo]
+                    lo += 1
+                fired = sure
+                for b in range(lo, nb):
+                    if _fires(key, i, b_rank[b], k, (s - b_t[b]) * b_inv[b]):
+                        fired += b_amp[b]
+                resp = fired * 1e-6 + noise_mv * _ndtri(_uniform(key, _counter(i, _NOISE, k)))
+                if k == 0:
+                    lev[0] = resp
+                    lev_n[0] = 1.0
+                else:
+                    near = 0
+                    gap = abs(resp - lev[0])
+                    for v in range(1, levels + 1):
+                        d = abs(resp - lev[v])
+                        if d < gap:
+                            gap = d
+                            near = v
+                    if gap <= detect_mv:  # the same level again: refine its mean
+                        lev_n[near] += 1.0
+                        lev[near] += (resp - lev[near]) / lev_n[near]
+                    elif resp > lev[0] + detect_mv:  # a new increment
+                        levels += 1
+                        lev[levels] = resp
+                        lev_n[levels] = 1.0
+                        if levels == target:
+                            break
+                if pos > last and lo == nb:  # every living unit fires for sure
+                    break
+                s *= 1.0 + step
+            count[j, i] = levels
+            top = 0.0
+            for v in range(1, levels + 1):
+                top = max(top, lev[v] - lev[0])
+            if top > 0.0:
+                out[j, i] = cmap[j, i] * levels / top
+
+
+def incremental_mune(
+    sorted_ma: np.ndarray,
+    order: np.ndarray,
+    alive: np.ndarray,
+    fibres: np.ndarray,
+    rows: np.ndarray,
+    start: np.ndarray,
+    scale: np.ndarray,
+    cmap_mv: np.ndarray,
+    keys: np.ndarray,
+    *,
+    rs: float,
+    noise_uv: float,
+    detect_sd: float,
+    step: float,
+    increments: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MUNE of every muscle of some patients by incremental stimulation (McComas 1971).
+
+    Args:
+        sorted_ma, order: the chunk's thresholds from :func:`thresholds`.
+        alive, fibres: (patients, units) the chunk's state.
+        rows: (examined,) rows of the patients examined.
+        start: (muscles + 1,) muscle blocks of the unit axis.
+        scale: (examined, muscles) SMUP millivolts per fibre at this recording.
+        cmap_mv: (examined, muscles) the CMAP the estimate divides.
+        keys: (examined,) stream starts (:func:`progression.random.starts`).
+        rs: threshold fluctuation (relative SD).
+        noise_uv: recording noise SD (microvolts).
+        detect_sd: a response is a new increment when it stands out from every level seen by
+            more than this many noise SDs.
+        step: relative rise of the stimulus from one stimulus to the next.
+        increments: increments counted before the estimate (fewer if the units run out).
+
+    Returns:
+        ``(mune, increments counted)``, each (examined, muscles); MUNE 0 where no unit is left
+        or no increment stands out of the noise.
+    """
+    n, m = scale.shape
+    out = np.zeros((n, m))
+    count = np.zeros((n, m), dtype=np.int32)
+    _incremental(
+        sorted_ma, order, alive, fibres, np.asarray(rows, dtype=np.int64),
+        np.asarray(start, dtype=np.int64),
+        np.ascontiguousarray(scale, dtype=np.float64), np.ascontiguousarray(cmap_mv, np.float64),
+        np.asarray(keys, dtype=np.uint64), float(rs), noise_uv / 1000.0,
+        detect_sd * noise_uv / 1000.0, float(step), int(increments), MAX_STIMULI, out, count,
+    )
+    return out, count
+
+
+# ---------------------------------------------------------------------------------- CMAP scan
+
+
+@numba.njit(cache=True)
+def _scan(
+    sorted_ma, order, alive, fibres, start, rows, muscles, scale, keys, rs, noise_mv, n_stim,
+    stimulus, amplitude,
+):
+    sure_f = 1.0 + BAND * rs
+    can_f = 1.0 - BAND * rs
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        i = muscles[j]
+        key = keys[j]
+        a0 = start[i]
+        a1 = start[i + 1]
+        # The living units in threshold order, and their SMUPs summed in that order.
+        b_t = np.empty(a1 - a0)
+        b_inv = np.empty(a1 - a0)
+        b_amp = np.empty(a1 - a0, dtype=np.int64)
+        b_rank = np.empty(a1 - a0, dtype=np.int64)
+        cum = np.zeros(a1 - a0 + 1, dtype=np.int64)
+        nb = 0
+        for q in range(a0, a1):
+            u = a0 + order[r, q]
+            if alive[r, u]:
+                b_t[nb] = sorted_ma[r, q]
+                b_inv[nb] = 1.0 / (rs * sorted_ma[r, q])
+                b_amp[nb] = _nanovolts(fibres[r, u] * scale[j])
+                b_rank[nb] = q - a0
+                cum[nb + 1] = cum[nb] + b_amp[nb]
+                nb += 1
+        if nb:
+            s_hi = b_t[nb - 1] * sure_f * (1.0 + SCAN_MARGIN)
+            s_lo = b_t[0] * can_f * (1.0 - SCAN_MARGIN)
+        else:  # no living unit: the pool's median threshold sets the range
+            mid = sorted_ma[r, (a0 + a1) // 2]
+            s_hi = 1.25 * mid
+            s_lo = 0.8 * mid
+        ds = (s_hi - s_lo) / (n_stim - 1)
+        lo = nb  # entries below lo fire for sure
+        hi = nb  # entries from hi on cannot fire
+        for k in range(n_stim):
+            s = s_hi - k * ds
+            while hi > 0 and b_t[hi - 1] * can_f >= s:
+                hi -= 1
+            while lo > 0 and b_t[lo - 1] * sure_f > s:
+                lo -= 1
+            fired = cum[lo]
+            for b in range(lo, hi):
+                if _fires(key, i, b_rank[b], k, (s - b_t[b]) * b_inv[b]):
+                    fired += b_amp[b]
+            stimulus[j, k] = s
+            noise = noise_mv * _ndtri(_uniform(key, _counter(i, _NOISE, k)))
+            amplitude[j, k] = fired * 1e-6 + noise
+
+
+def scan(
+    sorted_ma: np.ndarray,
+    order: np.ndarray,
+    alive: np.ndarray,
+    fibres: np.ndarray,
+    start: np.ndarray,
+    rows: np.ndarray,
+    muscles: np.ndarray,
+    scale: np.ndarray,
+    keys: np.ndarray,
+    *,
+    rs: float,
+    noise_uv: float,
+    stimuli: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CMAP scans: ``stimuli`` stimuli falling linearly from supramaximal to subthreshold.
+
+    The range runs from :data:`SCAN_MARGIN` above the highest threshold band of the living units
+    to as far below the lowest (as an examiner sets it after a quick preliminary sweep).
+
+    Args:
+        sorted_ma, order, alive, fibres, start: as for :func:`incremental_mune`.
+        rows: (scans,) patient row (in the state arrays) of each scan.
+        muscles: (scans,) muscle index of each scan.
+        scale: (scans,) SMUP millivolts per fibre of each scan.
+        keys: (scans,) stream start of each scan's patient.
+        rs, noise_uv: threshold fluctuation (relative SD) and recording noise (microvolts).
+        stimuli: stimuli per scan (2 to :data:`MAX_STIMULI`).
+
+    Returns:
+        ``(stimulus_ma, amplitude_mv)``, each (scans, stimuli), in the order delivered.
+    """
+    if not 2 <= stimuli <= MAX_STIMULI:
+        raise ValueError(f"stimuli must be in [2, {MAX_STIMULI}], got {stimuli}")
+    k = len(rows)
+    stimulus = np.empty((k, stimuli))
+    amplitude = np.empty((k, stimuli))
+    if k:
+        _scan(
+            sorted_ma, order, alive, fibres, np.asarray(start, dtype=np.int64),
+            np.asarray(rows, dtype=np.int64), np.asarray(muscles, dtype=np.int64),
+            np.asarray(scale, dtype=np.float64), np.asarray(keys, dtype=np.uint64), float(rs),
+            noise_uv / 1000.0, int(stimuli), stimulus, amplitude,
+        )
+    return stimulus, amplitude
+
+
+# ------------------------------------------------------------------------- reading a scan
+
+
+def _gaps(amplitude: np.ndarray) -> np.ndarray:
+    """Differences between consecutive responses sorted by size (all >= 0)."""
+    return np.diff(np.sort(np.asarray(amplitude, dtype=np.float64)))
+
+
+def steps(amplitude: np.ndarray, min_mv: float) -> np.ndarray:
+    """Steps of one scan, largest first: gaps larger than ``min_mv`` (mV) between consecutive
+    responses sorted by size. Sorting by size rather than by stimulus keeps the stimulus-to-
+    stimulus fluctuation of units near threshold from reading as steps; a step is a response
+    level no stimulus produced, as when one large unit fires or not.
+
+    In a healthy muscle many small units make the scan a smooth sigmoid without steps; after
+    loss and reinnervation the few large units show as steps and jumps.
+    """
+    g = _gaps(amplitude)
+    return np.sort(g[g > min_mv])[::-1]
+
+
+def d50(amplitude: np.ndarray) -> int:
+    """D50 of one scan (Sleutjes et al. 2014 Clin Neurophysiol, first named N50): how
+    many of the largest gaps between consecutive responses, sorted by size, make up half the
+    maximal response. Large for a smooth healthy scan, small when a few large units carry the
+    CMAP."""
+    g = np.sort(_gaps(amplitude))[::-1]
+    reached = np.cumsum(g) >= 0.5 * np.max(amplitude)
+    return int(np.argmax(reached)) + 1 if reached.any() else len(g)
+
+
+__all__ = ["BAND", "d50", "incremental_mune", "scan", "steps", "thresholds"]

@@ -1,0 +1,207 @@
+"""Calibration (issue 7): published targets computed from the tables, validate-model, fitting.
+
+The target checks run small cohorts of the shipped scenarios in process, so their tolerance is
+the estimator's own 95% confidence interval: a target passes here when that interval reaches
+its published range. The full table, from cohorts of thousands, is in the README; a failure
+here means the calibration moved by more than its Monte Carlo error.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analysis import targets as T
+from analysis.survival import kaplan_meier_estimate, km_medians
+from progression import calibration as C
+from progression import cli
+from progression.exam import alsfrs
+from progression.model import simulate_chunk
+from tests.conftest import SCENARIOS, small
+
+SHARED_TARGETS = C.DEFAULT_TARGETS
+
+
+def _tables(name: str, patients: int, **overrides) -> dict[str, pl.LazyFrame]:
+    tables = simulate_chunk(small(name, patients, **overrides), np.arange(patients)).tables
+    return {k: pl.from_arrow(v).lazy() for k, v in tables.items()}
+
+
+@cache
+def _runs() -> dict[str, dict[str, pl.LazyFrame]]:
+    """Small in-process cohorts of the runs the targets read (common to the tests below)."""
+    return {
+        "als_natural_history": _tables("als_natural_history", 240),
+        "als_natural_history@month0": _tables(
+            "als_natural_history", 80, **{"visits.start": "degeneration",
+                                          "time.duration_months": 72}
+        ),
+        "pma_natural_history": _tables("pma_natural_history", 120),
+        "pls_natural_history": _tables("pls_natural_history", 100),
+    }
+
+
+def _targets() -> list[T.Target]:
+    if SHARED_TARGETS.is_file():
+        return T.load_targets(SHARED_TARGETS)
+    pytest.skip(f"{SHARED_TARGETS} not present")
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def test_km_median_agrees_with_the_analysis_kaplan_meier():
+    rng = np.random.default_rng(3)
+    for n in (5, 40, 300):
+        t = np.round(rng.exponential(30, n), 1)  # ties included
+        d = rng.uniform(size=n) < 0.7
+        km = km_medians(kaplan_meier_estimate(pl.DataFrame({"months": t, "died": d})))
+        expected = km["median"][0]
+        got = T.km_median(t, d)
+        assert (expected is None and np.isnan(got)) or got == pytest.approx(expected)
+
+
+def test_every_published_target_has_an_estimator_and_its_runs():
+    targets = _targets()
+    assert targets, "no targets read"
+    for t in targets:
+        assert t.id in T.ESTIMATORS, t.id
+        for run in T.NEEDS[t.id]:
+            scenario, _ = C.run_spec(run)
+            assert (SCENARIOS / f"{scenario}.toml").is_file(), run
+    assert {t.kind for t in targets} <= {"emergent", "input"}
+
+
+def test_vital_capacity_mapping_keeps_braun_anchor():
+    # VC insensitive to mild weakness, about 51% at 30% strength (Braun 1983: <55% at <30%).
+    assert alsfrs.vital_capacity(np.array([1.0]))[0] == 1.0
+    assert alsfrs.vital_capacity(np.array([0.3]))[0] == pytest.approx(0.51)
+    assert alsfrs.vital_capacity(np.array([0.8]))[0] > 0.95
+    assert alsfrs.strength_for_vc(0.51) == pytest.approx(0.3)
+
+
+# --------------------------------------------------------------------------- the targets
+
+
+def _overlaps(result: T.Result) -> bool:
+    """The estimate's 95% interval reaches the range of every component."""
+    e = result.estimate
+    for v, lo, hi, (r_lo, r_hi) in zip(e.value, e.lower, e.upper, result.ranges, strict=True):
+        lo = v if lo is None else lo
+        hi = v if hi is None else hi
+        if hi < r_lo or lo > r_hi:
+            return False
+    return all(e.checks.values())
+
+
+def test_targets_land_in_their_ranges_within_monte_carlo_error():
+    """Small cohorts of the shipped scenarios: each target's 95% CI reaches its range."""
+    results = T.evaluate(_targets(), _runs())
+    judged = [r for r in results if r.estimate is not None and r.ranges is not None
+              and r.status != "input"]
+    # mnd_population (an input) is the only one left out here.
+    assert len(judged) >= 18
+    missed = [(r.target.id, r.estimate.value, r.estimate.lower, r.estimate.upper, r.ranges)
+              for r in judged if not _overlaps(r)]
+    assert not missed, missed
+    # Healthy values are near-exact at any size: their point estimates are in range.
+    for r in judged:
+        if r.target.scenario == "any":
+            assert r.status == "pass", (r.target.id, r.estimate)
+
+
+def test_trial_and_population_scenarios_keep_the_als_physiology():
+    from progression.scenario import load_scenario
+
+    als = load_scenario(SCENARIOS / "als_natural_history.toml")
+    for name in ("trial_als", "mnd_population", "pma_natural_history"):
+        other = load_scenario(SCENARIOS / f"{name}.toml")
+        for section in ("body", "reinnervation", "respiration", "excitability", "symptoms",
+                        "mortality", "exam", "visits"):
+            assert getattr(other, section) == getattr(als, section), (name, section)
+        assert other.disease.lmn == als.disease.lmn, name
+    assert load_scenario(SCENARIOS / "trial_als.toml").disease == als.disease
+
+
+# ------------------------------------------------------------------------- validate-model
+
+
+def _small_targets(tmp_path: Path) -> Path:
+    """A targets file of three targets, one per kind of run (or the shared file's copy)."""
+    text = """
+[[target]]
+id = "als_survival_median_months"
+scenario = "als_natural_history"
+quantity = "median survival from symptom onset, ALS (months)"
+value = 32
+range = [24, 40]
+
+[[target]]
+id = "cmct_normal_upper_ms"
+scenario = "any"
+quantity = "CMCT to APB in healthy adults (ms)"
+value = 7.5
+range = [6.0, 9.0]
+
+[[target]]
+id = "onset_region_mix"
+kind = "input"
+scenario = "als_natural_history"
+quantity = "onset region shares: limb, bulbar, trunk/respiratory"
+value = [0.72, 0.22, 0.06]
+"""
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    return path
+
+
+def test_validate_model_runs_and_writes_markdown(tmp_path, capsys):
+    targets = _small_targets(tmp_path)
+    out = tmp_path / "v"
+    rc = cli.main(["validate-model", "--targets", str(targets), "--patients", "30",
+                   "--out", str(out), "--workers", "1"])
+    assert rc in (0, 1)  # 1 when a target fails, as it may with 30 patients
+    md = (out / "validation.md").read_text()
+    for tid in ("als_survival_median_months", "cmct_normal_upper_ms", "onset_region_mix"):
+        assert f"`{tid}`" in md
+    assert "| input |" in md and (out / "runs" / "als_natural_history" / "patients").is_dir()
+    printed = capsys.readouterr().out
+    assert "cmct_normal_upper_ms" in printed and "status" in printed
+
+
+def test_validate_model_names_a_missing_targets_file(tmp_path, capsys):
+    rc = cli.main(["validate-model", "--targets", str(tmp_path / "none.toml"),
+                   "--out", str(tmp_path / "v")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--targets" in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------- fitting
+
+
+def test_fit_recovers_a_known_lmn_speed_with_common_random_numbers():
+    """Targets computed on a run with a known speed; the fit, started elsewhere, finds it."""
+    scenario = SCENARIOS / "als_natural_history.toml"
+    fixed = {"body.muscles": ["tongue", "APB", "diaphragm", "intercostals", "TA"],
+             "time.duration_months": 84}
+    truth = 0.075
+    runs = {"als_natural_history": _tables("als_natural_history", 60, **fixed,
+                                           **{"disease.lmn.speed.median": truth})}
+    observed = T.als_survival_median_months(runs).value[0]
+    result = C.fit(
+        scenario,
+        {"disease.lmn.speed.median": (0.04, 0.14)},
+        [("als_survival_median_months", observed, 1.0)],
+        patients=60,
+        overrides=fixed,
+        max_evaluations=30,
+    )
+    assert result.values[0] == pytest.approx(truth, rel=0.05), result.summary()
+    assert np.isfinite(result.se[0]) and 0 < result.se[0] < 0.02
+    lo, hi = result.ci()[0]
+    assert lo <= truth <= hi
+    assert "disease.lmn.speed.median" in result.summary()
