@@ -34,9 +34,11 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -108,19 +110,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    tmp = _tmp_name(path)
+@contextmanager
+def _atomic_file(path: Path, tmp: Path | None = None) -> Iterator[BinaryIO]:
+    """A temporary file for ``path`` (default: hidden, beside it); once the block succeeds it is
+    flushed, fsynced and renamed into place, and on any error it is removed."""
+    tmp = _tmp_name(path) if tmp is None else Path(tmp)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    with _atomic_file(path) as f:
+        f.write(data)
     _fsync_dir(path.parent)
 
 
@@ -135,16 +145,8 @@ def write_table_atomic(path: Path, table: pa.Table, tmp: Path | None = None) -> 
     ``tmp`` is the temporary file (same filesystem as ``path``); default: hidden, beside ``path``.
     """
     path = Path(path)
-    tmp = _tmp_name(path) if tmp is None else Path(tmp)
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _atomic_file(path, tmp) as f:
+        pq.write_table(table, f, compression="zstd")
     return path.stat().st_size
 
 
