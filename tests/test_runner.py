@@ -478,8 +478,12 @@ def test_ctrl_c_on_a_terminal(tmp_path: Path, reference: Path) -> None:
             print(e)
             sys.exit(130)
     """)
+    # As from a terminal: SIGINT at its default disposition in the child, whatever this test
+    # process inherited (an ignored SIGINT would be inherited, and Python then never raises
+    # KeyboardInterrupt).
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
