@@ -159,6 +159,18 @@ def _legend(ax, **kw) -> None:
         ax.legend(**kw)
 
 
+def _median_band(
+    ax, frame: pl.DataFrame, prefix: str, colour: str, label: str,
+    x: str = "months_since_onset", alpha: float = 0.15,
+) -> None:
+    """Plot ``<prefix>median`` against ``x`` with its interquartile band
+    (``<prefix>q25`` to ``<prefix>q75``)."""
+    xs = frame[x].to_numpy()
+    ax.fill_between(xs, frame[f"{prefix}q25"].to_numpy(), frame[f"{prefix}q75"].to_numpy(),
+                    color=colour, alpha=alpha, linewidth=0)
+    ax.plot(xs, frame[f"{prefix}median"].to_numpy(), color=colour, label=label, linewidth=1.8)
+
+
 def _colour(name: str, palette: dict[str, str], i: int = 0) -> str:
     fallback = ("#56B4E9", "#F0E442", "#999999", "#000000")
     return palette.get(name, fallback[i % len(fallback)])
@@ -413,10 +425,7 @@ class _Report:
                 if not len(p):
                     continue
                 col = _colour(ph, PHENOTYPE_COLOURS, i)
-                x = p["months_since_onset"].to_numpy()
-                ax.fill_between(x, p["q25"].to_numpy(), p["q75"].to_numpy(), color=col,
-                                alpha=0.18, linewidth=0)
-                ax.plot(x, p["median"].to_numpy(), color=col, label=ph, linewidth=1.8)
+                _median_band(ax, p, "", col, ph, alpha=0.18)
             where = f" ({TRAJECTORY_MUSCLE})" if test in MUSCLE_TESTS else ""
             ax.set_title(TESTS[test] + where, fontsize=10)
             ax.set_xlim(0, HORIZON)
@@ -492,11 +501,7 @@ class _Report:
             g = curve.filter((pl.col("measure") == m) & (pl.col("n") >= 5))
             if not len(g):
                 continue
-            x = g["units_lost"].to_numpy()
-            col = MEASURE_COLOURS[m]
-            ax.fill_between(x, g["q25"].to_numpy(), g["q75"].to_numpy(), color=col, alpha=0.15,
-                            linewidth=0)
-            ax.plot(x, g["median"].to_numpy(), color=col, label=label, linewidth=1.8)
+            _median_band(ax, g, "", MEASURE_COLOURS[m], label, x="units_lost")
         ax.plot([0, 1], [1, 0], color="black", linestyle=":", linewidth=1, label="units left")
         ax.axhline(0.8, color="grey", linewidth=0.8, linestyle="--")
         ax.set_xlabel("true fraction of motor units lost")
@@ -673,10 +678,7 @@ class _Report:
             if not len(g):
                 continue
             c = _colour(ph, PHENOTYPE_COLOURS, i)
-            x = g["months_since_onset"].to_numpy()
-            ax.fill_between(x, g["ratio_q25"].to_numpy(), g["ratio_q75"].to_numpy(), color=c,
-                            alpha=0.15, linewidth=0)
-            ax.plot(x, g["ratio_median"].to_numpy(), color=c, linewidth=1.8, label=ph)
+            _median_band(ax, g, "ratio_", c, ph)
         ax.axhline(SPLIT_RATIO, color="black", linestyle="--", linewidth=0.8,
                    label=f"split-hand cut-off {SPLIT_RATIO}")
         ax.set_xlabel("months since symptom onset")
