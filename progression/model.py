@@ -50,7 +50,7 @@ class Patient(mesa.Agent):
     @property
     def units_alive(self) -> np.ndarray:
         """(muscles,) living motor units per muscle."""
-        return self.model.state.units_alive_per_muscle(self.model.body.start[:-1])[self.row]
+        return self.model.alive_count[self.row]
 
     @property
     def is_alive(self) -> bool:
