@@ -14,7 +14,47 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always")
+def _squared(health, q):
+    return health * health
+
+
+@njit(inline="always")
+def _linear(health, q):
+    return health
+
+
+@njit(inline="always")
+def _power(health, q):
+    return np.float32(health**q)  # 0 ** 0 = 1: q = 0 leaves the room unweighted
+
+
+@njit(inline="always", error_model="numpy")
+def _deaths_and_room(h, cap, threshold, alive, fibres, base, spare, q, weight):
+    """One muscle's LMN deaths at cumulative hazard ``h``, and each survivor's room to sprout:
+    spare capacity ``cap * base - fibres`` times ``weight(health, q)``, health ``1 - h / E``.
+    Kills in place, writes the room to ``spare`` and returns the fibres released and the total
+    room. Branch-free (the dead keep no fibres and get no room), so the compiler vectorises
+    it; the two sums are reassociated."""
+    released = np.float32(0.0)
+    room = np.float32(0.0)
+    for u in range(threshold.shape[0]):
+        t = threshold[u]
+        f = fibres[u]
+        was = alive[u]
+        lives = was & (h <= t)
+        released += f if was & (h > t) else np.float32(0.0)
+        health = np.float32(1.0) - min(h / t, np.float32(1.0))  # h / inf = 0
+        room_u = max(cap * base[u] - f, np.float32(0.0)) * weight(health, q)
+        room_u = room_u if lives else np.float32(0.0)
+        alive[u] = lives
+        fibres[u] = f if lives else np.float32(0.0)
+        spare[u] = room_u
+        room += room_u
+    return released, room
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
 def step_units(
     hazard: np.ndarray,
     compartment_of_muscle: np.ndarray,
@@ -70,31 +110,15 @@ def step_units(
                 # Untouched by the disease so far (so no orphans either), or no unit left:
                 # nothing dies, nobody sprouts, and the sums from the last step still hold.
                 continue
-            released = np.float32(0.0)
-            room = np.float32(0.0)
-            for u in range(starts[m], starts[m + 1]):
-                spare[u] = 0.0
-                if not alive[p, u]:
-                    continue
-                t = threshold[p, u]
-                if h > t:
-                    alive[p, u] = False
-                    released += fibres[p, u]
-                    fibres[p, u] = 0.0
-                    continue
-                room_u = cap * base[u] - fibres[p, u]
-                if room_u < 0.0:
-                    room_u = np.float32(0.0)
-                if sick_exponent != 0.0:
-                    health = np.float32(1.0) - min(h / t, np.float32(1.0))  # h / inf = 0
-                    if sick_exponent == 2.0:
-                        room_u *= health * health
-                    elif sick_exponent == 1.0:
-                        room_u *= health
-                    else:
-                        room_u *= np.float32(health**sick_exponent)
-                spare[u] = room_u
-                room += room_u
+            a0, a1 = starts[m], starts[m + 1]
+            t_m, a_m, f_m = threshold[p, a0:a1], alive[p, a0:a1], fibres[p, a0:a1]
+            b_m, s_m, q = base[a0:a1], spare[a0:a1], sick_exponent
+            if q == 2.0:
+                released, room = _deaths_and_room(h, cap, t_m, a_m, f_m, b_m, s_m, q, _squared)
+            elif q == 1.0:
+                released, room = _deaths_and_room(h, cap, t_m, a_m, f_m, b_m, s_m, q, _linear)
+            else:
+                released, room = _deaths_and_room(h, cap, t_m, a_m, f_m, b_m, s_m, q, _power)
             orphans[p, m, 0] += released
             # Reinnervation: a share of every bucket is offered, adopted within the room.
             pool = 0.0
@@ -107,10 +131,10 @@ def step_units(
                 orphans[p, m, b] *= left
             total = 0.0
             count = 0
-            for u in range(starts[m], starts[m + 1]):
-                if alive[p, u]:
-                    fibres[p, u] += spare[u] * share
-                    total += fibres[p, u]
-                    count += 1
+            for u in range(a0, a1):
+                f = fibres[p, u] + spare[u] * share  # the dead: no fibres, no room
+                fibres[p, u] = f
+                total += f
+                count += alive[p, u]
             fibres_sum[p, m] = total
             alive_count[p, m] = count

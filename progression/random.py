@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 
+import numba
 import numpy as np
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -36,12 +37,25 @@ def stream_key(seed: int, stream: str) -> np.uint64:
     return _mix(_mix(s) ^ (c * _GAMMA))[0]
 
 
-def _bits(seed: int, stream: str, patient_ids: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
-    key = stream_key(seed, stream)
-    pid = np.asarray(patient_ids, dtype=np.uint64).reshape(-1, 1)
-    start = _mix(key ^ _mix(pid * _GAMMA + _GAMMA))
-    counter = np.arange(offset + 1, offset + n + 1, dtype=np.uint64).reshape(1, -1)
-    return _mix(start + counter * _GAMMA)
+@numba.njit(inline="always")
+def draw(start: np.uint64, counter: int) -> float:
+    """The ``counter``-th (from 1) uniform of a stream started at ``start``, in compiled code:
+    ``mix(start + counter * GAMMA)``, exactly the number :func:`uniform` gives (a loop may draw
+    only the counters it needs)."""
+    x = start + np.uint64(counter) * _GAMMA
+    x = x ^ (x >> _S30)
+    x = x * _M1
+    x = x ^ (x >> _S27)
+    x = x * _M2
+    x = x ^ (x >> _S31)
+    return (np.float64(np.int64(x >> _S11)) + 0.5) * 1.1102230246251565e-16  # 2**-53
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill(start: np.ndarray, offset: int, out: np.ndarray) -> None:
+    for j in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[j, c] = draw(start[j], offset + c + 1)
 
 
 def starts(seed: int, stream: str, patient_ids: np.ndarray) -> np.ndarray:
@@ -57,8 +71,11 @@ def starts(seed: int, stream: str, patient_ids: np.ndarray) -> np.ndarray:
 
 
 def uniform(seed: int, stream: str, patient_ids: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
-    """(patients, n) uniforms on the open interval (0, 1), float64."""
-    return ((_bits(seed, stream, patient_ids, n, offset) >> _S11) + 0.5) * 2.0**-53
+    """(patients, n) uniforms on the open interval (0, 1), float64: draws ``offset + 1`` to
+    ``offset + n`` of each patient's stream."""
+    out = np.empty((np.size(patient_ids), n))
+    _fill(starts(seed, stream, patient_ids), offset, out)
+    return out
 
 
 def exponential(seed: int, stream: str, patient_ids: np.ndarray, n: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from progression import random as rnd
 from progression.body import COMPARTMENTS, REGIONS, Body
-from progression.exam import alsfrs, criteria, scans, signs, tests
+from progression.exam import alsfrs, criteria, scans, signs, tests, units
 from progression.processes import umn
 
 #: Muscles whose tendon reflex and tone are examined (biceps jerk, knee jerk).
@@ -68,7 +68,13 @@ class Examiner:
         self.item_muscles = alsfrs.item_muscles(body)
         self.region_of_muscle = np.array([REGIONS.index(mu.region) for mu in body.muscles])
         self.mup_healthy = np.array([mu.mup_uv for mu in body.muscles], dtype=float)
+        self.units = np.array([mu.units for mu in body.muscles])
+        self.reflex_muscles = np.array([mu.name in REFLEX_MUSCLES for mu in body.muscles])
         self.tms_target = np.array([mu.cmct_ms is not None for mu in body.muscles])
+        self.cmct_healthy = np.array([mu.cmct_ms or np.nan for mu in body.muscles])
+        umn_process = scenario.disease.umn
+        self.velocities = umn.velocities(umn_process.axons if umn_process is not None else 1)
+        self.fast_axons = tests.fast_axons(self.velocities)
         self.cmct_limit = np.array(
             [criteria.cmct_upper_limit(mu.cmct_ms) if mu.cmct_ms else np.inf for mu in body.muscles]
         )
@@ -82,7 +88,6 @@ class Examiner:
         self.visit_rows: list[dict[str, np.ndarray]] = []
         self.muscle_rows: list[dict[str, np.ndarray]] = []
         self.scan_rows: list[dict[str, np.ndarray]] = []
-        self.velocities = None
         # Stimulus-response recordings: axonal thresholds drawn once, sorted per muscle.
         self.scan_muscles = np.array([mu.name in self.params.scans.muscles for mu in body.muscles])
         self.incremental = self.params.mune_method == "incremental"
@@ -100,47 +105,32 @@ class Examiner:
         n, m = len(rows), body.n_muscles
         ids = self.ids[rows]
         z = rnd.normal(self.seed, f"exam:{month:g}", ids, m * _Z_PER_MUSCLE + 4 + len(alsfrs.ITEMS))
-        if not self.incremental:
-            zk = rnd.normal(self.seed, f"exam-smup:{month:g}", ids, m * p.mune_sample_units)
         u = rnd.uniform(
             self.seed, f"exam-u:{month:g}", ids, m * (_U_PER_MUSCLE + p.mune_sample_units)
         )
         zm = z[:, : m * _Z_PER_MUSCLE].reshape(n, m, _Z_PER_MUSCLE)
         zp = z[:, m * _Z_PER_MUSCLE :]
 
-        fibres = s.fibres[rows]
-        alive = s.alive[rows]
-        sick = cohort.sickness(rows)
         strength = cohort.strength(rows)
         integrity = umn.integrity(s.umn_alive[rows])
         healthy = body.healthy_fibres
-        fib_frac = cohort.fibres_sum[rows] / healthy
-        orphan_frac = s.orphans[rows].sum(axis=2) / healthy
-        units_frac = cohort.alive_count[rows] / np.array([mu.units for mu in body.muscles])
-        u_muscle = integrity[:, body.compartment_of_muscle]
-        if self.velocities is None and cohort.scenario.disease.umn is not None:
-            self.velocities = umn.velocities(cohort.scenario.disease.umn.axons)
-        v = (
-            self.velocities
-            if self.velocities is not None
-            else umn.velocities(s.umn_alive.shape[-1])
+        exc = cohort.scenario.excitability
+        count, total, squares, rate = units.muscle_sums(
+            rows, s.lmn_hazard, body.compartment_of_muscle, body.start, s.threshold, s.alive,
+            s.fibres, body.base, exc.margin_mv, exc.sickness_exponent, exc.noise_mv,
+            exc.max_rate_per_min, exc.enlargement_exponent,
         )
+        fib_frac = total / healthy
+        orphan_frac = s.orphans[rows].sum(axis=2) / healthy
+        units_frac = count / self.units
+        u_muscle = integrity[:, body.compartment_of_muscle]
 
         # SMUP millivolts per fibre at this recording: the CMAP's, so SMUPs sum to the CMAP.
         factor = tests.cmap_factor(zm[:, :, 0], p.cmap_cov)
         scale = self.mv_per_fibre * self.cmap_subject[rows] * factor
-        cmaps = [
-            tests.cmap(
-                fibres[:, body.start[i] : body.start[i + 1]],
-                self.mv_per_fibre[i],
-                self.cmap_subject[rows, i],
-                zm[:, i, 0],
-                p.cmap_cov,
-            )
-            for i in range(m)
-        ]
+        cmap = total * scale
         if self.incremental:
-            munes, _ = scans.incremental_mune(
+            mune, _ = scans.incremental_mune(
                 self.thr_sorted,
                 self.thr_order,
                 s.alive,
@@ -148,7 +138,7 @@ class Examiner:
                 rows,
                 body.start,
                 scale,
-                np.stack(cmaps, axis=1),
+                cmap,
                 rnd.starts(self.seed, f"mune:{month:g}", ids),
                 rs=p.threshold_fluctuation,
                 noise_uv=p.recording_noise_uv,
@@ -156,87 +146,46 @@ class Examiner:
                 step=p.stimulus_step,
                 increments=p.mune_increments,
             )
+        else:
+            zk = rnd.normal(self.seed, f"exam-smup:{month:g}", ids, m * p.mune_sample_units)
+            mune = self._mune_mean_smup(s, rows, cmap, u, zk)
         self._record_scans(cohort, rows, month, scale)
 
         k = p.mune_sample_units
-        fasc = tests.fasciculations(
-            sick,
-            alive,
-            cohort.scenario.excitability,
-            u[:, :: 1 + k][:, :m],
-            zm[:, :, 4],
-            body.start[:-1],
-            fibres / body.base if cohort.scenario.excitability.enlargement_exponent else None,
-        )
-        mx = tests.munix(
-            fibres, self.munix_scale, self.munix_subject[rows], zm[:, :, 1], p.munix_cov,
-            body.start[:-1],
-        )
-        mup = tests.mup_amplitude(
-            fibres, alive, self.healthy_mean, self.mup_healthy, zm[:, :, 6], body.start[:-1]
-        )
-        mrc = signs.mrc_grade(strength, zm[:, :, 2], p.mrc_sd)
-        wasted = signs.wasting(fib_frac, orphan_frac)
-        fibs = tests.fibrillation_grade(orphan_frac, zm[:, :, 5])
-
-        cols: dict[str, list] = {k: [] for k in _MUSCLE_COLUMNS}
-        for i, mu in enumerate(body.muscles):
-            sl = slice(body.start[i], body.start[i + 1])
-            f_i, a_i = fibres[:, sl], alive[:, sl]
-            cm = cmaps[i]
-            uu = u[:, i * (1 + k) : (i + 1) * (1 + k)]
-            if self.incremental:
-                mune = munes[:, i]
-            else:
-                mune = tests.mune_mean_smup(
-                    f_i,
-                    a_i,
-                    cm,
-                    self.mv_per_fibre[i],
-                    self.cmap_subject[rows, i],
-                    uu[:, 1:],
-                    zk[:, i * k : (i + 1) * k],
-                    p.smup_cov,
-                )
-            reflexive = mu.name in REFLEX_MUSCLES
-            cols["cmap_mv"].append(cm)
-            cols["mune"].append(mune)
-            cols["munix"].append(mx[:, i])
-            cols["mrc_grade"].append(mrc[:, i])
-            cols["reflex_grade"].append(
+        reflexive = self.reflex_muscles
+        tms = self.tms_target
+        v_fast = umn.fastest_velocity(s.umn_alive[rows], self.velocities, self.fast_axons)
+        v_fast = v_fast[:, body.compartment_of_muscle]
+        mep = u_muscle >= p.mep_integrity
+        cmct = tests.cmct(v_fast, self.velocities, self.cmct_healthy, p.cmct_sd_ms, zm[:, :, 7])
+        per_muscle = {
+            "cmap_mv": cmap,
+            "mune": mune,
+            "munix": tests.munix(
+                total, squares, self.munix_scale, self.munix_subject[rows], zm[:, :, 1],
+                p.munix_cov,
+            ),
+            "mrc_grade": signs.mrc_grade(strength, zm[:, :, 2], p.mrc_sd),
+            "reflex_grade": np.where(
+                reflexive,
                 signs.reflex_grade(
-                    u_muscle[:, i],
-                    units_frac[:, i],
-                    self.reflex_offset[rows],
-                    zm[:, i, 3],
-                    p.reflex_sd,
-                )
-                if reflexive
-                else np.full(n, -1, dtype=np.int8)
-            )
-            cols["tone"].append(
-                signs.tone(u_muscle[:, i], units_frac[:, i])
-                if reflexive
-                else np.full(n, None, dtype=object)
-            )
-            cols["wasting"].append(wasted[:, i])
-            cols["fasciculations_per_min"].append(fasc[:, i])
-            cols["fibrillation_grade"].append(fibs[:, i])
-            cols["mup_amplitude_uv"].append(mup[:, i])
-            if mu.cmct_ms is not None:
-                tract = s.umn_alive[rows, mu.compartment]
-                mep = u_muscle[:, i] >= p.mep_integrity
-                ct = tests.cmct(tract, v, mu.cmct_ms, p.cmct_sd_ms, zm[:, i, 7])
-                cols["cmct_ms"].append(np.where(mep, ct, np.nan))
-                cols["mep_present"].append(mep.astype(object))
-            else:
-                cols["cmct_ms"].append(np.full(n, np.nan))
-                cols["mep_present"].append(np.full(n, None, dtype=object))
-            cols["units_alive_fraction"].append(units_frac[:, i])
-            cols["fibres_fraction"].append(fib_frac[:, i])
-            cols["strength_fraction"].append(strength[:, i])
-
-        per_muscle = {key: np.stack(val, axis=1) for key, val in cols.items()}  # (n, m)
+                    u_muscle, units_frac, self.reflex_offset[rows, None], zm[:, :, 3], p.reflex_sd
+                ),
+                np.int8(-1),
+            ).astype(np.int8),
+            "tone": np.where(reflexive, signs.tone(u_muscle, units_frac), None),
+            "wasting": signs.wasting(fib_frac, orphan_frac),
+            "fasciculations_per_min": tests.fasciculations(rate, u[:, :: 1 + k], zm[:, :, 4]),
+            "fibrillation_grade": tests.fibrillation_grade(orphan_frac, zm[:, :, 5]),
+            "mup_amplitude_uv": tests.mup_amplitude(
+                total, count, self.healthy_mean, self.mup_healthy, zm[:, :, 6]
+            ),
+            "cmct_ms": np.where(tms & mep, cmct, np.nan),
+            "mep_present": np.where(tms, mep, None),
+            "units_alive_fraction": units_frac,
+            "fibres_fraction": fib_frac,
+            "strength_fraction": strength,
+        }
 
         # Patient-level signs and scores.
         bulbar = COMPARTMENTS.index(("bulbar", "midline"))
@@ -306,6 +255,24 @@ class Examiner:
             }
         )
         return rows[changed], dx[changed]
+
+    def _mune_mean_smup(self, state, rows, cmap, u, zk) -> np.ndarray:
+        """(examined, muscles) MUNE by the interim mean-SMUP method (``mune_method``)."""
+        body, k = self.body, self.params.mune_sample_units
+        out = np.empty_like(cmap)
+        for i in range(body.n_muscles):
+            sl = slice(body.start[i], body.start[i + 1])
+            out[:, i] = tests.mune_mean_smup(
+                state.fibres[rows, sl],
+                state.alive[rows, sl],
+                cmap[:, i],
+                self.mv_per_fibre[i],
+                self.cmap_subject[rows, i],
+                u[:, i * (1 + k) + 1 : (i + 1) * (1 + k)],
+                zk[:, i * k : (i + 1) * k],
+                self.params.smup_cov,
+            )
+        return out
 
     def _record_scans(self, cohort, rows: np.ndarray, month: float, scale: np.ndarray) -> None:
         """Count the visit and record the CMAP scans the scenario asks for at it (``scans``)."""

@@ -65,25 +65,10 @@ _STIMS = 4096  # stimuli per recording at most
 _NOISE = _SLOTS - 1
 MAX_STIMULI = _STIMS
 
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # the constants of progression.random
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S11 = (np.uint64(s) for s in (30, 27, 31, 11))
-
 
 # ------------------------------------------------------------------------------- random draws
 
-
-@numba.njit(inline="always")
-def _uniform(start, counter):
-    """The ``counter``-th uniform of a stream started at ``start`` (as progression.random)."""
-    x = start + np.uint64(counter) * _GAMMA
-    x = x ^ (x >> _S30)
-    x = x * _M1
-    x = x ^ (x >> _S27)
-    x = x * _M2
-    x = x ^ (x >> _S31)
-    return (np.float64(np.int64(x >> _S11)) + 0.5) * 1.1102230246251565e-16  # 2**-53
+_uniform = rnd.draw  # the counter-th uniform of a patient's stream, in compiled loops
 
 
 _A = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690,
@@ -127,7 +112,8 @@ def _counter(muscle, slot, stimulus):
     return (muscle * _SLOTS + slot) * _STIMS + stimulus + 1
 
 
-#: Standard normal CDF tabulated over the band (linear interpolation: error below 1e-6).
+#: Standard normal CDF tabulated over the band (linear interpolation: error below 1e-6), with
+#: its ends set to 0 and 1: below the band a unit never fires, above it always.
 _PHI_PER_SD = 512
 _PHI = np.array(
     [
@@ -135,26 +121,31 @@ _PHI = np.array(
         for x in np.linspace(-BAND, BAND, int(2 * BAND * _PHI_PER_SD) + 1)
     ]
 )
+_PHI[0], _PHI[-1] = 0.0, 1.0
+_PHI_LAST = float(_PHI.shape[0] - 1)
 
 
 @numba.njit(inline="always")
 def _phi(x):
-    """Standard normal CDF, tabulated over the band (0 below it, 1 above)."""
-    y = (x + BAND) * _PHI_PER_SD
-    if y <= 0.0:
-        return 0.0
-    j = int(y)
-    if j >= _PHI.shape[0] - 1:
-        return 1.0
+    """Standard normal CDF, tabulated over the band (0 below it, 1 above); branch-free, so the
+    loops over units in the band vectorise."""
+    y = min(max((x + BAND) * _PHI_PER_SD, 0.0), _PHI_LAST)
+    j = min(int(y), _PHI.shape[0] - 2)
     f = y - j
     return _PHI[j] + f * (_PHI[j + 1] - _PHI[j])
 
 
 @numba.njit(inline="always")
-def _fires(start, muscle, rank, k, x):
-    """Whether a unit in its fluctuation band fires at stimulus ``k``, ``T (1 + rs z) < S``,
-    given ``x = (S - T) / (rs T)``: a uniform below ``Phi(x)``."""
-    return _uniform(start, _counter(muscle, rank, k)) < _phi(x)
+def _band_fired(key, muscle, k, s, lo, hi, b_t, b_inv, b_amp, b_rank):
+    """Nanovolts fired at stimulus ``k`` of strength ``s`` by the units ``lo:hi`` of a buffer in
+    threshold order whose fluctuation band contains ``s``: unit ``b`` (threshold ``b_t``,
+    ``b_inv = 1 / (rs T)``) fires when ``T (1 + rs z) < s``, i.e. when the uniform of its
+    counter falls below ``Phi((s - T) / (rs T))``."""
+    fired = 0
+    for b in range(lo, hi):
+        p = _phi((s - b_t[b]) * b_inv[b])
+        fired += b_amp[b] * (_uniform(key, _counter(muscle, b_rank[b], k)) < p)
+    return fired
 
 
 # ---------------------------------------------------------------------------- unit thresholds
@@ -174,22 +165,45 @@ def thresholds(
     Returns:
         ``(sorted_ma, order)``: (patients, units) float32 thresholds (mA) in ascending order
         within each muscle's block, and (patients, units) int16 unit index within the muscle
-        of each sorted position.
+        of each sorted position. The normal deviates are those of
+        ``progression.random.normal(seed, "scan-threshold", ids, units)`` (and
+        ``"scan-threshold-muscle"`` for the pool medians), drawn in a compiled loop.
     """
-    n, m = len(ids), len(start) - 1
-    z_unit = rnd.normal(seed, "scan-threshold", ids, int(start[-1]))
-    z_pool = rnd.normal(seed, "scan-threshold-muscle", ids, m)
-    median = MEDIAN_THRESHOLD_MA * np.exp(PERSON_THRESHOLD_SD * z_pool)
-    sorted_ma = np.empty((n, int(start[-1])), dtype=np.float32)
-    order = np.empty((n, int(start[-1])), dtype=np.int16)
-    for i in range(m):
-        a, b = int(start[i]), int(start[i + 1])
-        o = np.argsort(z_unit[:, a:b], axis=1, kind="stable")
-        order[:, a:b] = o
-        sorted_ma[:, a:b] = median[:, i : i + 1] * np.exp(
-            pool_sd * np.take_along_axis(z_unit[:, a:b], o, axis=1)
-        )
+    n, units = len(ids), int(start[-1])
+    sorted_ma = np.empty((n, units), dtype=np.float32)
+    order = np.empty((n, units), dtype=np.int16)
+    _thresholds(
+        rnd.starts(seed, "scan-threshold", ids), rnd.starts(seed, "scan-threshold-muscle", ids),
+        np.asarray(start, dtype=np.int64), float(pool_sd), sorted_ma, order,
+    )
     return sorted_ma, order
+
+
+@numba.njit(inline="always")
+def _normal(key, c, n):
+    """The ``c``-th (from 0) of ``n`` standard normals of a stream, as
+    :func:`progression.random.normal` pairs its uniforms (Box-Muller)."""
+    u1 = _uniform(key, c + 1)
+    u2 = _uniform(key, n + c + 1)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _thresholds(unit_keys, pool_keys, start, pool_sd, sorted_ma, order):
+    m = start.shape[0] - 1
+    units = start[m]
+    z = np.empty(units)
+    for j in range(unit_keys.shape[0]):
+        for u in range(units):
+            z[u] = _normal(unit_keys[j], u, units)
+        for i in range(m):
+            a, b = start[i], start[i + 1]
+            z_pool = _normal(pool_keys[j], i, m)
+            median = MEDIAN_THRESHOLD_MA * math.exp(PERSON_THRESHOLD_SD * z_pool)
+            o = np.argsort(z[a:b], kind="mergesort")
+            for q in range(b - a):
+                order[j, a + q] = o[q]
+                sorted_ma[j, a + q] = median * math.exp(pool_sd * z[a + o[q]])
 
 
 # ----------------------------------------------------------------------- incremental MUNE
@@ -251,10 +265,7 @@ def _incremental(
                 while lo < nb and b_t[lo] * sure_f <= s:
                     sure += b_amp[lo]
                     lo += 1
-                fired = sure
-                for b in range(lo, nb):
-                    if _fires(key, i, b_rank[b], k, (s - b_t[b]) * b_inv[b]):
-                        fired += b_amp[b]
+                fired = sure + _band_fired(key, i, k, s, lo, nb, b_t, b_inv, b_amp, b_rank)
                 resp = fired * 1e-6 + noise_mv * _ndtri(_uniform(key, _counter(i, _NOISE, k)))
                 if k == 0:
                     lev[0] = resp
@@ -386,10 +397,7 @@ def _scan(
                 hi -= 1
             while lo > 0 and b_t[lo - 1] * sure_f > s:
                 lo -= 1
-            fired = cum[lo]
-            for b in range(lo, hi):
-                if _fires(key, i, b_rank[b], k, (s - b_t[b]) * b_inv[b]):
-                    fired += b_amp[b]
+            fired = cum[lo] + _band_fired(key, i, k, s, lo, hi, b_t, b_inv, b_amp, b_rank)
             stimulus[j, k] = s
             noise = noise_mv * _ndtri(_uniform(key, _counter(i, _NOISE, k)))
             amplitude[j, k] = fired * 1e-6 + noise

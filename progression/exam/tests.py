@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from progression.processes import excitability, umn
-
 #: Synaptic and cortical delay inside the CMCT (ms).
 SYNAPTIC_DELAY_MS = 1.5
 #: Fibrillation grade thresholds on the orphan fraction (denervated, not yet reinnervated).
@@ -27,9 +25,10 @@ def cmap_factor(z: np.ndarray, cov: float) -> np.ndarray:
     return np.maximum(1 + cov * z, 0.0)
 
 
-def cmap(fibres: np.ndarray, mv_per_fibre: float, subject: np.ndarray, z: np.ndarray, cov: float):
-    """CMAP amplitude (mV): living fibres times each fibre's contribution, with noise."""
-    return fibres.sum(axis=1) * mv_per_fibre * subject * cmap_factor(z, cov)
+def cmap(fibres: np.ndarray, mv_per_fibre, subject: np.ndarray, z: np.ndarray, cov: float):
+    """CMAP amplitude (mV): living fibres (summed per muscle) times each fibre's contribution,
+    with noise."""
+    return fibres * mv_per_fibre * subject * cmap_factor(z, cov)
 
 
 def mune_mean_smup(
@@ -64,19 +63,15 @@ def mune_mean_smup(
         return np.where(count > 0, cmap_mv / smup.mean(axis=1), 0.0)
 
 
-def _per_muscle(x: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
-    """Sum over units: of one muscle (``starts`` None) or of each muscle (patients, muscles)."""
-    return x.sum(axis=1) if starts is None else np.add.reduceat(x, starts, axis=1)
-
-
-def effective_units(fibres: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+def effective_units(fibres: np.ndarray, squares: np.ndarray | None = None) -> np.ndarray:
     """``(sum f)^2 / sum f^2``: the number of equal units with the same surface interference
-    pattern; the quantity MUNIX estimates (large units weigh more). With ``starts`` (each
-    muscle's first unit), per muscle of a patients x all-units array."""
-    f = fibres.astype(np.float64)
-    s2 = _per_muscle(f * f, starts)
+    pattern; the quantity MUNIX estimates (large units weigh more). Either one muscle's
+    (patients, units) fibres, or per-muscle sums of the fibres and of their squares."""
+    if squares is None:
+        f = fibres.astype(np.float64)
+        fibres, squares = f.sum(axis=1), (f * f).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(s2 > 0, _per_muscle(f, starts) ** 2 / s2, 0.0)
+        return np.where(squares > 0, fibres**2 / squares, 0.0)
 
 
 def munix_subject_sigma(cov: float) -> float:
@@ -87,45 +82,27 @@ def munix_subject_sigma(cov: float) -> float:
 
 def munix(
     fibres: np.ndarray,
+    squares: np.ndarray,
     scale: float | np.ndarray,
     subject: np.ndarray,
     z: np.ndarray,
     cov: float,
-    starts: np.ndarray | None = None,
 ) -> np.ndarray:
-    """MUNIX: effective unit number times the method's scale and the person's own level
-    (``subject``, mean 1), with log-normal test-retest noise of CoV ``cov`` (per muscle with
-    ``starts``, as :func:`effective_units`)."""
-    return scale * subject * effective_units(fibres, starts) * np.exp(cov * z - cov**2 / 2)
+    """MUNIX: effective unit number (from the sums of living fibres and of their squares)
+    times the method's scale and the person's own level (``subject``, mean 1), with
+    log-normal test-retest noise of CoV ``cov``."""
+    return scale * subject * effective_units(fibres, squares) * np.exp(cov * z - cov**2 / 2)
 
 
-def fasciculations(
-    sick: np.ndarray,
-    alive: np.ndarray,
-    params,
-    u: np.ndarray,
-    z: np.ndarray,
-    starts: np.ndarray | None = None,
-    enlargement: np.ndarray | None = None,
-) -> np.ndarray:
-    """Fasciculations per minute over :data:`FASCICULATION_MINUTES` of observation.
+def fasciculations(rate_per_min: np.ndarray, u: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Fasciculations per minute seen over :data:`FASCICULATION_MINUTES` of observation.
 
-    The expected rate is the sum of living units' escape rates (each times its enlargement,
-    fibres over healthy fibres, to the power ``params.enlargement_exponent``); the count is
-    Poisson (normal approximation with continuity, ``z`` the noise). With ``starts`` (each
-    muscle's first unit), ``sick`` and ``alive`` span every muscle and ``u``, ``z`` and the
-    result are (patients, muscles): one pass for all muscles.
+    ``rate_per_min`` is the expected rate, the sum of the living units' discharge rates
+    (:func:`progression.exam.units.muscle_sums`); the count is Poisson, by inversion of
+    ``u`` for small means (exact) and by the normal approximation (``z``) for large ones.
     """
-    mu = excitability.margin(sick, params.margin_mv, params.sickness_exponent)
-    rate = excitability.discharge_rate(mu, params.noise_mv, params.max_rate_per_min)
-    gamma = getattr(params, "enlargement_exponent", 0.0)
-    if gamma and enlargement is not None:
-        rate = rate * enlargement**gamma
-    rate = np.where(alive, rate, 0)
-    total = rate.sum(axis=1) if starts is None else np.add.reduceat(rate, starts, axis=1)
-    lam = total * FASCICULATION_MINUTES
+    lam = rate_per_min * FASCICULATION_MINUTES
     small = lam < 10
-    # Poisson by inversion for small means (exact), normal approximation for large ones.
     k = np.zeros_like(lam)
     cdf = np.exp(-lam)
     p = cdf.copy()
@@ -146,30 +123,32 @@ def fibrillation_grade(orphan_fraction: np.ndarray, z: np.ndarray) -> np.ndarray
 
 def mup_amplitude(
     fibres: np.ndarray,
-    alive: np.ndarray,
+    count: np.ndarray,
     healthy_mean: float | np.ndarray,
     healthy_uv: float | np.ndarray,
     z: np.ndarray,
-    starts: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Needle MUP amplitude (microvolts): the mean size of living units over healthy, times the
-    healthy value; nan if no unit is left (per muscle with ``starts``)."""
-    count = _per_muscle(alive.astype(np.int64), starts)
-    total = _per_muscle(fibres.astype(np.float64), starts)
+    """Needle MUP amplitude (microvolts): the mean size of living units (their fibres over
+    their count) over healthy, times the healthy value; nan if no unit is left."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / count, np.nan)
+        mean = np.where(count > 0, fibres / count, np.nan)
     return healthy_uv * mean / healthy_mean * np.exp(0.1 * z)
 
 
 def cmct(
-    tract_alive: np.ndarray, v: np.ndarray, healthy_ms: float, sd_ms: float, z: np.ndarray
+    fastest_velocity: np.ndarray, v: np.ndarray, healthy_ms, sd_ms: float, z: np.ndarray
 ) -> np.ndarray:
     """CMCT (ms) = central path / mean velocity of the fastest surviving axons + synaptic delay.
 
-    The path is set so a healthy tract gives ``healthy_ms``; nan where no axon survives.
+    ``fastest_velocity`` is :func:`progression.processes.umn.fastest_velocity` with
+    :func:`fast_axons` axons of velocities ``v``; the path is set so a healthy tract gives
+    ``healthy_ms``; nan where no axon survives.
     """
-    n_fast = max(1, len(v) // 10)
-    v_fast = umn.fastest_velocity(tract_alive, v, n_fast)
-    v_healthy = np.sort(v)[-n_fast:].mean()
-    path_cm = (healthy_ms - SYNAPTIC_DELAY_MS) * v_healthy / 10.0
-    return path_cm * 10.0 / v_fast + SYNAPTIC_DELAY_MS + sd_ms * z
+    v_healthy = np.sort(v)[-fast_axons(v) :].mean()
+    path_cm = (np.asarray(healthy_ms) - SYNAPTIC_DELAY_MS) * v_healthy / 10.0
+    return path_cm * 10.0 / fastest_velocity + SYNAPTIC_DELAY_MS + sd_ms * z
+
+
+def fast_axons(v: np.ndarray) -> int:
+    """Axons whose mean velocity the CMCT reads: the fastest tenth of the tract."""
+    return max(1, len(v) // 10)
