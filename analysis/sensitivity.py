@@ -96,10 +96,10 @@ def sensitivity(
     sweep = Path(sweep)
     spec, points, summary = _read(sweep)
     method = spec["method"]
-    if method == "grid":
+    if method in ("grid", "points"):  # "points": explicit values (progression.sweep.plan_points)
         raise SensitivityError(
-            f"{sweep}: a grid sweep has no sensitivity design; use method = 'sobol', 'morris' "
-            "or 'latin' in [sweep]"
+            f"{sweep}: a {method} sweep has no sensitivity design; use method = 'sobol', "
+            "'morris' or 'latin' in [sweep]"
         )
     names = [p["name"] for p in spec["parameters"]]
     problem = {

@@ -13,7 +13,9 @@ computes every figure from them):
   moving a parameter moves every patient's value smoothly and the objective is a smooth function
   of the parameters rather than a fresh Monte Carlo sample each time. Uncertainty comes from the
   Jacobian at the optimum (the targets' own uncertainty) and, optionally, from refits on
-  independent cohorts (the simulation's Monte Carlo error).
+  independent cohorts (the simulation's Monte Carlo error). By default each batch of
+  evaluations (a finite-difference Jacobian: 2 per parameter) runs as one sweep
+  (:mod:`progression.sweep`) on the runner, in parallel over local workers or a dask cluster.
 
 Named runs: a scenario's name, or ``<scenario>@month0`` for the same cohort examined from month 0
 (``visits.start = "degeneration"``), which the healthy-value and reinnervation targets read.
@@ -22,8 +24,10 @@ Named runs: a scenario's name, or ``<scenario>@month0`` for the same cohort exam
 from __future__ import annotations
 
 import math
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,11 +277,92 @@ class FitResult:
         return "\n".join(lines)
 
 
-class _Objective:
-    """Scaled residuals of the targets as a function of the parameters, one simulation each
-    (memoised), always on the same patients and seed."""
+@dataclass
+class _Sweeps:
+    """Where and how the evaluation batches of a fit run as sweeps.
 
-    def __init__(self, scenario_path, names, bounds, targets, patients, seed, overrides):
+    Attributes:
+        root: batch b goes to ``root/eval-<bbb>/``.
+        workers: 1 (in process) or None (on ``scheduler``).
+        scheduler: dask scheduler address.
+        threads: worker threads (one chunk each per batch by default).
+        memory: bytes per worker thread (None: available memory / threads).
+        chunk_size: patients per chunk (None: from ``threads`` and ``memory``).
+        progress: draw the runner's progress bar.
+        batches: batches run so far.
+    """
+
+    root: Path
+    workers: int | None
+    scheduler: str | None
+    threads: int | None
+    memory: float | None = None
+    chunk_size: int | None = None
+    progress: bool = False
+    batches: int = 0
+
+    def run(self, plan: Any) -> Path:
+        """Run ``plan`` (a :class:`progression.sweep.SweepPlan`) into the next batch folder.
+
+        The default chunk size aims at one chunk per worker (at most one point's cohort):
+        small chunks cost time per patient, and a batch has few points.
+        """
+        from progression.runner import default_chunk_size
+        from progression.sweep import run_sweep
+
+        folder = self.root / f"eval-{self.batches:03d}"
+        self.batches += 1
+        patients = plan.base.cohort.patients
+        size = self.chunk_size or min(patients, default_chunk_size(
+            plan.base, workers=self.threads, memory_per_worker=self.memory,
+            patients=patients * len(plan.points), chunks_per_worker=1,
+        ))
+        run_sweep(plan, folder, workers=self.workers, scheduler=self.scheduler, chunk_size=size,
+                  progress=self.progress, yes=True)
+        return folder
+
+
+@contextmanager
+def _open_sweeps(
+    out: str | Path | None,
+    workers: int | None,
+    scheduler: str | None,
+    chunk_size: int | None,
+    progress: bool,
+) -> Iterator[_Sweeps]:
+    """The batches' folder (``out``, or a temporary one removed on exit) and where they run:
+    in this process (``workers=1``), on ``scheduler``, or on a local cluster of ``workers``
+    (default: the usable cores) started once for the whole fit."""
+    from progression import storage
+    from progression.runner import cluster_resources, local_cluster, usable_cores
+
+    if out is not None and not storage.is_empty_dir(Path(out)):
+        raise ValueError(f"{out} is not empty: fit writes its batches into a new folder")
+    with ExitStack() as stack:
+        root = Path(out) if out is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="progression-fit-")))
+        if workers == 1 and scheduler is None:
+            yield _Sweeps(root, workers=1, scheduler=None, threads=1, chunk_size=chunk_size,
+                          progress=progress)
+            return
+        if scheduler is None:
+            cluster = stack.enter_context(local_cluster(workers or usable_cores()))
+            scheduler = cluster.scheduler_address
+        threads, memory = cluster_resources(scheduler)
+        yield _Sweeps(root, workers=None, scheduler=scheduler, threads=threads, memory=memory,
+                      chunk_size=chunk_size, progress=progress)
+
+
+class _Objective:
+    """Scaled residuals of the targets as a function of the parameters, one simulation per
+    parameter vector and run variant (memoised), always on the same patients and seed.
+
+    Vectors not yet simulated are evaluated in batches: in this process (``sweeps`` None) or as
+    one sweep per batch (:func:`progression.sweep.plan_points`, one point per vector and variant).
+    """
+
+    def __init__(self, scenario_path, names, bounds, targets, patients, seed, overrides,
+                 sweeps: _Sweeps | None = None):
         from progression.scenario import load_scenario
 
         self.scenario_path = Path(scenario_path)
@@ -287,6 +372,7 @@ class _Objective:
         self.targets = targets
         self.patients = patients
         self.overrides = dict(overrides or {})
+        self.sweeps = sweeps
         base = load_scenario(self.scenario_path, overrides=self.overrides)
         self.seed = base.cohort.seed if seed is None else seed
         self.ids = np.arange(patients, dtype=np.int64)
@@ -302,39 +388,74 @@ class _Objective:
     def to_params(self, u: np.ndarray) -> np.ndarray:
         return self.lo + np.clip(u, 0.0, 1.0) * (self.hi - self.lo)
 
-    def tables(self, params: np.ndarray) -> dict[str, dict]:
-        """Variant -> the tables of the fitted scenario at ``params`` (lazy frames)."""
+    def values(self, params: np.ndarray) -> dict[str, float]:
+        """Key path -> value of a parameter vector."""
+        return {n: float(v) for n, v in zip(self.names, params, strict=True)}
+
+    def tables(self, batch: Sequence[np.ndarray]) -> list[dict[str, dict]]:
+        """For each parameter vector of ``batch``: variant -> the fitted scenario's tables at
+        it (lazy frames)."""
+        self.evaluations += len(batch) * len(self.variants)
+        return self._inline(batch) if self.sweeps is None else self._sweep(batch)
+
+    def _inline(self, batch: Sequence[np.ndarray]) -> list[dict[str, dict]]:
+        """:meth:`tables` simulated in this process, one vector and variant after another."""
         import polars as pl
 
         from progression.model import simulate_chunk
         from progression.scenario import load_scenario
 
-        over = dict(self.overrides)
-        over.update({n: float(v) for n, v in zip(self.names, params, strict=True)})
-        out = {}
-        for variant in self.variants:
-            scenario = load_scenario(
-                self.scenario_path, patients=self.patients, seed=self.seed,
-                overrides={**over, **VARIANTS.get(variant, {})},
-            )
-            result = simulate_chunk(scenario, self.ids)
-            out[variant] = {k: pl.from_arrow(v).lazy() for k, v in result.tables.items()}
-            self.evaluations += 1
+        out = []
+        for params in batch:
+            runs = {}
+            for variant in self.variants:
+                scenario = load_scenario(
+                    self.scenario_path, patients=self.patients, seed=self.seed,
+                    overrides={**self.overrides, **self.values(params),
+                               **VARIANTS.get(variant, {})},
+                )
+                result = simulate_chunk(scenario, self.ids)
+                runs[variant] = {k: pl.from_arrow(v).lazy() for k, v in result.tables.items()}
+            out.append(runs)
         return out
 
-    def simulated(self, params: np.ndarray) -> np.ndarray:
-        key = tuple(np.round(params, 12))
-        if key not in self.cache:
-            runs = _Runs(self.tables(params))
-            self.cache[key] = np.array([t.compute(runs) for t in self.targets], dtype=float)
-        return self.cache[key]
+    def _sweep(self, batch: Sequence[np.ndarray]) -> list[dict[str, dict]]:
+        """:meth:`tables` as one sweep: point ``i * len(variants) + j`` is vector i, variant j."""
+        from analysis.outcomes import point_frames
+        from progression.sweep import plan_points
 
-    def residuals(self, u: np.ndarray) -> np.ndarray:
-        sim = self.simulated(self.to_params(u))
+        plan = plan_points(
+            self.scenario_path, [self.values(p) for p in batch],
+            variants=[VARIANTS.get(v, {}) for v in self.variants],
+            patients=self.patients, seed=self.seed, overrides=self.overrides,
+        )
+        folder = self.sweeps.run(plan)
+        n = len(self.variants)
+        return [{v: point_frames(folder, i * n + j) for j, v in enumerate(self.variants)}
+                for i in range(len(batch))]
+
+    def simulated_many(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The simulated targets at each parameter vector; the new ones simulated as one batch."""
+        keys = [tuple(np.round(p, 12)) for p in batch]
+        todo = {k: p for k, p in zip(keys, batch, strict=True) if k not in self.cache}
+        if todo:
+            for key, runs in zip(todo, self.tables(list(todo.values())), strict=True):
+                named = _Runs(runs)
+                self.cache[key] = np.array([t.compute(named) for t in self.targets], dtype=float)
+        return [self.cache[k] for k in keys]
+
+    def simulated(self, params: np.ndarray) -> np.ndarray:
+        return self.simulated_many([params])[0]
+
+    def residuals_many(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Scaled residuals at each point ``u`` of the unit cube (one batch)."""
         obs = np.array([t.value for t in self.targets])
         sd = np.array([t.sd for t in self.targets])
-        r = (sim - obs) / sd
-        return np.where(np.isfinite(r), r, 1e3)
+        sims = self.simulated_many([self.to_params(u) for u in batch])
+        return [np.where(np.isfinite(r), r, 1e3) for r in ((s - obs) / sd for s in sims)]
+
+    def residuals(self, u: np.ndarray) -> np.ndarray:
+        return self.residuals_many([u])[0]
 
 
 class _Runs(dict):
@@ -349,6 +470,11 @@ class _Runs(dict):
         raise KeyError(key)
 
 
+#: How :func:`fit` simulates: ``sweep`` (every batch of evaluations as one sweep on the runner)
+#: or ``inline`` (in this process, no files).
+ENGINES = ("sweep", "inline")
+
+
 def fit(
     scenario_path: str | Path,
     params: Mapping[str, tuple[float, float]],
@@ -360,8 +486,23 @@ def fit(
     step: float = 0.05,
     bootstrap: int = 0,
     max_evaluations: int = 60,
+    *,
+    engine: str = "sweep",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk_size: int | None = None,
+    out: str | Path | None = None,
+    progress: bool = False,
 ) -> FitResult:
     """Fit scenario parameters to target figures by least squares with common random numbers.
+
+    The optimiser (scipy's ``least_squares``, trust region reflective) asks for the residuals at
+    one parameter vector at a time and for a central-difference Jacobian (2 vectors per
+    parameter). Each such request is one batch of simulations: with ``engine="sweep"`` one
+    sweep (:func:`progression.sweep.plan_points`, :func:`progression.sweep.run_sweep`: one job
+    on the runner, a point per vector and run variant, in parallel over the workers or the
+    cluster), the first batch being the start and its Jacobian together; no vector is simulated
+    twice. Both engines simulate the same patients with the same seed, and give the same values.
 
     Args:
         scenario_path: the scenario file.
@@ -379,9 +520,26 @@ def fit(
         bootstrap: refits on this many independent cohorts (seeds ``seed + 1, ...``) for the
             Monte Carlo part of the uncertainty.
         max_evaluations: simulations allowed per fit (per named run).
+        engine: ``"sweep"`` (default) or ``"inline"`` (each simulation in this process, one
+            after another, nothing written; the options below are for ``"sweep"``).
+        workers: worker processes (1 = in this process; default: the usable cores), one local
+            dask cluster for the whole fit. Ignored with ``scheduler``.
+        scheduler: address of an existing dask cluster (``out`` must then be a folder the
+            workers share).
+        chunk_size: patients per chunk (default: about one chunk per worker and batch, at
+            most one point's cohort; small chunks cost time per patient).
+        out: folder for the batches, kept: ``out/eval-000/``, ``eval-001/``, ... each a sweep
+            folder (``points.parquet`` holds the parameter values; it must be empty or absent).
+            Default: a temporary folder, removed at the end.
+        progress: draw the runner's progress bar for each batch.
 
     Returns:
         A :class:`FitResult` (``summary()`` prints it).
+
+    Raises:
+        ValueError: bad bounds, no target, an unknown engine, sweep options with
+            ``engine="inline"`` or a non-empty ``out``.
+        progression.runner.RunError: a batch could not run (as :func:`progression.runner.run`).
     """
     from scipy.optimize import least_squares
 
@@ -393,33 +551,47 @@ def fit(
     fit_targets = [_as_target(t) for t in targets]
     if not fit_targets:
         raise ValueError("fit needs at least one target")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "inline" and (workers, scheduler, chunk_size, out) != (None,) * 4:
+        raise ValueError("workers, scheduler, chunk_size and out are for engine='sweep'")
 
-    def one_fit(cohort_seed: int | None) -> tuple[_Objective, Any]:
+    def stencil(u: np.ndarray) -> list[np.ndarray]:
+        """The Jacobian's points: u + step and u - step along each axis, clipped to [0, 1]."""
+        return [np.clip(u + sign * e, 0, 1) for e in step * np.eye(len(u)) for sign in (1, -1)]
+
+    def one_fit(cohort_seed: int | None, sweeps: _Sweeps | None) -> tuple[_Objective, Any]:
         obj = _Objective(scenario_path, names, bounds, fit_targets, patients, cohort_seed,
-                         overrides)
+                         overrides, sweeps)
         if start is None:
             u0 = np.full(len(names), 0.5)
         else:
             u0 = np.array([(start[n] - lo) / (hi - lo) for n, (lo, hi) in zip(names, bounds,
                                                                              strict=True)])
 
+        def fun(u: np.ndarray) -> np.ndarray:
+            if not obj.cache:  # the start: its Jacobian comes next, simulate both as one batch
+                obj.residuals_many([u, *stencil(u)])
+            return obj.residuals(u)
+
         def jac(u: np.ndarray) -> np.ndarray:
-            cols = []
-            for j in range(len(u)):
-                e = np.zeros_like(u)
-                e[j] = step
-                up, dn = np.clip(u + e, 0, 1), np.clip(u - e, 0, 1)
-                cols.append((obj.residuals(up) - obj.residuals(dn)) / (up[j] - dn[j]))
-            return np.stack(cols, axis=1)
+            points = stencil(u)
+            r = obj.residuals_many(points)
+            return np.stack([(r[2 * j] - r[2 * j + 1]) / (points[2 * j][j] - points[2 * j + 1][j])
+                             for j in range(len(u))], axis=1)
 
         res = least_squares(
-            obj.residuals, np.clip(u0, 0, 1), jac=jac, bounds=(0.0, 1.0), method="trf",
+            fun, np.clip(u0, 0, 1), jac=jac, bounds=(0.0, 1.0), method="trf",
             x_scale=1.0, max_nfev=max(2, max_evaluations // (2 * len(names) + 1)),
         )
         return obj, res
 
-    obj, res = one_fit(seed)
-    values = obj.to_params(res.x)
+    with (_open_sweeps(out, workers, scheduler, chunk_size, progress) if engine == "sweep"
+          else nullcontext()) as sweeps:
+        obj, res = one_fit(seed, sweeps)
+        values = obj.to_params(res.x)
+        simulated = obj.simulated(values)  # memoised: the optimiser evaluated its result
+        refits = [one_fit(obj.seed + b, sweeps) for b in range(1, bootstrap + 1)]
     scale = obj.hi - obj.lo
     jac_u = res.jac
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -433,20 +605,14 @@ def fit(
         values=values,
         se=se,
         targets=fit_targets,
-        simulated=obj.simulated(values),
+        simulated=simulated,
         cost=float(np.sum(res.fun**2)),
-        evaluations=obj.evaluations,
+        evaluations=obj.evaluations + sum(o.evaluations for o, _ in refits),
         success=bool(res.success),
         message=str(res.message),
     )
     if bootstrap:
-        base_seed = obj.seed
-        refits = []
-        for b in range(1, bootstrap + 1):
-            o, r = one_fit(base_seed + b)
-            refits.append(o.to_params(r.x))
-            result.evaluations += o.evaluations
-        result.bootstrap_values = np.array(refits)
+        result.bootstrap_values = np.array([o.to_params(r.x) for o, r in refits])
         result.bootstrap_sd = result.bootstrap_values.std(axis=0, ddof=1) if bootstrap > 1 else (
             np.abs(result.bootstrap_values[0] - values)
         )
@@ -456,6 +622,7 @@ def fit(
 __all__ = [
     "DEFAULT_PATIENTS",
     "DEFAULT_TARGETS",
+    "ENGINES",
     "CalibrationError",
     "FitResult",
     "FitTarget",

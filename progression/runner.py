@@ -159,10 +159,11 @@ def default_chunk_size(
     workers: int | None = None,
     memory_per_worker: float | None = None,
     patients: int | None = None,
+    chunks_per_worker: int = CHUNKS_PER_WORKER,
 ) -> int:
     """Patients per chunk chosen from the cohort, the workers and their memory.
 
-    ``size = min(ceil(patients / (CHUNKS_PER_WORKER * workers)), memory cap, MAX_CHUNK_SIZE)``
+    ``size = min(ceil(patients / (chunks_per_worker * workers)), memory cap, MAX_CHUNK_SIZE)``
     where the memory cap is ``MEMORY_FRACTION * memory_per_worker / bytes per patient`` when the
     engine estimates bytes per patient, else :data:`SAFE_CHUNK_SIZE`. At least 1.
 
@@ -172,6 +173,8 @@ def default_chunk_size(
         memory_per_worker: bytes one worker may use (default: available memory / workers).
         patients: patients of the whole job (default ``scenario.cohort.patients``; a sweep
             passes points x patients, and then caps the size at one point's cohort).
+        chunks_per_worker: chunks per worker to aim at (fewer: less overhead per patient,
+            coarser load balance).
     """
     workers = workers or usable_cores()
     per_patient = _bytes_per_patient(scenario)
@@ -181,7 +184,7 @@ def default_chunk_size(
     else:
         cap = SAFE_CHUNK_SIZE
     patients = scenario.cohort.patients if patients is None else patients
-    balanced = math.ceil(patients / (CHUNKS_PER_WORKER * workers))
+    balanced = math.ceil(patients / (chunks_per_worker * workers))
     return max(1, min(balanced, cap, MAX_CHUNK_SIZE))
 
 
@@ -359,7 +362,7 @@ def _connect(scheduler: str) -> Any:
         raise RunError(f"cannot reach the dask scheduler at {scheduler}: {e}") from e
 
 
-def _cluster_resources(scheduler: str) -> tuple[int | None, float | None]:
+def cluster_resources(scheduler: str) -> tuple[int | None, float | None]:
     """(worker threads, smallest memory limit per thread in bytes) of a running dask cluster."""
     with _connect(scheduler) as client:
         workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
@@ -367,6 +370,32 @@ def _cluster_resources(scheduler: str) -> tuple[int | None, float | None]:
     limits = [w["memory_limit"] / max(1, w.get("nthreads", 1))
               for w in workers if w.get("memory_limit")]
     return (threads or None), (min(limits) if limits else None)
+
+
+def local_cluster(workers: int | None = None) -> Any:
+    """The ``distributed.LocalCluster`` that :func:`run` starts without a scheduler:
+    ``workers`` single-threaded processes (default: the usable cores). Use it as a context
+    manager; pass its ``scheduler_address`` as ``scheduler`` to share it between runs.
+
+    Raises:
+        RunError: the worker processes cannot start.
+    """
+    from distributed import LocalCluster
+
+    try:
+        with _sigint_ignored():
+            return LocalCluster(
+                n_workers=workers or usable_cores(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0",  # no clash with a dashboard on :8787
+                silence_logs=logging.ERROR,
+            )
+    except RuntimeError as e:
+        raise RunError(
+            f"could not start local dask workers ({e}); a script that calls run() must "
+            "do so under `if __name__ == '__main__':`"
+        ) from e
 
 
 def _on_dask(
@@ -381,26 +410,11 @@ def _on_dask(
     """
     import uuid
 
-    from distributed import Client, KilledWorker, LocalCluster, as_completed
+    from distributed import Client, KilledWorker, as_completed
 
     with ExitStack() as stack:
         if scheduler is None:
-            try:
-                with _sigint_ignored():
-                    cluster = LocalCluster(
-                        n_workers=workers or usable_cores(),
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address="127.0.0.1:0",  # no clash with a dashboard on :8787
-                        silence_logs=logging.ERROR,
-                    )
-            except RuntimeError as e:
-                raise RunError(
-                    f"could not start local dask workers ({e}); a script that calls run() must "
-                    "do so under `if __name__ == '__main__':`"
-                ) from e
-            stack.enter_context(cluster)
-            client = stack.enter_context(Client(cluster))
+            client = stack.enter_context(Client(stack.enter_context(local_cluster(workers))))
         else:
             client = stack.enter_context(_connect(scheduler))
         tag = uuid.uuid4().hex[:8]
@@ -549,7 +563,7 @@ def run(
         if scheduler is None:
             size = default_chunk_size(scenario, workers=workers or usable_cores(), patients=total)
         else:
-            threads, memory = _cluster_resources(scheduler)
+            threads, memory = cluster_resources(scheduler)
             size = default_chunk_size(
                 scenario, workers=threads, memory_per_worker=memory, patients=total
             )

@@ -11,12 +11,15 @@ per point by applying the point's values as key-path overrides, exactly as
 those of a plain run with its values. Patients' random numbers are keyed by (seed, key path or
 process, patient id), so the same patient draws the same standard normals, death thresholds and
 noise at every point (common random numbers): differences between points are the parameters'.
+:func:`plan_points` builds the same plan from explicit values (rows of key path -> value, each
+optionally run under several override sets), e.g. an optimiser's evaluations.
 
 :func:`run_sweep` runs all points as one job on :func:`progression.runner.run` (one plan of
 (point, chunk) tasks, one manifest, one progress bar, resume and fault handling as a run), into
 
     DIR/<table>/point=<k>/arm=<arm>/chunk=<c>/part-0.parquet
     DIR/points.parquet   point, sample (design row), replicate, seed, one column per parameter
+                         (and per key path of the points' further overrides, as text)
     DIR/summary.parquet  one row of outcome metrics per point (:mod:`analysis.outcomes`)
 
 Chunk numbers count across the whole sweep (the manifest's chunk index). The design itself is
@@ -32,8 +35,8 @@ import itertools
 import json
 import math
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, is_dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from progression import storage
-from progression.scenario import Dist, Scenario, ScenarioError, Sweep, load_scenario
+from progression.scenario import (
+    Dist,
+    Scenario,
+    ScenarioError,
+    Sweep,
+    SweepParameter,
+    load_scenario,
+)
 
 POINTS = "points.parquet"
 SUMMARY = "summary.parquet"
@@ -54,6 +64,8 @@ PILOT_PATIENTS = 3
 PILOT_POINTS = 4
 #: Key paths that are not sweepable: a sweep's points share the cohort and the seed.
 NOT_SWEPT = ("cohort.patients", "cohort.seed")
+#: ``method`` recorded for a sweep of explicit points (:func:`plan_points`): no sampling design.
+EXPLICIT = "points"
 
 
 class SweepError(Exception):
@@ -70,6 +82,8 @@ class Point:
         replicate: replicate number r (cohort seed = scenario seed + r).
         seed: cohort seed of this point.
         values: key path -> value.
+        overrides: further key-path overrides of this point that are not parameters (e.g. a
+            run variant's ``visits.start``, :func:`plan_points`).
     """
 
     point: int
@@ -77,6 +91,7 @@ class Point:
     replicate: int
     seed: int
     values: dict[str, float]
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -254,7 +269,56 @@ def design_points(
 
 def _point_overrides(point: Point, base_seed: int) -> dict[str, Any]:
     extra = {} if point.seed == base_seed else {"cohort.seed": point.seed}
-    return {**point.values, **extra}
+    return {**point.overrides, **point.values, **extra}
+
+
+def _check_names(source: str, names: Sequence[str], valid: Mapping[str, bool]) -> None:
+    """Every name is a key path a sweep may set (else a ScenarioError naming the closest)."""
+    for name in names:
+        if name in NOT_SWEPT:
+            raise ScenarioError(
+                f"{source}: {_where(name)}: expected a physiological parameter; the points share "
+                "cohort size and seed (use replicates for more seeds)"
+            )
+        if name not in valid:
+            close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
+            hint = f"; closest valid: {', '.join(close)}" if close else ""
+            raise ScenarioError(f"{source}: {_where(name)}: unknown key path {name!r}{hint}")
+
+
+def _plan(
+    source: str,
+    base: Scenario,
+    spec: Sweep,
+    points: Sequence[Point],
+    integers: Sequence[str],
+    load: Callable[[dict[str, Any]], Scenario],
+) -> SweepPlan:
+    """Load every point's scenario (``load(overrides)``) and hash the whole sweep."""
+    scenarios = []
+    for pt in points:
+        try:
+            scenarios.append(load(_point_overrides(pt, base.cohort.seed)))
+        except ScenarioError as e:
+            shown = ", ".join(f"{k} = {v:g}" for k, v in pt.values.items())
+            why = str(e).removeprefix(f"{source}: ")
+            raise ScenarioError(
+                f"{source}: sweep point {pt.point} ({shown}) is invalid: {why}"
+            ) from None
+    record = json.dumps(
+        [base.hash, [[p.point, p.seed, sorted(p.values.items())]
+                     + ([sorted(p.overrides.items())] if p.overrides else []) for p in points]],
+        separators=(",", ":"), default=str,
+    )
+    return SweepPlan(
+        base=base,
+        spec=spec,
+        parameters=tuple(spec.parameters),
+        points=tuple(points),
+        scenarios=tuple(scenarios),
+        integers=tuple(integers),
+        hash=hashlib.sha256(record.encode()).hexdigest(),
+    )
 
 
 def plan_sweep(
@@ -284,16 +348,7 @@ def plan_sweep(
         )
     _check_spec(spec, source)
     valid = key_paths(base)
-    for name in spec.parameters:
-        if name in NOT_SWEPT:
-            raise ScenarioError(
-                f"{source}: {_where(name)}: expected a physiological parameter; the points share "
-                "cohort size and seed (use replicates for more seeds)"
-            )
-        if name not in valid:
-            close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
-            hint = f"; closest valid: {', '.join(close)}" if close else ""
-            raise ScenarioError(f"{source}: {_where(name)}: unknown key path {name!r}{hint}")
+    _check_names(source, list(spec.parameters), valid)
     integers = [n for n in spec.parameters if valid[n]]
 
     def load(values: dict[str, Any]) -> Scenario:
@@ -320,29 +375,82 @@ def plan_sweep(
                     f"range of {name}: {why}"
                 ) from None
     _, points = design_points(spec, base.cohort.seed, integers)
-    scenarios = []
-    for pt in points:
-        try:
-            scenarios.append(load(_point_overrides(pt, base.cohort.seed)))
-        except ScenarioError as e:
-            shown = ", ".join(f"{k} = {v:g}" for k, v in pt.values.items())
-            why = str(e).removeprefix(f"{source}: ")
+    return _plan(source, base, spec, points, integers, load)
+
+
+def plan_points(
+    path: str | Path,
+    rows: Sequence[Mapping[str, float]],
+    *,
+    variants: Sequence[Mapping[str, Any]] = ({},),
+    patients: int | None = None,
+    seed: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SweepPlan:
+    """A sweep of explicit parameter values instead of a [sweep] design (a [sweep] section of
+    the file is ignored), e.g. an optimiser's evaluations (:func:`progression.calibration.fit`).
+
+    Each row runs once per variant: point ``k = row * len(variants) + variant`` (its ``sample``
+    is the row, its :attr:`Point.overrides` the variant), every point on the same cohort seed.
+
+    Args:
+        path: the scenario file.
+        rows: key path -> value, the same key paths in every row.
+        variants: further key-path overrides, one point each per row (e.g.
+            ``{"visits.start": "degeneration"}``; none may set a row's key path). Default: one.
+        patients: override of ``cohort.patients`` (patients per point).
+        seed: override of ``cohort.seed`` (every point's; default the scenario's).
+        overrides: key-path overrides applied to the base scenario and every point.
+
+    Raises:
+        ScenarioError: as :func:`plan_sweep`: an unknown key path (with the closest valid ones),
+            a non-integer value of an integer field, or a point that does not validate.
+    """
+    source = str(path)
+    overrides = dict(overrides or {})
+    base = load_scenario(path, patients=patients, seed=seed, overrides=overrides)
+    names = list(rows[0]) if rows else []
+    variants = [dict(v) for v in variants] or [{}]
+    if not names or any(list(row) != names for row in rows):
+        raise ScenarioError(
+            f"{source}: sweep points: expected at least one row, each with the same key paths"
+        )
+    clash = sorted({k for v in variants for k in v} & set(names))
+    if clash:
+        raise ScenarioError(f"{source}: sweep variants set the parameter(s) {', '.join(clash)}")
+    valid = key_paths(base)
+    _check_names(source, names, valid)
+    integers = [n for n in names if valid[n]]
+    for n in integers:
+        bad = [row[n] for row in rows if float(row[n]) != round(row[n])]
+        if bad:
             raise ScenarioError(
-                f"{source}: sweep point {pt.point} ({shown}) is invalid: {why}"
-            ) from None
-    record = json.dumps(
-        [base.hash, [[p.point, p.seed, sorted(p.values.items())] for p in points]],
-        separators=(",", ":"),
+                f"{source}: {_where(n)}: expected an integer ({n} is one), got {bad[0]:g}"
+            )
+    points = [
+        Point(
+            point=i * len(variants) + j,
+            sample=i,
+            replicate=0,
+            seed=base.cohort.seed,
+            values={n: int(round(row[n])) if n in integers else float(row[n]) for n in names},
+            overrides=variant,
+        )
+        for i, row in enumerate(rows)
+        for j, variant in enumerate(variants)
+    ]
+    spec = Sweep(
+        parameters={n: SweepParameter(values=tuple(sorted({float(r[n]) for r in rows})))
+                    for n in names},
+        method=EXPLICIT,
+        samples=len(rows),
     )
-    return SweepPlan(
-        base=base,
-        spec=spec,
-        parameters=tuple(spec.parameters),
-        points=tuple(points),
-        scenarios=tuple(scenarios),
-        integers=tuple(integers),
-        hash=hashlib.sha256(record.encode()).hexdigest(),
-    )
+
+    def load(values: dict[str, Any]) -> Scenario:
+        return load_scenario(path, patients=patients, seed=seed,
+                             overrides={**overrides, **values})
+
+    return _plan(source, base, spec, points, integers, load)
 
 
 # ---------------------------------------------------------------------------- points.parquet
@@ -371,7 +479,8 @@ def spec_metadata(spec: Sweep, integers: Sequence[str] = ()) -> dict[str, Any]:
 
 
 def points_table(spec: Sweep, points: Sequence[Point], integers: Sequence[str] = ()) -> pa.Table:
-    """``point``, ``sample``, ``replicate``, ``seed`` and one column per parameter."""
+    """``point``, ``sample``, ``replicate``, ``seed``, one column per parameter and one (text,
+    null where unset) per key path of the points' :attr:`Point.overrides`."""
     columns: dict[str, Any] = {
         "point": pa.array([p.point for p in points], pa.int64()),
         "sample": pa.array([p.sample for p in points], pa.int64()),
@@ -380,6 +489,11 @@ def points_table(spec: Sweep, points: Sequence[Point], integers: Sequence[str] =
     }
     for name in spec.parameters:
         columns[name] = pa.array([float(p.values[name]) for p in points], pa.float64())
+    for name in sorted({k for p in points for k in p.overrides} - set(columns)):
+        columns[name] = pa.array(
+            [None if name not in p.overrides else str(p.overrides[name]) for p in points],
+            pa.string(),
+        )
     meta = {META_SWEEP: json.dumps(spec_metadata(spec, integers))}
     return pa.table(columns).replace_schema_metadata(meta)
 

@@ -183,11 +183,17 @@ def test_validate_model_names_a_missing_targets_file(tmp_path, capsys):
 # ---------------------------------------------------------------------------------- fitting
 
 
-def test_fit_recovers_a_known_lmn_speed_with_common_random_numbers():
-    """Targets computed on a run with a known speed; the fit, started elsewhere, finds it."""
+#: A few muscles keep the fits' simulations fast.
+FEW_MUSCLES = {"body.muscles": ["tongue", "APB", "diaphragm", "intercostals", "TA"]}
+
+
+@pytest.mark.parametrize("engine", [{"engine": "inline"}, {"workers": 1}],
+                         ids=["inline", "sweep"])
+def test_fit_recovers_a_known_lmn_speed_with_common_random_numbers(engine):
+    """Targets computed on a run with a known speed; the fit, started elsewhere, finds it (in
+    process, and through one sweep per batch of evaluations on the runner)."""
     scenario = SCENARIOS / "als_natural_history.toml"
-    fixed = {"body.muscles": ["tongue", "APB", "diaphragm", "intercostals", "TA"],
-             "time.duration_months": 84}
+    fixed = {**FEW_MUSCLES, "time.duration_months": 84}
     truth = 0.075
     runs = {"als_natural_history": _tables("als_natural_history", 60, **fixed,
                                            **{"disease.lmn.speed.median": truth})}
@@ -199,9 +205,68 @@ def test_fit_recovers_a_known_lmn_speed_with_common_random_numbers():
         patients=60,
         overrides=fixed,
         max_evaluations=30,
+        **engine,
     )
     assert result.values[0] == pytest.approx(truth, rel=0.05), result.summary()
     assert np.isfinite(result.se[0]) and 0 < result.se[0] < 0.02
     lo, hi = result.ci()[0]
     assert lo <= truth <= hi
     assert "disease.lmn.speed.median" in result.summary()
+
+
+def _visits_ratio(runs) -> float:
+    """Visits of the main run over visits of its month-0 variant (a statistic of both)."""
+    def n(name: str) -> int:
+        return runs[name]["visits"].select(pl.len()).collect().item()
+
+    return n("als_natural_history") / n("als_natural_history@month0")
+
+
+def test_fit_through_sweeps_equals_the_inline_fit_and_keeps_every_batch(tmp_path):
+    """Two parameters, targets on the main run, its month-0 variant and both: the sweep engine
+    (two dask workers, several chunks per point) simulates exactly what the inline one does, and
+    writes each batch as a sweep folder, one point per parameter vector and run variant."""
+    from analysis.outcomes import point_frames
+    from progression import sweep as sw
+    from progression.scenario import load_scenario
+
+    scenario = SCENARIOS / "als_natural_history.toml"
+    fixed = {**FEW_MUSCLES, "time.duration_months": 36}
+    params = {"disease.lmn.speed.median": (0.04, 0.14), "reinnervation.capacity.mean": (3.0, 9.0)}
+    targets = [("als_alsfrs_slope", -1.0, 0.1), ("munix_healthy", 100.0, 10.0),
+               C.FitTarget(_visits_ratio, 0.5, 0.1,
+                           runs=("als_natural_history", "als_natural_history@month0"))]
+    common = dict(patients=12, overrides=fixed, max_evaluations=10)
+    inline = C.fit(scenario, params, targets, engine="inline", **common)
+    out = tmp_path / "fit"
+    swept = C.fit(scenario, params, targets, workers=2, out=out, **common)
+    for name in ("values", "se", "simulated"):
+        np.testing.assert_array_equal(getattr(swept, name), getattr(inline, name), name)
+    assert swept.evaluations == inline.evaluations == 20 and swept.cost == inline.cost
+
+    # The first batch: the start and its Jacobian's 4 neighbours, each plain and from month 0.
+    first = out / "eval-000"
+    points = pl.read_parquet(first / sw.POINTS)
+    assert points["point"].to_list() == list(range(10))
+    assert points["sample"].to_list() == [k // 2 for k in range(10)]
+    assert points["visits.start"].to_list() == [None, "degeneration"] * 5
+    assert set(points["seed"]) == {load_scenario(scenario).cohort.seed}
+    assert points.row(0, named=True)["disease.lmn.speed.median"] == 0.09
+    for table in ("patients", "visits", "muscles", "events"):
+        assert sorted(p.name for p in (first / table).iterdir()) == [
+            f"point={k}" for k in range(10)]
+    assert pl.read_parquet(first / sw.SUMMARY)["point"].to_list() == list(range(10))
+    assert sorted(p.name for p in out.iterdir()) == [f"eval-{b:03d}" for b in range(3)]
+    # Point 0 is the start: the same target value as simulating it in this process.
+    start = {"disease.lmn.speed.median": 0.09, "reinnervation.capacity.mean": 6.0}
+    here = simulate_chunk(load_scenario(scenario, patients=12, overrides={**fixed, **start}),
+                          np.arange(12)).tables
+    expected = T.als_alsfrs_slope(
+        {"als_natural_history": {k: pl.from_arrow(v).lazy() for k, v in here.items()}})
+    got = T.als_alsfrs_slope({"als_natural_history": point_frames(first, 0)})
+    assert expected.value[0] is not None and got.value == expected.value
+
+    with pytest.raises(ValueError, match="not empty"):
+        C.fit(scenario, params, targets, out=out, **common)
+    with pytest.raises(ValueError, match="engine='sweep'"):
+        C.fit(scenario, params, targets, engine="inline", workers=2, **common)

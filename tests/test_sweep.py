@@ -214,6 +214,51 @@ def test_the_same_patient_draws_the_same_numbers_at_every_point(tiny):
                                rtol=1e-12)
 
 
+def test_plan_points_runs_explicit_rows_under_each_variant(tmp_path):
+    """Explicit values (an optimiser's): point = row x variants + variant, one cohort seed, each
+    point's scenario that of load_scenario with the same overrides."""
+    rows = [{"disease.lmn.speed.median": 0.05, "disease.umn.axons": 60.0},
+            {"disease.lmn.speed.median": 0.1, "disease.umn.axons": 70.0}]
+    month0 = {"visits.start": "degeneration"}
+    plan = sw.plan_points(ALS, rows, variants=[{}, month0], patients=3, seed=7, overrides=SHORT)
+    assert [(p.point, p.sample, p.seed, p.overrides) for p in plan.points] == [
+        (0, 0, 7, {}), (1, 0, 7, month0), (2, 1, 7, {}), (3, 1, 7, month0)]
+    assert plan.points[3].values == {"disease.lmn.speed.median": 0.1, "disease.umn.axons": 70}
+    assert isinstance(plan.points[3].values["disease.umn.axons"], int)
+    plain = load_scenario(ALS, patients=3, seed=7, overrides={
+        **SHORT, "disease.lmn.speed.median": 0.1, "disease.umn.axons": 70, **month0})
+    assert plan.scenarios[3].hash == plain.hash and plan.spec.method == sw.EXPLICIT
+    assert sw.plan_points(ALS, rows, patients=3, seed=7, overrides=SHORT).hash != plan.hash
+    sw.write_points(tmp_path, plan.spec, plan.points, plan.integers)
+    pl.DataFrame({"point": [0, 1, 2, 3], "y": [1.0, 2.0, 3.0, 4.0]}).write_parquet(
+        tmp_path / sw.SUMMARY)
+    assert pl.read_parquet(tmp_path / sw.POINTS)["visits.start"].to_list() == [
+        None, "degeneration"] * 2
+    from analysis.sensitivity import SensitivityError
+
+    with pytest.raises(SensitivityError, match="a points sweep has no sensitivity design"):
+        sensitivity(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("rows", "variants", "expected"),
+    [
+        ([{"disease.lmn.sped.median": 0.1}], [{}], "closest valid: disease.lmn.speed.median"),
+        ([{"disease.umn.axons": 60.5}], [{}], "expected an integer"),
+        ([{"disease.lmn.speed.median": 0.1}, {"disease.umn.axons": 60}], [{}],
+         "the same key paths"),
+        ([{"disease.lmn.speed.median": 0.1}], [{"disease.lmn.speed.median": 0.2}],
+         "variants set the parameter(s) disease.lmn.speed.median"),
+        ([{"disease.lmn.speed.median": -0.1}], [{}], "sweep point 0"),
+    ],
+    ids=["unknown", "integer", "rows-differ", "variant-clash", "invalid"],
+)
+def test_plan_points_errors(rows, variants, expected):
+    with pytest.raises(ScenarioError) as e:
+        sw.plan_points(ALS, rows, variants=variants)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
 # ------------------------------------------------------------------------------- sensitivity
 
 #: Ishigami (a = 7, b = 0.1) on [-pi, pi]^3: analytic first-order and total Sobol indices.
