@@ -33,6 +33,7 @@ import time
 import mesa
 import numpy as np
 
+from progression.agents import AgentIds
 from progression.body import COMPARTMENTS, REGIONS, Muscle, unit_sizes
 from progression.scenario import Scenario
 from progression.state import Latent, draw_latent
@@ -89,6 +90,8 @@ class MotorUnit(mesa.Agent):
         sickness: ``H_i / E_i`` in [0, 1): how far along its road to death.
     """
 
+    _ids = AgentIds()  # mesa's own counters would keep every model alive
+
     def __init__(self, model, muscle, base, capacity, weight, threshold) -> None:
         super().__init__(model)
         self.muscle = muscle
@@ -132,6 +135,8 @@ class UpperMotorNeuron(mesa.Agent):
         threshold: ``E_a ~ Exp(1)``, drawn once.
         alive: whether the axon lives.
     """
+
+    _ids = AgentIds()  # mesa's own counters would keep every model alive
 
     def __init__(self, model, velocity, weight, threshold) -> None:
         super().__init__(model)
@@ -217,6 +222,8 @@ class Patient(mesa.Agent):
         region_onset: month each region became symptomatic (inf: not yet).
         symptom_onset, death_month: months (inf: not yet); death_cause: why.
     """
+
+    _ids = AgentIds()  # mesa's own counters would keep every model alive
 
     def __init__(self, model: LiteralCohort, row: int, patient_id: int) -> None:
         super().__init__(model)

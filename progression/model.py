@@ -19,6 +19,7 @@ import pyarrow as pa
 from progression import kernel, tables
 from progression import random as rnd
 from progression import trial as trial_rules
+from progression.agents import AgentIds
 from progression.body import COMPARTMENTS, REGIONS, Body
 from progression.exam import Examiner
 from progression.processes import hazard, lmn, reinnervation, umn
@@ -36,6 +37,8 @@ class Patient(mesa.Agent):
         row: index of the patient in the chunk's arrays.
         patient_id: the patient's identity in the cohort (keys all its randomness).
     """
+
+    _ids = AgentIds()  # mesa's own counters would keep every cohort alive
 
     def __init__(self, model: Cohort, row: int, patient_id: int) -> None:
         super().__init__(model)

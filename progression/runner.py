@@ -227,7 +227,7 @@ def run_chunk(
         prefix=prefix,
     )
     years = getattr(result, "patient_years", None)
-    return ChunkRecord(
+    record = ChunkRecord(
         chunk=chunk,
         first=first,
         stop=stop,
@@ -239,6 +239,26 @@ def run_chunk(
         tables=sorted(result.tables),
         timings={k: float(v) for k, v in (getattr(result, "timings", None) or {}).items()},
     )
+    del result
+    release_memory()
+    return record
+
+
+def release_memory() -> None:
+    """Give a finished chunk's memory back to the system, so a worker's peak stays one chunk's
+    whatever the number of chunks it runs: collect the cohort's reference cycles (agents and
+    their model), empty Arrow's pool and trim glibc's heap (where there is one)."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc
+        pass
 
 
 # --------------------------------------------------------------------------------- preparation

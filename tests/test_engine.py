@@ -3,12 +3,16 @@ pure phenotypes, reproducibility and chunk independence, exact threshold deaths.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from progression.literal import LiteralCohort
 from progression.model import Cohort, simulate_chunk
 from tests.conftest import small
 
@@ -184,3 +188,17 @@ def test_a_treated_patient_does_not_depend_on_its_chunk(start):
     placebo = whole["patients"].filter(pa.compute.invert(drug))
     treated = whole["patients"].filter(drug)
     assert placebo["lmn_speed"].equals(treated["lmn_speed"])  # common random numbers
+
+
+@pytest.mark.parametrize("model", [Cohort, LiteralCohort])
+def test_a_finished_cohort_is_freed(model):
+    """Nothing keeps a cohort (and its unit arrays) alive once it is dropped: mesa 3.3's
+    class-level agent id counters did, and a worker grew by one chunk's memory per chunk."""
+    scenario = small(patients=3)
+    args = (scenario, np.arange(3)) + (("natural_history",) if model is Cohort else ())
+    cohort = model(*args)
+    cohort.run(6) if model is LiteralCohort else cohort.run()
+    ref = weakref.ref(cohort)
+    del cohort
+    gc.collect()
+    assert ref() is None
