@@ -149,30 +149,11 @@ def tables_equal(a: Path, b: Path) -> bool:
 
 
 def query_times(run: Path) -> dict:
-    """Seconds of the ready analysis queries (``analysis``) on a finished run, each from a
-    fresh ``open_run`` (lazy: only the columns and partitions a query needs are read)."""
-    import analysis as A
+    """Wall seconds of every ready analysis query (:data:`analysis.timing.QUERIES`) on a
+    finished run, each from a fresh ``open_run``."""
+    from analysis.timing import time_queries
 
-    queries = {
-        "median_survival": lambda r: A.median_survival(r, by="phenotype"),
-        "kaplan_meier": lambda r: A.kaplan_meier(r, by="onset_region"),
-        "phenotype_emergence": lambda r: A.phenotype_emergence(r),
-        "time_to_diagnosis": lambda r: A.time_to_diagnosis(r),
-        "conversions": lambda r: A.conversions(r),
-        "trajectory_quartiles_apb": lambda r: A.trajectory_quartiles(
-            r, ["cmap_mv", "mune", "munix"], muscles=["APB"]
-        ),
-        "trajectory_quartiles_all_tests": lambda r: A.trajectory_quartiles(r),
-        "compensation_curve": lambda r: A.compensation_curve(r),
-        "spread_times": lambda r: A.spread_times(r),
-        "split_hand_summary": lambda r: A.split_hand_summary(r),
-    }
-    out = {}
-    for name, query in queries.items():
-        t = time.perf_counter()
-        query(A.open_run(run))
-        out[f"{name}_s"] = time.perf_counter() - t
-    return out
+    return {f"{q}_s": sec for q, sec in time_queries(run).select("query", "seconds").iter_rows()}
 
 
 def main(argv: list[str] | None = None) -> dict:
