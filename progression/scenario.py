@@ -404,6 +404,10 @@ class Exam:
         mune_method: ``incremental`` (McComas incremental stimulation on the simulated
             stimulus-response recording, :mod:`progression.exam.scans`) or ``mean_smup`` (the
             interim method: CMAP over the mean SMUP of randomly sampled units).
+        mune_muscles: muscles whose MUNE is measured (default: every muscle; elsewhere
+            ``mune`` is null). Incremental MUNE is the costliest examination (about 8
+            microseconds per muscle and visit); a clinic measures a few muscles (APB, ADM,
+            biceps, TA, EDB).
         mune_increments: increments counted by incremental stimulation (McComas: about 10).
         stimulus_step: relative rise of the stimulus from one stimulus to the next (incremental).
         increment_detection_sd: a response is a new increment when it differs from every level
@@ -427,6 +431,9 @@ class Exam:
     munix_cov: float = field(default=0.14, metadata=_range(0, 1))
     mune_method: str = field(
         default="incremental", metadata={"choices": ("incremental", "mean_smup")}
+    )
+    mune_muscles: tuple[str, ...] = field(
+        default=_MUSCLE_NAMES, metadata={"choices": _MUSCLE_NAMES}
     )
     mune_increments: int = field(default=10, metadata=_range(1, 50))
     stimulus_step: float = field(default=0.002, metadata=_range(0.0001, 0.1))

@@ -89,7 +89,8 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
             "mune",
             F64,
             "motor unit number estimate (units): exam.mune_method, by default incremental "
-            "stimulation of the simulated recording; null never, 0 if no unit responds",
+            "stimulation of the simulated recording; 0 if no unit responds; null in muscles "
+            "outside exam.mune_muscles",
         ),
         ("munix", F64, "motor unit number index (index units)"),
         ("mrc_grade", I8, "MRC strength grade 0-5"),

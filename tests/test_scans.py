@@ -261,6 +261,27 @@ def test_same_seed_same_scans_whatever_the_chunk():
         assert a.equals(b), name
 
 
+@pytest.mark.parametrize("method", ["incremental", "mean_smup"])
+def test_mune_is_measured_only_in_the_chosen_muscles_with_unchanged_values(method):
+    """``exam.mune_muscles`` leaves the other muscles' MUNE null and the chosen ones' values
+    exactly as when every muscle is measured (draws are keyed by muscle, not by position)."""
+    base = {"body.muscles": ["APB", "ADM", "TA"], "exam.scans.muscles": [],
+            "exam.mune_method": method}
+    every = pl.from_arrow(simulate_chunk(_lmn(6, **base), np.arange(6)).tables["muscles"])
+    some = _lmn(6, **base, **{"exam.mune_muscles": ["ADM"]})
+    got = pl.from_arrow(simulate_chunk(some, np.arange(6)).tables["muscles"])
+    assert got["mune"].is_null().sum() == (got["muscle"] != "ADM").sum() > 0
+    adm = got.filter(pl.col("muscle") == "ADM")
+    assert adm["mune"].is_not_null().all()
+    assert adm["mune"].equals(every.filter(pl.col("muscle") == "ADM")["mune"])
+    assert got.drop("mune").equals(every.drop("mune"))
+    none = _lmn(3, **base, **{"exam.mune_muscles": []})
+    muscles = pl.from_arrow(simulate_chunk(none, np.arange(3)).tables["muscles"])
+    assert muscles["mune"].is_null().all()
+    with pytest.raises(ScenarioError, match="exam.mune_muscles"):
+        _lmn(2, **{"exam.mune_muscles": ["thumb"]})
+
+
 def test_scan_muscles_must_exist_and_be_simulated():
     with pytest.raises(ScenarioError, match="exam.scans.muscles"):
         _lmn(2, **{"exam.scans.muscles": ["thumb"]})

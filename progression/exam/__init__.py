@@ -91,7 +91,8 @@ class Examiner:
         # Stimulus-response recordings: axonal thresholds drawn once, sorted per muscle.
         self.scan_muscles = np.array([mu.name in self.params.scans.muscles for mu in body.muscles])
         self.incremental = self.params.mune_method == "incremental"
-        if self.incremental or self.scan_muscles.any():
+        self.mune_muscles = np.array([mu.name in self.params.mune_muscles for mu in body.muscles])
+        if (self.incremental and self.mune_muscles.any()) or self.scan_muscles.any():
             self.thr_sorted, self.thr_order = scans.thresholds(
                 self.seed, ids, body.start, self.params.threshold_spread
             )
@@ -129,7 +130,9 @@ class Examiner:
         factor = tests.cmap_factor(zm[:, :, 0], p.cmap_cov)
         scale = self.mv_per_fibre * self.cmap_subject[rows] * factor
         cmap = total * scale
-        if self.incremental:
+        if not self.mune_muscles.any():
+            mune = np.full((n, m), np.nan)
+        elif self.incremental:
             mune, _ = scans.incremental_mune(
                 self.thr_sorted,
                 self.thr_order,
@@ -145,6 +148,7 @@ class Examiner:
                 detect_sd=p.increment_detection_sd,
                 step=p.stimulus_step,
                 increments=p.mune_increments,
+                measured=self.mune_muscles,
             )
         else:
             zk = rnd.normal(self.seed, f"exam-smup:{month:g}", ids, m * p.mune_sample_units)
@@ -259,8 +263,8 @@ class Examiner:
     def _mune_mean_smup(self, state, rows, cmap, u, zk) -> np.ndarray:
         """(examined, muscles) MUNE by the interim mean-SMUP method (``mune_method``)."""
         body, k = self.body, self.params.mune_sample_units
-        out = np.empty_like(cmap)
-        for i in range(body.n_muscles):
+        out = np.full_like(cmap, np.nan)
+        for i in np.flatnonzero(self.mune_muscles):
             sl = slice(body.start[i], body.start[i + 1])
             out[:, i] = tests.mune_mean_smup(
                 state.fibres[rows, sl],

@@ -212,7 +212,7 @@ def _thresholds(unit_keys, pool_keys, start, pool_sd, sorted_ma, order):
 @numba.njit(cache=True)
 def _incremental(
     sorted_ma, order, alive, fibres, rows, start, scale, cmap, keys, rs, noise_mv, detect_mv,
-    step, target, max_stimuli, out, count,
+    step, target, max_stimuli, measured, out, count,
 ):
     n = rows.shape[0]
     m = start.shape[0] - 1
@@ -235,11 +235,14 @@ def _incremental(
             a0 = start[i]
             a1 = start[i + 1]
             amp_scale = scale[j, i]
+            count[j, i] = 0
+            out[j, i] = 0.0
+            if not measured[i]:
+                out[j, i] = np.nan
+                continue
             first = a0
             while first < a1 and not alive[r, a0 + order[r, first]]:
                 first += 1
-            count[j, i] = 0
-            out[j, i] = 0.0
             if first == a1:
                 continue
             last = a1 - 1
@@ -314,8 +317,9 @@ def incremental_mune(
     detect_sd: float,
     step: float,
     increments: int,
+    measured: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MUNE of every muscle of some patients by incremental stimulation (McComas 1971).
+    """MUNE of the muscles of some patients by incremental stimulation (McComas 1971).
 
     Args:
         sorted_ma, order: the chunk's thresholds from :func:`thresholds`.
@@ -331,6 +335,7 @@ def incremental_mune(
             more than this many noise SDs.
         step: relative rise of the stimulus from one stimulus to the next.
         increments: increments counted before the estimate (fewer if the units run out).
+        measured: (muscles,) bool, the muscles to examine (default all); nan elsewhere.
 
     Returns:
         ``(mune, increments counted)``, each (examined, muscles); MUNE 0 where no unit is left
@@ -344,7 +349,9 @@ def incremental_mune(
         np.asarray(start, dtype=np.int64),
         np.ascontiguousarray(scale, dtype=np.float64), np.ascontiguousarray(cmap_mv, np.float64),
         np.asarray(keys, dtype=np.uint64), float(rs), noise_uv / 1000.0,
-        detect_sd * noise_uv / 1000.0, float(step), int(increments), MAX_STIMULI, out, count,
+        detect_sd * noise_uv / 1000.0, float(step), int(increments), MAX_STIMULI,
+        np.ones(m, dtype=np.bool_) if measured is None else np.asarray(measured, dtype=np.bool_),
+        out, count,
     )
     return out, count
 
