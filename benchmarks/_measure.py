@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 import resource
 import sys
+from pathlib import Path
 
-from progression.runner import run
-from progression.scenario import load_scenario
+# The same code as run.py measures (the repository's, not another installed copy).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from progression.runner import run  # noqa: E402
+from progression.scenario import load_scenario  # noqa: E402
 
 if __name__ == "__main__":
     scenario_path, out, patients, workers, chunk = sys.argv[1:6]
