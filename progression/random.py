@@ -79,8 +79,9 @@ def uniform(seed: int, stream: str, patient_ids: np.ndarray, n: int, offset: int
 
 
 def exponential(seed: int, stream: str, patient_ids: np.ndarray, n: int) -> np.ndarray:
-    """(patients, n) Exp(1) variates (float64), by inversion."""
-    return -np.log(uniform(seed, stream, patient_ids, n))
+    """(patients, n) Exp(1) variates (float64), by inversion (in place: no temporaries)."""
+    u = uniform(seed, stream, patient_ids, n)
+    return np.negative(np.log(u, out=u), out=u)
 
 
 def normal(seed: int, stream: str, patient_ids: np.ndarray, n: int) -> np.ndarray:

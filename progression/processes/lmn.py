@@ -67,8 +67,9 @@ PATTERNS: dict[str, Pattern] = {
 def scaled_thresholds(exp1: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """``E_i / w_i`` (inf where a neuron carries no hazard): a neuron dies when its
     compartment's cumulative hazard passes this value."""
-    with np.errstate(divide="ignore"):
-        return np.where(weight > 0, exp1 / np.maximum(weight, 1e-30), np.inf).astype(np.float32)
+    out = np.full(np.broadcast_shapes(np.shape(exp1), np.shape(weight)), np.inf, np.float32)
+    np.divide(exp1, weight, out=out, where=weight > 0, casting="same_kind")
+    return out
 
 
 def sickness(hazard_at_unit: np.ndarray, threshold: np.ndarray) -> np.ndarray:
