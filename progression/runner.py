@@ -244,16 +244,32 @@ def run_chunk(
     return record
 
 
+def _on_worker() -> bool:
+    """Whether this runs as a task on a dask worker."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def release_memory() -> None:
     """Give a finished chunk's memory back to the system, so a worker's peak stays one chunk's
-    whatever the number of chunks it runs: collect the cohort's reference cycles (agents and
-    their model), empty Arrow's pool and trim glibc's heap (where there is one)."""
+    whatever the number of chunks it runs: collect the cohort's reference cycles (a mesa model
+    and its agents refer to each other), empty Arrow's pool and trim glibc's heap (where there
+    is one). On a dask worker, the objects that survive the first chunk (modules, caches) are
+    then frozen out of the collector (``gc.freeze``), so later collections scan only what the
+    chunks made (5 ms instead of 100 ms); a caller's own process is left as it is."""
     import ctypes
     import gc
 
     import pyarrow as pa
 
     gc.collect()
+    if not gc.get_freeze_count() and _on_worker():
+        gc.freeze()
     pa.default_memory_pool().release_unused()
     try:
         ctypes.CDLL(None).malloc_trim(0)
