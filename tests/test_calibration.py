@@ -118,13 +118,14 @@ def test_trial_and_population_scenarios_keep_the_als_physiology():
     from progression.scenario import load_scenario
 
     als = load_scenario(SCENARIOS / "als_natural_history.toml")
-    for name in ("trial_als", "mnd_population", "pma_natural_history"):
+    for name in ("trial_als", "mnd_population", "pma_natural_history", "sensitivity_als"):
         other = load_scenario(SCENARIOS / f"{name}.toml")
         for section in ("body", "reinnervation", "respiration", "excitability", "symptoms",
                         "mortality", "exam", "visits"):
             assert getattr(other, section) == getattr(als, section), (name, section)
         assert other.disease.lmn == als.disease.lmn, name
-    assert load_scenario(SCENARIOS / "trial_als.toml").disease == als.disease
+    for name in ("trial_als", "sensitivity_als"):
+        assert load_scenario(SCENARIOS / f"{name}.toml").disease == als.disease, name
 
 
 # ------------------------------------------------------------------------- validate-model
