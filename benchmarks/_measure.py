@@ -13,10 +13,11 @@ from pathlib import Path
 # The same code as run.py measures (the repository's, not another installed copy).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from progression.runner import run  # noqa: E402
+from progression.runner import claim_process, run  # noqa: E402
 from progression.scenario import load_scenario  # noqa: E402
 
 if __name__ == "__main__":
+    claim_process()  # as the command line does
     scenario_path, out, patients, workers, chunk = sys.argv[1:6]
     scenario = load_scenario(scenario_path, patients=int(patients))
     summary = run(

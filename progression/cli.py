@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     from progression.scenario import ScenarioError, load_scenario
 
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "sweep"):
+        from progression.runner import claim_process
+
+        claim_process()
     if args.command == "sensitivity":
         return _sensitivity(args)
     if args.command == "export-scans":
