@@ -152,9 +152,9 @@ def km_medians(km: pl.DataFrame, by: str | Sequence[str] | None = None) -> pl.Da
                 *key,
                 int(g["at_risk"][0]) if len(g) else 0,
                 int(ev.sum()),
-                _first_below(t, s, ev),
-                _first_below(t, lo, ev),
-                _first_below(t, hi, ev),
+                first_below_half(t, s, ev),
+                first_below_half(t, lo, ev),
+                first_below_half(t, hi, ev),
             )
         )
     schema = {**{c: km.schema[c] for c in by}, "patients": pl.Int64, "deaths": pl.Int64,
@@ -162,8 +162,9 @@ def km_medians(km: pl.DataFrame, by: str | Sequence[str] | None = None) -> pl.Da
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def _first_below(t: np.ndarray, s: np.ndarray, events: np.ndarray) -> float | None:
-    """First time ``s`` <= 0.5; the midpoint to the next event time if it equals 0.5."""
+def first_below_half(t: np.ndarray, s: np.ndarray, events: np.ndarray) -> float | None:
+    """The median rule: the first time ``t`` where survival ``s`` is at or below 0.5 (None if
+    never), the midpoint to the next event time when it sits exactly at 0.5."""
     hit = np.flatnonzero(s <= 0.5 + 1e-12)
     if not len(hit):
         return None

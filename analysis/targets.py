@@ -61,7 +61,13 @@ import polars as pl
 
 from analysis.compensation import _crossing
 from analysis.io import ONSET_SITE, Run, frames, patients, strings
-from analysis.survival import kaplan_meier_estimate, km_medians, survival_at, survival_times
+from analysis.survival import (
+    first_below_half,
+    kaplan_meier_estimate,
+    km_medians,
+    survival_at,
+    survival_times,
+)
 
 #: Bootstrap replicates for intervals that have no closed form.
 BOOTSTRAP = 200
@@ -209,8 +215,7 @@ def _rng() -> np.random.Generator:
 def km_median(months: np.ndarray, died: np.ndarray) -> float:
     """Kaplan-Meier median of right-censored times (nan if survival never reaches 0.5).
 
-    The same rule as :func:`analysis.survival.km_medians`: the first time survival is at or
-    below 0.5, the midpoint to the next event time when it sits exactly at 0.5.
+    The rule of :func:`analysis.survival.km_medians` (:func:`~analysis.survival.first_below_half`).
     """
     t = np.asarray(months, dtype=float)
     d = np.asarray(died, dtype=bool)
@@ -220,16 +225,8 @@ def km_median(months: np.ndarray, died: np.ndarray) -> float:
     n_at = np.bincount(inv, minlength=len(times))
     events = np.bincount(inv, weights=d, minlength=len(times))
     at_risk = len(t) - np.cumsum(n_at) + n_at
-    s = np.cumprod(1.0 - events / at_risk)
-    hit = np.flatnonzero(s <= 0.5 + 1e-12)
-    if not len(hit):
-        return math.nan
-    i = hit[0]
-    if abs(s[i] - 0.5) < 1e-12:
-        later = np.flatnonzero((times > times[i]) & (events > 0))
-        if len(later):
-            return float((times[i] + times[later[0]]) / 2)
-    return float(times[i])
+    median = first_below_half(times, np.cumprod(1.0 - events / at_risk), events)
+    return math.nan if median is None else median
 
 
 def _percentile_ci(samples: np.ndarray) -> tuple[float, float]:

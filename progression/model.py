@@ -232,13 +232,6 @@ class Cohort(mesa.Model):
         comp = self.body.compartment_of_muscle[self.body.muscle_of]
         return self.state.lmn_hazard.astype(np.float32)[:, comp]
 
-    def sickness(self, rows: np.ndarray) -> np.ndarray:
-        """(rows, units) sickness ``s = H / E`` of the units of some patients (0 if dead)."""
-        comp = self.body.compartment_of_muscle[self.body.muscle_of]
-        at_unit = self.state.lmn_hazard[rows].astype(np.float32)[:, comp]
-        s = lmn.sickness(at_unit, self.state.threshold[rows])
-        return np.where(self.state.alive[rows], s, np.float32(0.0))
-
     # -- function, symptoms, death, visits ---------------------------------------------------
 
     def integrity(self) -> np.ndarray:

@@ -129,7 +129,7 @@ class Examiner:
         # SMUP millivolts per fibre at this recording: the CMAP's, so SMUPs sum to the CMAP.
         factor = tests.cmap_factor(zm[:, :, 0], p.cmap_cov)
         scale = self.mv_per_fibre * self.cmap_subject[rows] * factor
-        cmap = total * scale
+        cmap = total * scale  # CMAP amplitude (mV)
         if not self.mune_muscles.any():
             mune = np.full((n, m), np.nan)
         elif self.incremental:

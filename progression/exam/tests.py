@@ -1,6 +1,7 @@
 """Electrophysiology from the state: CMAP, MUNE, MUNIX, needle EMG and TMS (MODEL.md section 7).
 
-Pure functions over one muscle's unit arrays (visited patients x the muscle's units).
+Pure functions of arrays, mostly of per-muscle sums over the living units
+(:func:`progression.exam.units.muscle_sums`), visited patients x muscles.
 """
 
 from __future__ import annotations
@@ -23,12 +24,6 @@ def cmap_factor(z: np.ndarray, cov: float) -> np.ndarray:
     """The recording's multiplicative CMAP noise (electrode placement, test-retest CoV ``cov``);
     every SMUP of the same recording shares it."""
     return np.maximum(1 + cov * z, 0.0)
-
-
-def cmap(fibres: np.ndarray, mv_per_fibre, subject: np.ndarray, z: np.ndarray, cov: float):
-    """CMAP amplitude (mV): living fibres (summed per muscle) times each fibre's contribution,
-    with noise."""
-    return fibres * mv_per_fibre * subject * cmap_factor(z, cov)
 
 
 def mune_mean_smup(
