@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -564,8 +565,10 @@ class Scenario:
     Attributes:
         name: short title.
         path: the file it came from.
-        text: the file's text (plus a comment listing command-line overrides).
+        source_text: the file's text as read.
+        overrides: the key-path overrides applied to it (command line, sweep point), in order.
         hash: sha256 of the validated content after overrides (guards ``--resume``).
+        text: the scenario as run (see :attr:`text`).
     """
 
     name: str
@@ -586,8 +589,16 @@ class Scenario:
     trial: Trial | None = None
     sweep: Sweep | None = field(default=None, metadata={"hash_if_set": True})
     path: str = field(default="<string>", metadata={"internal": True})
-    text: str = field(default="", metadata={"internal": True})
+    source_text: str = field(default="", metadata={"internal": True})
+    overrides: tuple[tuple[str, Any], ...] = field(default=(), metadata={"internal": True})
     hash: str = field(default="", metadata={"internal": True})
+
+    @functools.cached_property
+    def text(self) -> str:
+        """The scenario as run: the file's text with the overrides written into it (comments
+        and layout kept, a header comment listing them), so that this text alone reproduces
+        the scenario and its hash (``RUN/scenario.toml``)."""
+        return effective_text(self.source_text, self.overrides, self.path, self.hash)
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -662,19 +673,43 @@ def parse_scenario(text: str, source: str = "<string>", overrides: dict | None =
         _set_path(raw, key, value, source)
     scenario = _build(Scenario, raw, "", source)
     _check(scenario, source)
-    if overrides:
-        listed = "\n".join(
-            f"#   {k} = {'(removed)' if v is None else _show(_plain(v), 200)}"
-            for k, v in sorted(overrides.items(), key=lambda kv: str(kv[0]))
-        )
-        text = f"{text.rstrip()}\n\n# command-line overrides applied to this run:\n{listed}\n"
     canonical = json.dumps(_canonical(scenario), separators=(",", ":"))
     return replace(
         scenario,
         path=source,
-        text=text,
+        source_text=text,
+        overrides=tuple((k, _plain(v)) for k, v in (overrides or {}).items()),
         hash=hashlib.sha256(canonical.encode()).hexdigest(),
     )
+
+
+OVERRIDES_HEADER = "# The scenario as run: these overrides are written into the text below."
+
+
+def effective_text(
+    text: str, overrides: tuple[tuple[str, Any], ...], source: str = "<string>",
+    expected_hash: str | None = None,
+) -> str:
+    """``text`` with ``overrides`` (key path, value; ``None`` removes) written into its TOML,
+    comments and layout kept (tomlkit), under a header comment that lists them.
+
+    With ``expected_hash``, the result is parsed again and must give that hash (a
+    :class:`ScenarioError` otherwise), so a run's ``scenario.toml`` always reproduces the run.
+    """
+    if not overrides:
+        return text
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    for key, value in overrides:
+        _set_path(doc, key, value, source)
+    listed = "\n".join(
+        f"#   {k} = {'(removed)' if v is None else _show(v, 200)}" for k, v in overrides
+    )
+    out = f"{OVERRIDES_HEADER}\n{listed}\n\n{tomlkit.dumps(doc)}"
+    if expected_hash is not None and parse_scenario(out, source).hash != expected_hash:
+        raise ScenarioError(f"{source}: cannot write the overrides into the scenario text")
+    return out
 
 
 #: Where tomllib (Python 3.11-3.13) puts the position: "... (at line 3, column 5)".
@@ -733,12 +768,14 @@ def _set_path(raw: dict, key: str, value: Any, source: str) -> None:
         if nxt is None:
             if value is None:
                 return  # nothing to remove
-            nxt = node[part] = {}
+            node[part] = {}
+            nxt = node[part]  # read back: a TOML document stores its own table type
         elif not isinstance(nxt, dict):
             # A number given where a distribution table is overridden: make it a table.
             number = isinstance(nxt, int | float) and not isinstance(nxt, bool)
             if number and i == len(parts) - 2:
-                nxt = node[part] = {"dist": "constant", "value": nxt}
+                node[part] = {"dist": "constant", "value": _plain(nxt)}
+                nxt = node[part]
             else:
                 where = ".".join(parts[: i + 1])
                 raise _err(source, key, f"a key path through tables ({where} is not one)", nxt)

@@ -27,7 +27,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from progression import cli
-from progression.scenario import Dist, Scenario, ScenarioError, load_scenario, parse_scenario
+from progression.scenario import (
+    OVERRIDES_HEADER,
+    Dist,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+)
 from tests.conftest import ROOT, SCENARIOS
 
 SHIPPED = sorted(SCENARIOS.glob("*.toml"))
@@ -952,8 +959,11 @@ def test_patients_and_seed_overrides_apply_and_change_the_hash():
     assert s.hash != base.hash
     assert load_scenario(ALS, patients=7).hash not in (base.hash, s.hash)
     assert load_scenario(ALS, seed=3).hash not in (base.hash, s.hash)
-    assert "# command-line overrides applied to this run:" in s.text
+    # The text as run lists the overrides and reproduces the scenario on its own.
+    assert s.text.startswith(OVERRIDES_HEADER)
     assert "cohort.patients = 7" in s.text and "cohort.seed = 3" in s.text
+    assert parse_scenario(s.text, "run/scenario.toml").hash == s.hash
+    assert "# ALS natural history" in s.text  # the file's comments are kept
     # Overriding with the value already in the file is the same scenario.
     same = load_scenario(ALS, patients=base.cohort.patients, seed=base.cohort.seed)
     assert same.hash == base.hash
@@ -979,6 +989,7 @@ def test_key_path_overrides_apply_and_change_the_hash():
     assert s.arm_names == ("placebo",)
     assert s.excitability.margin_mv == 8.0 and s.visits.interval_months == 6
     assert s.hash != base.hash
+    assert parse_scenario(s.text).hash == s.hash
     one = load_scenario(ALS, overrides={"disease.lmn.speed.median": 0.1})
     assert one.hash not in (base.hash, s.hash)
 
@@ -990,6 +1001,7 @@ def test_override_of_a_number_by_a_distribution_bound():
     s = parse_scenario(text, "f.toml", {"visits.referral_delay_months.max": 5})
     d = s.visits.referral_delay_months
     assert d.kind == "constant" and d.support() == (5.0, 5.0)
+    assert parse_scenario(s.text).hash == s.hash
 
 
 def test_override_none_removes_a_key():
@@ -998,6 +1010,7 @@ def test_override_none_removes_a_key():
     )
     assert s.disease.lmn.pattern == "length_dependent" and s.disease.lmn.segments == ()
     assert "disease.lmn.segments = (removed)" in s.text
+    assert parse_scenario(s.text).hash == s.hash
     message = error_of(SMA, overrides={"disease.lmn.pattern": "length_dependent"})
     assert names_key(message, SMA, "disease.lmn.segments") and "only with pattern" in message
     message = error_of(ALS, overrides={"cohort.seed": None})
@@ -1192,3 +1205,19 @@ def test_scenario_error_is_one_line_and_pickles():
     e = ScenarioError("f.toml: a\nb\r\x85\u2028c: expected x")
     assert len(str(e).splitlines()) == 1 and str(e) == "f.toml: a\\nb\\r\\x85\\u2028c: expected x"
     assert str(pickle.loads(pickle.dumps(e))) == str(e)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    patients=st.integers(1, 10**6),
+    seed=st.integers(0, 2**32 - 1),
+    median=st.floats(0.001, 1.0),
+    window=st.integers(1, 24),
+)
+def test_the_text_as_run_reproduces_the_scenario(patients, seed, median, window):
+    """``Scenario.text`` (written as RUN/scenario.toml) parses to the same scenario and hash."""
+    s = load_scenario(ALS, patients=patients, seed=seed, overrides={
+        "disease.lmn.speed.median": median, "reinnervation.atrophy_window_months": window})
+    again = parse_scenario(s.text, "run/scenario.toml")
+    assert again.hash == s.hash
+    assert (again.cohort.patients, again.cohort.seed) == (patients, seed)
