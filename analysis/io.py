@@ -1,39 +1,188 @@
-"""Open a run as lazy polars frames, one per table, with hive partitions (arm, chunk)."""
+"""Open a run as lazy polars frames, one per table, with hive partitions (arm, point).
+
+A run folder is read through its ``manifest.json`` (plain JSON; see the README's Output
+section): only the files of the chunks it lists as complete are read, each checked to exist with
+its recorded size, so a reader never silently gets fewer patients than the run holds. An
+incomplete run (interrupted, still running) is refused unless the caller asks for the part, and
+then :func:`run_status` says how much of it there is. This module imports nothing from the engine.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 TABLES = ("patients", "visits", "muscles", "events")
+MANIFEST = "manifest.json"
 
 
-def open_run(path: str | Path) -> dict[str, pl.LazyFrame]:
+class RunReadError(ValueError):
+    """A folder cannot be read as a whole, intact run; the message is one line saying why and
+    what to do."""
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """How much of a run its folder holds (from ``manifest.json``).
+
+    Attributes:
+        path: the run folder.
+        patients: patients of the whole run (a sweep: all points).
+        complete_patients: patients of its complete chunks.
+        chunks: chunks planned.
+        complete_chunks: chunks complete.
+        sweep: whether the folder holds a sweep (``point=`` partitions).
+        files: table -> the files of the complete chunks (checked present, of recorded size).
+        scenario_path: the scenario the run was started from, as recorded.
+    """
+
+    path: Path
+    patients: int
+    complete_patients: int
+    chunks: int
+    complete_chunks: int
+    sweep: bool
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    scenario_path: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.complete_chunks == self.chunks
+
+    def resume_command(self) -> str:
+        """The command that completes the run."""
+        if self.sweep:
+            return f"progression sweep {self.scenario_path} --out {self.path} --resume"
+        return f"progression run {self.path / 'scenario.toml'} --out {self.path} --resume"
+
+    def describe(self) -> str:
+        """One line: ``incomplete run: 70 of 300 patients (2 of 8 chunks complete)``."""
+        return (
+            f"incomplete run: {self.complete_patients:,} of {self.patients:,} patients "
+            f"({self.complete_chunks} of {self.chunks} chunks complete)"
+        )
+
+
+def _load_manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    if not path.is_file():
+        what = "a folder" if root.is_dir() else "no folder"
+        raise RunReadError(f"{root}: not a progression run ({what} without {MANIFEST})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunReadError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("chunks"), list) or not isinstance(
+        data.get("completed"), list
+    ):
+        raise RunReadError(f"{path}: not a progression manifest")
+    if data.get("format") not in (1, 2):
+        raise RunReadError(f"{path}: manifest format {data.get('format')!r} is not one this "
+                           "version reads (1 or 2)")
+    return data
+
+
+def _chunk_files(root: Path, data: dict) -> dict[str, list[Path]]:
+    """Files of the complete chunks, per table; checked present and of the recorded size."""
+    files: dict[str, list[Path]] = {}
+    if data["format"] == 1:  # progression 0.1 recorded chunks, not files
+        done = {int(c["chunk"]) for c in data["completed"]}
+        for name in (*TABLES, "scans"):
+            found = [p for p in sorted((root / name).glob("**/chunk=*/*.parquet"))
+                     if int(p.parent.name.removeprefix("chunk=")) in done]
+            if found:
+                files[name] = found
+        return files
+    for record in data["completed"]:
+        for f in record.get("files", []):
+            path = root / f["path"]
+            try:
+                size = path.stat().st_size
+            except OSError:
+                raise RunReadError(_damaged(root, f"{f['path']} is missing")) from None
+            if size != f["bytes"]:
+                raise RunReadError(_damaged(
+                    root, f"{f['path']} is {size:,} bytes, the manifest recorded {f['bytes']:,}"
+                ))
+            files.setdefault(f["path"].split("/", 1)[0], []).append(path)
+    return files
+
+
+def _damaged(root: Path, problem: str) -> str:
+    return (f"{root}: damaged run: {problem}; `progression verify {root}` lists every damaged "
+            "file and `--resume` redoes their chunks")
+
+
+def run_status(path: str | Path) -> RunStatus:
+    """How much of the run at ``path`` is there (see :class:`RunStatus`).
+
+    Raises:
+        RunReadError: no manifest, an unreadable one, or a listed file missing or truncated.
+    """
+    root = Path(path)
+    data = _load_manifest(root)
+    done = {int(c["chunk"]) for c in data["completed"]}
+    return RunStatus(
+        path=root,
+        patients=int(data.get("patients", 0)),
+        complete_patients=sum(int(c["stop"]) - int(c["first"]) for c in data["completed"]),
+        chunks=len(data["chunks"]),
+        complete_chunks=len(done),
+        sweep=bool(data.get("prefixes")),
+        files=_chunk_files(root, data),
+        scenario_path=str(data.get("scenario_path", "")),
+    )
+
+
+def open_run(
+    path: str | Path, *, allow_incomplete: bool = False, point: int | None = None,
+    status: RunStatus | None = None,
+) -> dict[str, pl.LazyFrame]:
     """Lazy frames for a run's tables.
 
     Nothing is read until a query is collected; filters on ``arm`` prune whole partitions and
     other filters are pushed down into the Parquet scan. The ``chunk`` partition column is
-    dropped: it is a storage detail, not data.
+    dropped: it is a storage detail, not data. A sweep's tables have a ``point`` column.
 
     Args:
-        path: the run's output folder (holding ``patients/``, ``visits/``, ...).
+        path: the run's output folder (holding ``manifest.json``, ``patients/``, ...).
+        allow_incomplete: read the complete chunks of an unfinished run instead of refusing it
+            (then say so wherever the result is shown: :func:`run_status` gives the numbers).
+        point: of a sweep, only this point's rows (without the ``point`` column).
+        status: :func:`run_status` of ``path`` if the caller has it (saves checking the files
+            again, e.g. for every point of a sweep).
+
+    Raises:
+        RunReadError: not a run, a damaged one, or an incomplete one without
+            ``allow_incomplete``.
     """
-    root = Path(path)
-    if not (root / "patients").is_dir():
-        raise FileNotFoundError(f"{root}: not a progression run (no patients/ table)")
+    status = status or run_status(path)
+    if not status.complete and not allow_incomplete:
+        raise RunReadError(
+            f"{status.path}: {status.describe()}; complete it with: {status.resume_command()}"
+        )
+    if not status.files.get("patients"):
+        raise RunReadError(f"{status.path}: no complete chunk yet")
     frames = {}
     for name in TABLES + ("scans",):
-        folder = root / name
-        if not folder.is_dir():
+        files = status.files.get(name)
+        if point is not None and files:
+            files = [f for f in files if f.parent.parent.parent.name == f"point={point}"]
+        if not files:
             continue
         schema = {"arm": pl.String, "chunk": pl.Int64}
-        if any(folder.glob("point=*")):  # a sweep: one more hive level
+        if status.sweep:
             schema = {"point": pl.Int64, **schema}
-        frames[name] = pl.scan_parquet(
-            folder / "**" / "*.parquet", hive_partitioning=True, hive_schema=schema
-        ).drop("chunk")
+        lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema=schema).drop("chunk")
+        frames[name] = lf.drop("point") if point is not None else lf
+    missing = [t for t in TABLES if t not in frames]
+    if missing:
+        where = f"point {point} of " if point is not None else ""
+        raise RunReadError(f"{where}{status.path} has no {', '.join(missing)} table(s)")
     return frames
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis.emergence import time_to_diagnosis
-from analysis.io import TABLES, Run, frames, patients
+from analysis.io import Run, RunStatus, frames, open_run, patients, run_status
 from analysis.survival import median_survival
 from analysis.trajectories import slopes
 
@@ -103,40 +103,18 @@ def outcomes(run: Run) -> dict[str, float | None]:
     return out
 
 
-def point_frames(sweep: str | Path, point: int) -> dict[str, pl.LazyFrame]:
-    """Lazy tables of one point of a sweep folder (``DIR/<table>/point=<k>/...``), as
-    :func:`analysis.open_run` gives them for a run."""
-    root = Path(sweep)
-    out = {}
-    for name in (*TABLES, "scans"):
-        folder = root / name / f"point={point}"
-        if folder.is_dir():
-            out[name] = pl.scan_parquet(
-                folder / "**" / "*.parquet",
-                hive_partitioning=True,
-                hive_schema={"point": pl.Int64, "arm": pl.String, "chunk": pl.Int64},
-            ).drop("point", "chunk")
-    missing = [t for t in TABLES if t not in out]
-    if missing:
-        raise FileNotFoundError(f"{root}: point {point} has no {', '.join(missing)} table(s)")
-    return out
+def point_frames(
+    sweep: str | Path, point: int, status: RunStatus | None = None
+) -> dict[str, pl.LazyFrame]:
+    """Lazy tables of one point of a (complete) sweep folder, as :func:`analysis.open_run`
+    gives them for a run; ``status`` is the folder's :func:`analysis.io.run_status` if known."""
+    return open_run(sweep, point=point, status=status)
 
 
 def open_sweep(sweep: str | Path) -> dict[str, pl.LazyFrame]:
-    """Lazy tables of a whole sweep folder with a ``point`` column (join ``points.parquet`` on
-    it for the parameter values); ``chunk`` is dropped as in :func:`analysis.open_run`."""
-    root = Path(sweep)
-    if not (root / "patients").is_dir():
-        raise FileNotFoundError(f"{root}: not a progression sweep (no patients/ table)")
-    return {
-        name: pl.scan_parquet(
-            root / name / "**" / "*.parquet",
-            hive_partitioning=True,
-            hive_schema={"point": pl.Int64, "arm": pl.String, "chunk": pl.Int64},
-        ).drop("chunk")
-        for name in (*TABLES, "scans")
-        if (root / name).is_dir()
-    }
+    """Lazy tables of a whole (complete) sweep folder with a ``point`` column (join
+    ``points.parquet`` on it for the parameter values)."""
+    return open_run(sweep)
 
 
 #: Extra metrics of a point: its lazy tables -> {column: value} (e.g. calibration estimators).
@@ -149,8 +127,9 @@ def summarize_sweep(
     """One row per point: ``point``, the :data:`OUTCOMES` and any ``metrics`` columns
     (``summary.parquet``)."""
     rows = []
+    status = run_status(sweep)
     for k in points:
-        run = point_frames(sweep, k)
+        run = point_frames(sweep, k, status)
         rows.append({"point": k, **outcomes(run), **(dict(metrics(run)) if metrics else {})})
     extra = [c for c in (rows[0] if rows else {}) if c != "point" and c not in OUTCOMES]
     schema = {"point": pl.Int64, **{c: pl.Float64 for c in (*OUTCOMES, *extra)}}

@@ -1,8 +1,8 @@
-"""Command line: ``progression run | validate | report | sweep | sensitivity | export-scans |
-power | validate-model``.
+"""Command line: ``progression run | validate | verify | report | sweep | sensitivity |
+export-scans | power | validate-model``.
 
 Errors a user can fix (a bad scenario, a refused output folder) print one line to stderr and
-exit with code 2, without a traceback.
+exit with code 2, without a traceback. A run stopped by Ctrl-C exits 130, by SIGTERM 143.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def _integer(minimum: int):
     return parse
 
 
+_INCOMPLETE_HELP = "read the complete chunks of an unfinished run (said on every output)"
 _positive_int = _integer(1)
 _seed = _integer(0)
 
@@ -57,10 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a scenario file")
     val.add_argument("scenario", type=Path, nargs="+", help="scenario TOML file(s)")
 
+    ver = sub.add_parser("verify", help="check a run's files against its manifest")
+    ver.add_argument("run", type=Path, help="run or sweep folder")
+    ver.add_argument("--quick", action="store_true", help="check sizes only, not SHA-256")
+
     rep = sub.add_parser("report", help="write an HTML report of a run (figures and tables)")
     rep.add_argument("run", type=Path, help="run folder (the --out of progression run)")
     rep.add_argument("--out", type=Path, required=True, help="folder for report.html")
     rep.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    rep.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
 
     swp = sub.add_parser("sweep", help="run a scenario's [sweep]: every point as one job")
     swp.add_argument("scenario", type=Path, help="scenario TOML file with a [sweep] section")
@@ -83,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     exs.add_argument("run", type=Path, help="run folder (the --out of progression run)")
     exs.add_argument("--out", type=Path, required=True, help="folder for the CSV files")
     exs.add_argument("--overwrite", action="store_true", help="replace existing CSV files")
+    exs.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
 
     pw = sub.add_parser("power", help="power and sample size per endpoint by simulated trials")
     pw.add_argument("run", type=Path, help="trial run folder (the --out of progression run)")
@@ -98,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--dropout", help="extra dropout per month on top of the run's")
     pw.add_argument("--enrich", help="screening criterion, e.g. 'dfs >= 0.5' (bare number: dfs)")
     pw.add_argument("--overwrite", action="store_true", help="replace existing results")
+    pw.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
 
     vm = sub.add_parser("validate-model", help="compare shipped scenarios with published figures")
     vm.add_argument("--targets", type=Path, help="targets.toml (default ../shared/calibration/)")
@@ -127,19 +135,55 @@ def _validate_model(args: argparse.Namespace) -> int:
 
 def _export_scans(args: argparse.Namespace) -> int:
     """``progression export-scans``: one CSV per recorded scan (:mod:`progression.export`)."""
-    from progression.export import ExportError, export_scans
+    from progression.export import INCOMPLETE_NOTE, ExportError, export_scans
 
     try:
-        paths = export_scans(args.run, args.out, overwrite=args.overwrite)
+        paths = export_scans(args.run, args.out, overwrite=args.overwrite,
+                             allow_incomplete=args.allow_incomplete)
     except ExportError as e:
         return _fail(str(e))
+    if (args.out / INCOMPLETE_NOTE).is_file():
+        print(f"progression: warning: {(args.out / INCOMPLETE_NOTE).read_text().strip()}",
+              file=sys.stderr)
     print(f"{len(paths)} scans -> {args.out}", file=sys.stderr)
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """``progression verify``: 0 when the run is complete and every file is as recorded, 1
+    when it is incomplete or damaged, 2 when it is not a run."""
+    from progression import lock
+    from progression.manifest import verify_run
+
+    try:
+        v = verify_run(args.run, checksum=not args.quick)
+    except FileNotFoundError:
+        return _fail(f"{args.run} is not a progression run (no manifest.json)")
+    except ValueError as e:
+        return _fail(str(e))
+    m = v.manifest
+    for k, problem in sorted(v.damaged.items()):
+        print(f"{args.run}: chunk {k} damaged: {problem}")
+    if v.unlisted:
+        print(f"{args.run}: {len(v.unlisted)} Parquet files no complete chunk lists (readers "
+              f"ignore them; --resume removes them), e.g. {v.unlisted[0]}")
+    if v.owner is not None:
+        print(f"{args.run}: in use by {lock.describe(v.owner)}")
+    checked = "sizes" if args.quick else "sizes and SHA-256"
+    done = m.totals()["patients"]
+    state = "complete" if m.is_complete() else "incomplete"
+    print(f"{args.run}: {state} run, {done:,} of {m.patients:,} patients "
+          f"({len(m.completed)} of {len(m.chunks)} chunks); {v.files} files, "
+          f"{v.bytes / 1e6:,.1f} MB, {len(v.damaged)} damaged chunks ({checked} checked)")
+    if not m.is_complete() or v.damaged:
+        print(f"{args.run}: complete or repair it with: progression run "
+              f"{args.run / 'scenario.toml'} --out {args.run} --resume")
+    return 0 if v.ok else 1
+
+
 def _sweep(args: argparse.Namespace) -> int:
     """``progression sweep``: plan (validate), check the disk, run, summarise."""
-    from progression.runner import RunError
+    from progression.runner import RunError, RunInterrupted
     from progression.sweep import SweepError, plan_sweep, run_sweep
 
     plan = plan_sweep(args.scenario, patients=args.patients)  # ScenarioError: caller
@@ -148,14 +192,24 @@ def _sweep(args: argparse.Namespace) -> int:
             plan, args.out, workers=args.workers, chunk_size=args.chunk_size,
             scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite, yes=args.yes,
         )
+    except RunInterrupted as e:
+        return _interrupted(e, f"progression sweep {args.scenario} --out {args.out} --resume")
     except (RunError, SweepError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
-        print(f"\nprogression: interrupted; resume with: progression sweep {args.scenario} "
-              f"--out {args.out} --resume", file=sys.stderr)
-        return 130
+        return _interrupted(None, f"progression sweep {args.scenario} --out {args.out} --resume")
     print(summary, file=sys.stderr)
     return 0
+
+
+def _interrupted(e: Exception | None, resume: str) -> int:
+    """Say how to resume; exit 128 + the signal (130 for Ctrl-C, 143 for SIGTERM)."""
+    import signal
+
+    signum = getattr(e, "signum", signal.SIGINT)
+    what = "terminated" if signum == signal.SIGTERM else "interrupted"
+    print(f"\nprogression: {what}; resume with: {resume}", file=sys.stderr)
+    return 128 + int(signum)
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
@@ -200,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return _sensitivity(args)
     if args.command == "export-scans":
         return _export_scans(args)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "power":
         return _power(args)
     if args.command == "validate-model":
@@ -228,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "run":
-            from progression.runner import RunError, run
+            from progression.runner import RunError, RunInterrupted, run
 
             scenario = load_scenario(args.scenario, patients=args.patients, seed=args.seed)
             try:
@@ -241,15 +297,14 @@ def main(argv: list[str] | None = None) -> int:
                     resume=args.resume,
                     overwrite=args.overwrite,
                 )
+            except RunInterrupted as e:
+                return _interrupted(e, f"progression run {args.out / 'scenario.toml'} --out "
+                                       f"{args.out} --resume")
             except RunError as e:
                 return _fail(str(e))
             except KeyboardInterrupt:
-                print(
-                    f"\nprogression: interrupted; resume with: progression run {args.scenario} "
-                    f"--out {args.out} --resume",
-                    file=sys.stderr,
-                )
-                return 130
+                return _interrupted(None, f"progression run {args.scenario} --out {args.out} "
+                                          "--resume")
             print(summary, file=sys.stderr)
             return 0
     except ScenarioError as e:

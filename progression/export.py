@@ -4,9 +4,11 @@ Each scan in ``RUN/scans/`` (recorded when the scenario sets ``[exam.scans]``) b
 ``OUT/p<patient>_<arm>_m<month>_<muscle>_<side>.csv``: a header ``S,A`` and one row per stimulus
 in the order delivered (supramaximal first): ``S`` the stimulus (mA), ``A`` the response
 amplitude (mV), the two columns CMAP-scan MUNE programs read. Numbers are written in Python's
-shortest round-trip form, so reading a file back gives the table's values exactly. Only chunks
-the manifest lists as complete are read. Existing files are never overwritten unless asked, and
-then each file is replaced atomically. This module reads and writes files only; it computes no
+shortest round-trip form, so reading a file back gives the table's values exactly. Only the
+files the manifest lists are read, each checked to have its recorded size; an incomplete run is
+refused unless asked for (``allow_incomplete``), and then ``OUT/INCOMPLETE.txt`` says how much
+of the run the files cover. Existing files are never overwritten unless asked, and then each file
+is replaced atomically. This module reads and writes files only; it computes no
 physiology.
 """
 
@@ -18,9 +20,12 @@ import numpy as np
 import pyarrow.dataset as ds
 
 from progression import storage
+from progression.manifest import Manifest, chunk_problem
 
 #: Columns of an exported scan: stimulus (mA) and amplitude (mV).
 HEADER = "S,A"
+#: Written beside the CSV files when they come from an incomplete run.
+INCOMPLETE_NOTE = "INCOMPLETE.txt"
 
 
 class ExportError(Exception):
@@ -32,27 +37,49 @@ def scan_filename(patient_id: int, arm: str, month: float, muscle: str, side: st
     return f"p{int(patient_id):07d}_{arm}_m{float(month):g}_{muscle}_{side}.csv"
 
 
-def read_scans(run: str | Path) -> dict[str, np.ndarray]:
-    """The scans of a run's complete chunks, sorted by (patient, arm, month, muscle, side) and
-    within a scan in the order delivered; raises :class:`ExportError` if there are none."""
-    run = Path(run)
+def _manifest(run: Path, allow_incomplete: bool) -> Manifest:
+    """The run's manifest, its listed files checked (size); an incomplete run only if allowed."""
     if not run.is_dir():
         raise ExportError(f"{run} is not a folder (expected the --out of progression run)")
     try:
-        manifest = storage.Manifest.load(run)
+        manifest = Manifest.load(run)
     except FileNotFoundError:
         raise ExportError(f"{run} is not a progression run (no {storage.MANIFEST})") from None
     except ValueError as e:
         raise ExportError(str(e)) from None
-    folder = run / "scans"
-    if not folder.is_dir():
+    if not manifest.is_complete() and not allow_incomplete:
+        raise ExportError(
+            f"{run}: {incomplete_note(manifest)}; complete it with: progression run "
+            f"{run / storage.SCENARIO_COPY} --out {run} --resume (or add --allow-incomplete)"
+        )
+    for record in manifest.completed:
+        problem = chunk_problem(run, record, checksum=False)
+        if problem:
+            raise ExportError(f"{run}: damaged run: {problem}; see progression verify {run}")
+    return manifest
+
+
+def incomplete_note(manifest: Manifest) -> str:
+    """``incomplete run: 70 of 300 patients (2 of 8 chunks complete)``."""
+    return (f"incomplete run: {manifest.totals()['patients']:,} of {manifest.patients:,} "
+            f"patients ({len(manifest.completed)} of {len(manifest.chunks)} chunks complete)")
+
+
+def read_scans(run: str | Path, allow_incomplete: bool = False) -> dict[str, np.ndarray]:
+    """The scans of a run's complete chunks, sorted by (patient, arm, month, muscle, side) and
+    within a scan in the order delivered; raises :class:`ExportError` if there are none, or if
+    the run is incomplete and not ``allow_incomplete``."""
+    run = Path(run)
+    manifest = _manifest(run, allow_incomplete)
+    files = [run / f["path"] for record in manifest.completed for f in record["files"]
+             if f["path"].startswith("scans/")]
+    if not (run / "scans").is_dir():
         raise ExportError(
             f"{run} has no recorded scans; record them with [exam.scans] muscles = [...] in the "
             "scenario"
         )
-    complete = sorted(manifest.completed_chunks())
-    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
-    table = dataset.to_table(filter=ds.field("chunk").isin(complete)) if complete else None
+    table = ds.dataset(files, format="parquet", partitioning=ds.HivePartitioning.discover(),
+                       partition_base_dir=str(run / "scans")).to_table() if files else None
     if table is None or table.num_rows == 0:
         raise ExportError(f"{run} has no recorded scans in its complete chunks")
     cols = {
@@ -74,7 +101,9 @@ def read_scans(run: str | Path) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in cols.items()}
 
 
-def export_scans(run: str | Path, out: str | Path, *, overwrite: bool = False) -> list[Path]:
+def export_scans(
+    run: str | Path, out: str | Path, *, overwrite: bool = False, allow_incomplete: bool = False
+) -> list[Path]:
     """Write every recorded scan of ``run`` as a CSV in ``out`` (created if needed).
 
     Args:
@@ -82,11 +111,14 @@ def export_scans(run: str | Path, out: str | Path, *, overwrite: bool = False) -
         out: folder for the CSV files.
         overwrite: replace files that exist already (otherwise an :class:`ExportError` names the
             first one, and nothing is written).
+        allow_incomplete: export the complete chunks of an unfinished run (``OUT/INCOMPLETE.txt``
+            then says how much of the run they cover).
 
     Returns:
         The files written, in scan order.
     """
-    cols = read_scans(run)
+    cols = read_scans(run, allow_incomplete)
+    manifest = Manifest.load(Path(run))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
@@ -104,7 +136,14 @@ def export_scans(run: str | Path, out: str | Path, *, overwrite: bool = False) -
         rows = "".join(f"{float(x)!r},{float(y)!r}\n" for x, y in zip(s[lo:hi], a[lo:hi],
                                                                       strict=True))
         storage.write_text_atomic(path, f"{HEADER}\n{rows}")
+    note = out / INCOMPLETE_NOTE
+    if not manifest.is_complete():
+        storage.write_text_atomic(note, f"These scans come from an {incomplete_note(manifest)} "
+                                        f"in {Path(run).resolve()}.\n")
+    elif note.exists() and overwrite:
+        note.unlink()
     return paths
 
 
-__all__ = ["HEADER", "ExportError", "export_scans", "read_scans", "scan_filename"]
+__all__ = ["HEADER", "INCOMPLETE_NOTE", "ExportError", "export_scans", "incomplete_note",
+           "read_scans", "scan_filename"]

@@ -18,10 +18,14 @@ chunk size. Where the code runs:
 a partition prefix (a sweep's points, :mod:`progression.sweep`): the chunks of all parts form one
 plan, one manifest, one progress bar.
 
-Only this (client) process writes the manifest (see :mod:`progression.storage`), at most once per
-:data:`MANIFEST_INTERVAL` and at the end. Ctrl-C cancels the tasks, closes the cluster, records
-the session as interrupted and raises :class:`RunInterrupted`; ``resume=True`` then redoes only
-the chunks the manifest does not list.
+The run owns its folder from start to end (:mod:`progression.lock`): a second process is refused
+with the owner's name, and the workers stop writing if the run loses the folder. Only this
+(client) process writes the manifest (:mod:`progression.manifest`), at most once per
+:data:`MANIFEST_INTERVAL` and at the end. Ctrl-C or SIGTERM cancels the tasks, closes the
+cluster, records the session as interrupted and raises :class:`RunInterrupted`; ``resume=True``
+then checks every file the manifest lists (size and SHA-256) and redoes the chunks it does not
+list or whose files are damaged. ``overwrite=True`` replaces only a folder that is recognisably a
+run of this program and holds nothing else.
 """
 
 from __future__ import annotations
@@ -35,15 +39,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from progression import storage
-from progression.storage import ChunkRecord, Manifest
+from progression import lock, storage
+from progression.manifest import ChunkRecord, Manifest, enclosing_run, is_run_manifest
 
 SAFE_CHUNK_SIZE = 500
 """Patients per chunk when the engine cannot estimate its memory per patient."""
@@ -55,6 +59,9 @@ MAX_CHUNK_SIZE = 20_000
 """Upper bound on patients per chunk (bounds the work lost when a worker dies)."""
 MANIFEST_INTERVAL = 1.0
 """Seconds between manifest rewrites while chunks complete (always written at the end)."""
+MAX_CHUNKS = 100_000
+"""Most chunks one run may plan (the manifest lists each; 10^9 patients fit at the default
+sizes)."""
 RETRIES = 2
 """Extra attempts for a chunk whose task raised (dask ``retries``). A chunk whose worker process
 died is rescheduled by dask itself (``distributed.scheduler.allowed-failures``, default 3)."""
@@ -67,7 +74,19 @@ class RunError(Exception):
 
 
 class RunInterrupted(RunError):
-    """The run was stopped (Ctrl-C); the folder is left resumable."""
+    """The run was stopped (Ctrl-C or SIGTERM); the folder is left resumable.
+
+    Attributes:
+        signum: the signal that stopped it (``signal.SIGINT`` or ``signal.SIGTERM``).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it ends the run as Ctrl-C does."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,8 @@ class RunSummary:
         wall_seconds: wall time of this call, s.
         unit_steps: motor-unit-steps simulated by this call.
         output_bytes: size of the run folder, bytes.
+        damaged: chunks that the manifest listed as complete but whose files were damaged
+            (missing, truncated, changed), redone by this call: ``{chunk: what was wrong}``.
     """
 
     out: Path
@@ -95,6 +116,7 @@ class RunSummary:
     wall_seconds: float
     unit_steps: int
     output_bytes: int
+    damaged: dict[int, str] = field(default_factory=dict)
 
     @property
     def unit_steps_per_second(self) -> float:
@@ -110,6 +132,7 @@ class RunSummary:
             + f"\npatient-years {years} | wall {_hms(self.wall_seconds)}"
             f" | {self.unit_steps_per_second:.3g} unit-steps/s"
             f" | output {_size(self.output_bytes)}"
+            + "".join(f"\nredone chunk {k}: {why}" for k, why in sorted(self.damaged.items()))
         )
 
     __str__ = format
@@ -119,9 +142,19 @@ class RunSummary:
 
 
 def plan_chunks(n_patients: int, chunk_size: int) -> list[range]:
-    """Patient-id ranges of the chunks: chunk k covers ``[k*size, min(n, (k+1)*size))``."""
+    """Patient-id ranges of the chunks: chunk k covers ``[k*size, min(n, (k+1)*size))``.
+
+    Raises:
+        ValueError: negative or zero sizes, or more than :data:`MAX_CHUNKS` chunks.
+    """
     if n_patients < 0 or chunk_size < 1:
         raise ValueError(f"need n_patients >= 0, chunk_size >= 1; got {n_patients}, {chunk_size}")
+    if -(-n_patients // chunk_size) > MAX_CHUNKS:
+        raise ValueError(
+            f"{n_patients:,} patients in chunks of {chunk_size:,} make "
+            f"{-(-n_patients // chunk_size):,} chunks, more than {MAX_CHUNKS:,}: use a larger "
+            "--chunk-size"
+        )
     return [range(a, min(a + chunk_size, n_patients)) for a in range(0, n_patients, chunk_size)]
 
 
@@ -211,18 +244,23 @@ def run_chunk(
     stop: int,
     simulate: Simulate,
     prefix: str = "",
+    token: str | None = None,
 ) -> ChunkRecord:
     """Simulate patients ``[first, stop)`` and write them as chunk ``chunk`` (runs on a worker).
 
     ``prefix`` is the chunk's partition prefix (e.g. ``point=3``; empty in a plain run).
+    ``token`` is the run's lock token: the folder is touched only while the run still owns it
+    (checked before deleting an earlier attempt's files and before writing).
 
     Any files of an earlier attempt at this chunk are deleted first.
     """
     start = time.perf_counter()
+    _check_owner(Path(out), token, chunk)
     storage.clear_chunk(Path(out), chunk)
     result = simulate(scenario, np.arange(first, stop, dtype=np.int64))
-    meta = storage.file_metadata(scenario.text, scenario.hash, _version())
-    nbytes = storage.write_chunk(
+    meta = storage.file_metadata(scenario.hash, _version())
+    _check_owner(Path(out), token, chunk)
+    files = storage.write_chunk(
         Path(out), chunk, result.tables, metadata=meta, arms=tuple(scenario.arm_names),
         prefix=prefix,
     )
@@ -233,15 +271,24 @@ def run_chunk(
         stop=stop,
         unit_steps=int(result.unit_steps),
         patient_years=None if years is None else float(years),
-        bytes=nbytes,
+        bytes=sum(f["bytes"] for f in files),
         seconds=time.perf_counter() - start,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         tables=sorted(result.tables),
         timings={k: float(v) for k, v in (getattr(result, "timings", None) or {}).items()},
+        files=files,
     )
     del result
     release_memory()
     return record
+
+
+def _check_owner(out: Path, token: str | None, chunk: int) -> None:
+    """Raise :class:`RunError` if the run with ``token`` no longer owns ``out``."""
+    if token is not None and not lock.holds(out, token):
+        raise RunError(
+            f"chunk {chunk} not written: {out} is no longer owned by the run that planned it"
+        )
 
 
 #: Whether this process is the runner's own (the command line), see :func:`claim_process`.
@@ -315,6 +362,42 @@ def _new_manifest(scenario: Any, chunk_size: int, prefixes: tuple[str, ...]) -> 
     )
 
 
+def _check_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse what no flag allows, before this run takes the folder (so nothing of ours is left
+    in a folder that is not a run): a file, a folder inside a run, a non-empty folder without
+    a flag or that is not a run, and (``overwrite``) a run holding entries it did not write."""
+    if resume and overwrite:
+        raise RunError("choose one of --resume and --overwrite, not both")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} exists and is not a folder")
+    outer = enclosing_run(out)
+    if outer is not None:
+        raise RunError(
+            f"{out} is inside the run {outer}: a run there would make it unreadable; choose an "
+            "--out outside it"
+        )
+    if storage.is_empty_dir(out, ignore=(lock.LOCK, storage.TMP_DIR)):
+        return
+    if not (resume or overwrite):
+        raise RunError(
+            f"{out} is not empty: add --resume to continue the run in it "
+            "or --overwrite to replace it"
+        )
+    if not is_run_manifest(out / storage.MANIFEST):
+        raise RunError(
+            f"{out} is not empty and holds no progression {storage.MANIFEST}, so it is not a "
+            "progression run; refusing to resume or overwrite it (choose another --out)"
+        )
+    foreign = storage.foreign_entries(out) if overwrite else []
+    if foreign:
+        raise RunError(
+            f"{out} holds {foreign[0].relative_to(out)}"
+            + (f" and {len(foreign) - 1} more entries" if len(foreign) > 1 else "")
+            + " that progression did not write; refusing to overwrite it (move them away or "
+            "choose another --out)"
+        )
+
+
 def _prepare(
     scenario: Any,
     out: Path,
@@ -323,35 +406,23 @@ def _prepare(
     resume: bool,
     overwrite: bool,
     prefixes: tuple[str, ...] = ("",),
-) -> Manifest:
-    """Check the folder against the flags; return the manifest to continue (saved on disk).
+) -> tuple[Manifest, dict[int, str]]:
+    """Prepare the folder this run owns; return the manifest to continue (saved on disk) and
+    the complete chunks found damaged (``{chunk: problem}``, to be redone).
 
     ``choose_size()`` gives the chunk size of a new run when ``chunk_size`` is None.
     """
-    if resume and overwrite:
-        raise RunError("choose one of --resume and --overwrite, not both")
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out} exists and is not a folder")
     has_manifest = (out / storage.MANIFEST).is_file()
-    if not storage.is_empty_dir(out):
-        if not (resume or overwrite):
-            raise RunError(
-                f"{out} is not empty: add --resume to continue the run in it "
-                "or --overwrite to replace it"
-            )
-        if not has_manifest:
-            raise RunError(
-                f"{out} is not empty and holds no {storage.MANIFEST}, so it is not a progression "
-                "run; refusing to resume or overwrite it (choose another --out)"
-            )
-        if overwrite:
-            storage.clear_dir(out)
-            has_manifest = False
+    if overwrite and has_manifest:
+        if storage.foreign_entries(out):  # appeared since the check: still the user's
+            raise RunError(f"{out} changed while starting; nothing was deleted, try again")
+        storage.clear_run(out)
+        has_manifest = False
     if resume and has_manifest:
         try:
             manifest = Manifest.load(out)
         except ValueError as e:
-            raise RunError(f"cannot resume: {e}") from e
+            raise RunError(f"cannot resume: {e}; use --overwrite to start again") from e
         if manifest.scenario_hash != scenario.hash:
             raise RunError(
                 f"cannot resume {out}: its scenario (sha256 {manifest.scenario_hash[:12]}) differs "
@@ -367,13 +438,19 @@ def _prepare(
                 f"cannot resume {out} with chunk size {chunk_size}: it was planned with "
                 f"{manifest.chunk_size} (leave --chunk-size out)"
             )
+        damaged = manifest.damaged(out)
+        for k in damaged:
+            manifest.forget(k)
         storage.remove_incomplete(out, manifest.completed_chunks())
-        return manifest
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = _new_manifest(scenario, chunk_size or choose_size(), prefixes)
+        manifest.save(out)
+        return manifest, damaged
+    try:
+        manifest = _new_manifest(scenario, chunk_size or choose_size(), prefixes)
+    except ValueError as e:  # too many chunks
+        raise RunError(str(e)) from None
     storage.write_text_atomic(out / storage.SCENARIO_COPY, scenario.text)
     manifest.save(out)
-    return manifest
+    return manifest, {}
 
 
 # ----------------------------------------------------------------------------------- execution
@@ -567,6 +644,7 @@ def run(
     progress: bool | None = None,
     simulate: Simulate | None = None,
     parts: list[tuple[str, Any]] | None = None,
+    after: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Simulate the scenario's cohort into the Parquet dataset ``out``.
 
@@ -588,13 +666,17 @@ def run(
             a sweep's ``("point=3", scenario of point 3)``; all with ``scenario``'s cohort size
             and arms. ``scenario`` then only identifies the job (its hash guards resume; its
             text is ``scenario.toml``). Default: ``[("", scenario)]``.
+        after: called once every chunk is recorded, while this run still owns ``out`` (a
+            sweep writes its points and summary there).
 
     Returns:
         A :class:`RunSummary`; ``str(summary)`` is the text to show the user.
 
     Raises:
-        RunError: the folder or flags refuse the run, or a file cannot be written.
-        RunInterrupted: Ctrl-C; the cluster is closed and ``out`` can be resumed.
+        RunError: the folder or flags refuse the run (another process owns it, it is not a
+            run, it lies inside a run, it holds files this program did not write), or a file
+            cannot be written.
+        RunInterrupted: Ctrl-C or SIGTERM; the cluster is closed and ``out`` can be resumed.
     """
     start = time.monotonic()
     out = Path(out).expanduser().resolve()
@@ -632,24 +714,52 @@ def run(
         return min(size, max(1, scenario.cohort.patients))
 
     try:
-        manifest = _prepare(
-            scenario, out, chunk_size, choose_size, resume, overwrite, tuple(part_of)
-        )
+        _check_folder(out, resume, overwrite)
+        created = not out.exists()
+        try:
+            token = lock.acquire(out)
+        except lock.FolderInUse as e:
+            raise RunError(str(e)) from None
     except OSError as e:
         raise RunError(_os_message(e, out)) from e
+    try:
+        with _sigterm_as_interrupt():
+            return _run_owned(
+                scenario, out, token, start, part_of, simulate, workers, chunk_size, scheduler,
+                resume, overwrite, progress, after, choose_size,
+            )
+    except OSError as e:
+        raise RunError(_os_message(e, out)) from e
+    finally:
+        lock.release(out, token)
+        if created and storage.is_empty_dir(out):
+            out.rmdir()
+
+
+def _run_owned(
+    scenario: Any, out: Path, token: str, start: float, part_of: dict[str, Any],
+    simulate: Simulate, workers: int | None, chunk_size: int | None, scheduler: str | None,
+    resume: bool, overwrite: bool, progress: bool | None, after: Callable[[], None] | None,
+    choose_size: Callable[[], int],
+) -> RunSummary:
+    """:func:`run` once this process owns ``out``: prepare, run the chunks, record them."""
+    manifest, damaged = _prepare(
+        scenario, out, chunk_size, choose_size, resume, overwrite, tuple(part_of)
+    )
     if {manifest.prefix(k) for k in range(len(manifest.chunks))} - set(part_of):
         raise RunError(f"cannot resume {out}: it was planned with other parts (points)")
 
     done = manifest.completed_chunks()
     tasks = [
-        (part_of[manifest.prefix(k)], str(out), k, first, stop, simulate, manifest.prefix(k))
+        (part_of[manifest.prefix(k)], str(out), k, first, stop, simulate, manifest.prefix(k),
+         token)
         for k, (first, stop) in enumerate(manifest.chunks)
         if k not in done
     ]
     session: dict[str, Any] = {
         "started": _now(), "finished": None, "status": "running", "workers": workers,
         "scheduler": scheduler, "chunks_run": 0, "patients_run": 0, "unit_steps": 0,
-        "wall_seconds": 0.0,
+        "wall_seconds": 0.0, "damaged": {str(k): why for k, why in damaged.items()},
     }
     manifest.sessions.append(session)
     bar = _Progress(
@@ -687,15 +797,17 @@ def run(
                 bar.update(record.patients)
         save("complete")
         storage.remove_tmp(out)
-    except KeyboardInterrupt:
-        _save_quietly(save, "interrupted")
+        if after is not None:
+            after()
+    except KeyboardInterrupt as e:
+        signum = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
+        _save_quietly(save, "interrupted" if signum == signal.SIGINT else "terminated")
         raise RunInterrupted(
-            f"interrupted with {len(manifest.completed_chunks())} of {len(manifest.chunks)} "
-            f"chunks complete in {out}; run again with --resume to continue"
+            f"{'interrupted' if signum == signal.SIGINT else 'terminated'} with "
+            f"{len(manifest.completed_chunks())} of {len(manifest.chunks)} chunks complete in "
+            f"{out}; run again with --resume to continue",
+            signum,
         ) from None
-    except OSError as e:
-        _save_quietly(save, "failed")
-        raise RunError(_os_message(e, out)) from e
     except BaseException:
         _save_quietly(save, "failed")
         raise
@@ -712,8 +824,29 @@ def run(
         patient_years=totals["patient_years"],
         wall_seconds=time.monotonic() - start,
         unit_steps=session["unit_steps"],
-        output_bytes=storage.dir_size(out),
+        output_bytes=storage.dir_size(out, exclude=(lock.LOCK,)),
+        damaged=damaged,
     )
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a batch system's time limit) ends the run as Ctrl-C
+    does: tasks cancelled, cluster closed, manifest saved, folder released. Only in the main
+    thread; elsewhere signals are left alone."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _save_quietly(save: Callable[[str], None], status: str) -> None:

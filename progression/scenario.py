@@ -598,7 +598,7 @@ class Scenario:
         """The scenario as run: the file's text with the overrides written into it (comments
         and layout kept, a header comment listing them), so that this text alone reproduces
         the scenario and its hash (``RUN/scenario.toml``)."""
-        return effective_text(self.source_text, self.overrides, self.path, self.hash)
+        return effective_text(self.source_text, self.overrides, self.path, content_hash(self))
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -673,14 +673,20 @@ def parse_scenario(text: str, source: str = "<string>", overrides: dict | None =
         _set_path(raw, key, value, source)
     scenario = _build(Scenario, raw, "", source)
     _check(scenario, source)
-    canonical = json.dumps(_canonical(scenario), separators=(",", ":"))
     return replace(
         scenario,
         path=source,
         source_text=text,
         overrides=tuple((k, _plain(v)) for k, v in (overrides or {}).items()),
-        hash=hashlib.sha256(canonical.encode()).hexdigest(),
+        hash=content_hash(scenario),
     )
+
+
+def content_hash(scenario: Scenario) -> str:
+    """sha256 hex of the validated content (every value, defaults included, in an
+    order-preserving canonical form; not the path, the text or the comments)."""
+    canonical = json.dumps(_canonical(scenario), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 OVERRIDES_HEADER = "# The scenario as run: these overrides are written into the text below."

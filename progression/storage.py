@@ -18,31 +18,33 @@ file. The temporary files live outside the table folders on purpose: polars refu
 folder that holds any file other than ``*.parquet`` (hidden or not), so a leftover from a crash
 there would break every reader.
 
-Completion protocol: workers write a chunk's files and return a small record; only the client
-process (the one that called ``runner.run``) writes ``manifest.json``, always whole (temporary
-file + ``os.replace``). A chunk is complete when, and only when, the manifest lists it, which
-happens after all its files are in place. One writer means no locks and no merge step (file locks
-are unreliable on the network filesystems clusters share); the price is that chunks written but
-not yet recorded when the client dies are redone on ``--resume``, after
-:func:`remove_incomplete` has deleted their leftovers. This module computes no physiology.
+Completion protocol: workers write a chunk's files and return a small record with each file's
+size and SHA-256; only the process that owns the run (:mod:`progression.lock`) writes
+``manifest.json`` (:mod:`progression.manifest`). A chunk is complete when, and only when, the
+manifest lists it, which happens after all its files are in place; chunks written but not yet
+recorded when the owner dies are redone on ``--resume``, after :func:`remove_incomplete` has
+deleted their leftovers. What this program writes into a run folder is exactly
+:func:`foreign_entries`'s complement: anything else there is the user's and is never deleted.
+This module computes no physiology.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from progression.lock import LOCK
 
 TABLES: tuple[str, ...] = ("patients", "visits", "muscles", "events", "scans")
 """Tables a chunk may produce; ``scans`` only when the scenario records them."""
@@ -51,23 +53,30 @@ MANIFEST = "manifest.json"
 TMP_DIR = "_tmp"
 SCENARIO_COPY = "scenario.toml"
 PART = "part-0.parquet"
-MANIFEST_FORMAT = 1
+RUN_FILES: tuple[str, ...] = (MANIFEST, SCENARIO_COPY, LOCK, "points.parquet", "summary.parquet")
+"""Files this program writes at the top of a run folder (a sweep adds points and summary)."""
 
-META_SCENARIO = "progression.scenario"
 META_HASH = "progression.scenario_sha256"
 META_VERSION = "progression.version"
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_.+-]+")
+_UNSAFE_VALUES = frozenset({".", "..", "__HIVE_DEFAULT_PARTITION__"})
+"""Values a hive reader cannot round-trip (the last reads back as null)."""
 _TMP_SUFFIX = ".tmp"
+_HIDDEN_TMP = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
 
 
 def check_partition_value(value: str) -> str:
     """Return ``value`` if it can be a hive partition value as is, else raise ValueError.
 
-    Allowed: letters, digits and ``_ . + -`` (no escaping needed, so every reader agrees).
+    Allowed: letters, digits and ``_ . + -`` (no escaping needed, so every reader agrees), except
+    ``.``, ``..`` and ``__HIVE_DEFAULT_PARTITION__`` (which hive readers turn into null).
     """
-    if not _SAFE_VALUE.fullmatch(value) or value in (".", ".."):
-        raise ValueError(f"arm name {value!r} must use only letters, digits and _ . + -")
+    if not _SAFE_VALUE.fullmatch(value) or value in _UNSAFE_VALUES:
+        raise ValueError(
+            f"arm name {value!r} must use only letters, digits and _ . + - (and not be "
+            "__HIVE_DEFAULT_PARTITION__)"
+        )
     return value
 
 
@@ -85,9 +94,10 @@ def chunk_dirname(chunk: int) -> str:
     return f"chunk={chunk:05d}"
 
 
-def file_metadata(scenario_text: str, scenario_hash: str, version: str) -> dict[str, str]:
-    """Key/value metadata stored in every Parquet file (no wall-clock times, by design)."""
-    return {META_SCENARIO: scenario_text, META_HASH: scenario_hash, META_VERSION: version}
+def file_metadata(scenario_hash: str, version: str) -> dict[str, str]:
+    """Key/value metadata stored in every Parquet file: the scenario's hash and the version (no
+    wall-clock times, by design; the scenario's text is kept once, in ``scenario.toml``)."""
+    return {META_HASH: scenario_hash, META_VERSION: version}
 
 
 # ----------------------------------------------------------------------------------- atomic files
@@ -139,15 +149,27 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as a zstd-compressed Parquet file's bytes."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
 def write_table_atomic(path: Path, table: pa.Table, tmp: Path | None = None) -> int:
     """Write ``table`` as zstd Parquet at ``path`` atomically; return the file size in bytes.
 
     ``tmp`` is the temporary file (same filesystem as ``path``); default: hidden, beside ``path``.
     """
-    path = Path(path)
+    return _write_file(Path(path), parquet_bytes(table), tmp)["bytes"]
+
+
+def _write_file(path: Path, data: bytes, tmp: Path | None = None) -> dict[str, Any]:
+    """Write ``data`` atomically; return ``{"bytes": size, "sha256": digest}`` of what was
+    written (computed from the same bytes, so the record describes the file exactly)."""
     with _atomic_file(path, tmp) as f:
-        pq.write_table(table, f, compression="zstd")
-    return path.stat().st_size
+        f.write(data)
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 # ------------------------------------------------------------------------------------ chunk files
@@ -186,7 +208,7 @@ def write_chunk(
     metadata: dict[str, str],
     arms: tuple[str, ...] = (),
     prefix: str = "",
-) -> int:
+) -> list[dict[str, Any]]:
     """Write one chunk's tables as ``out/<table>/[prefix/]arm=<arm>/chunk=<k>/part-0.parquet``.
 
     Args:
@@ -200,13 +222,14 @@ def write_chunk(
         prefix: hive levels before ``arm=`` (e.g. ``point=3``; see :func:`check_prefix`).
 
     Returns:
-        Bytes written.
+        One record per file written: ``{"path": relative POSIX path, "bytes": size, "sha256":
+        hex digest}`` (what the manifest keeps, see :mod:`progression.manifest`).
     """
     out = Path(out)
     check_prefix(prefix)
     tmp_dir = out / TMP_DIR
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    written = 0
+    files = []
     for name, table in tables.items():
         if name not in TABLES:
             raise ValueError(f"unknown table {name!r}; expected one of {', '.join(TABLES)}")
@@ -222,8 +245,9 @@ def write_chunk(
             folder.mkdir(parents=True, exist_ok=True)
             part = encode_categories(part).replace_schema_metadata(meta)
             tmp = tmp_dir / f"{chunk_dirname(chunk)}.{name}.arm={arm}.{uuid.uuid4().hex[:12]}.tmp"
-            written += write_table_atomic(folder / PART, part, tmp)
-    return written
+            record = _write_file(folder / PART, parquet_bytes(part), tmp)
+            files.append({"path": (folder / PART).relative_to(out).as_posix(), **record})
+    return files
 
 
 def chunk_dirs(out: Path) -> dict[int, list[Path]]:
@@ -251,7 +275,8 @@ def clear_chunk(out: Path, chunk: int) -> None:
 def remove_incomplete(out: Path, complete: set[int]) -> list[Path]:
     """Delete chunk folders not in ``complete`` and all temporary files; return what went.
 
-    Call it only while no chunk is being written (before a run's tasks start).
+    Call it only while no chunk is being written (before a run's tasks start). Only this
+    program's entries are touched (the table folders and ``_tmp``).
     """
     out = Path(out)
     removed: list[Path] = []
@@ -263,11 +288,68 @@ def remove_incomplete(out: Path, complete: set[int]) -> list[Path]:
             for d in dirs:
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d)
-    for tmp in out.rglob(f".*{_TMP_SUFFIX}"):
-        if tmp.is_file():
+    hidden = [p for name in TABLES if (out / name).is_dir() for p in (out / name).rglob(".*")]
+    for tmp in [*out.glob(".*"), *hidden]:
+        if tmp.is_file() and _HIDDEN_TMP.fullmatch(tmp.name):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def foreign_entries(out: Path) -> list[Path]:
+    """Entries of the run folder ``out`` that this program did not write (sorted).
+
+    Ours: :data:`RUN_FILES` and ``_tmp`` at the top (plus hidden temporary files of atomic
+    writes), and in each table folder only hive folders (``key=value``) holding ``part-0.parquet``
+    (or its hidden temporary files). Everything else (a README, a report, another run) is the
+    user's, so a run folder holding it is not overwritten.
+    """
+    out = Path(out)
+    foreign = []
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if name in TABLES and entry.is_dir() and not entry.is_symlink():
+            foreign += _foreign_in_table(entry)
+        elif name == TMP_DIR and entry.is_dir() and not entry.is_symlink():
+            continue
+        elif name in RUN_FILES and entry.is_file() and not entry.is_symlink():
+            continue
+        elif entry.is_file() and _HIDDEN_TMP.fullmatch(name):
+            continue
+        else:
+            foreign.append(entry)
+    return foreign
+
+
+def _foreign_in_table(folder: Path) -> list[Path]:
+    foreign = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            foreign.append(entry)
+        elif entry.is_dir():
+            key, sep, value = entry.name.partition("=")
+            if sep and _SAFE_VALUE.fullmatch(key) and _SAFE_VALUE.fullmatch(value):
+                foreign += _foreign_in_table(entry)
+            else:
+                foreign.append(entry)
+        elif not (entry.name == PART or _HIDDEN_TMP.fullmatch(entry.name)):
+            foreign.append(entry)
+    return foreign
+
+
+def clear_run(out: Path) -> None:
+    """Delete this program's entries of the run folder ``out``, except its lock: the table
+    folders, ``_tmp`` and the run files (call it only when :func:`foreign_entries` is empty)."""
+    out = Path(out)
+    for name in (*TABLES, TMP_DIR):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    for name in RUN_FILES:
+        if name != LOCK:
+            (out / name).unlink(missing_ok=True)
+    for tmp in out.glob(".*"):
+        if tmp.is_file() and _HIDDEN_TMP.fullmatch(tmp.name):
+            tmp.unlink()
 
 
 def missing_files(
@@ -287,183 +369,16 @@ def remove_tmp(out: Path) -> None:
         pass
 
 
-def dir_size(path: Path) -> int:
-    """Total bytes of the regular files under ``path``."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def is_empty_dir(path: Path) -> bool:
-    """True if ``path`` does not exist or is an empty folder."""
+def dir_size(path: Path, exclude: tuple[str, ...] = ()) -> int:
+    """Total bytes of the regular files under ``path``, leaving out the top-level ``exclude``."""
     path = Path(path)
-    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+    return sum(p.stat().st_size for p in path.rglob("*")
+               if p.is_file() and p.relative_to(path).parts[0] not in exclude)
 
 
-def clear_dir(path: Path) -> None:
-    """Delete the contents of folder ``path`` (not the folder itself)."""
-    for p in Path(path).iterdir():
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-
-
-# ----------------------------------------------------------------------------------------- manifest
-
-
-def _rate(amount: float, seconds: float) -> float:
-    return amount / seconds if seconds > 0 else 0.0
-
-
-@dataclass
-class ChunkRecord:
-    """What a worker sends back after writing a chunk (small by design).
-
-    Attributes:
-        chunk: chunk number k.
-        first: first patient id of the chunk.
-        stop: one past its last patient id.
-        unit_steps: motor-unit-steps simulated (units of living patients x months).
-        patient_years: simulated follow-up in patient-years, or None if the engine does not say.
-        bytes: bytes of Parquet written.
-        seconds: wall time of simulate + write on the worker, s.
-        worker: where it ran (host:pid).
-        timings: seconds per engine phase, if the engine reports them.
-        tables: names of the tables written.
-    """
-
-    chunk: int
-    first: int
-    stop: int
-    unit_steps: int
-    patient_years: float | None
-    bytes: int
-    seconds: float
-    worker: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-    tables: list[str] = field(default_factory=list)
-
-    @property
-    def patients(self) -> int:
-        return self.stop - self.first
-
-
-@dataclass
-class Manifest:
-    """The run record in ``DIR/manifest.json``; only the client process writes it.
-
-    Attributes:
-        scenario_hash: sha256 hex of the scenario text (after command-line overrides).
-        version: ``progression.__version__`` that wrote the run.
-        scenario_path: the scenario file as given.
-        patients: cohort size.
-        seed: cohort seed.
-        arms: arm names.
-        chunk_size: patients per chunk.
-        chunks: ``[first, stop)`` patient-id range of each chunk, index = k.
-        prefixes: each chunk's partition prefix (e.g. ``point=3``) when the run holds several
-            scenarios (a sweep); empty for a plain run.
-        completed: records of complete chunks, sorted by k.
-        started: ISO time the first session started (UTC).
-        finished: ISO time the last chunk was recorded, or None while incomplete.
-        sessions: one entry per ``run`` call (start, end, status, workers, chunks and wall time).
-        throughput: totals and rates over all sessions (see :meth:`update_throughput`).
-    """
-
-    scenario_hash: str
-    version: str
-    scenario_path: str
-    patients: int
-    seed: int
-    arms: list[str]
-    chunk_size: int
-    chunks: list[list[int]]
-    completed: list[dict[str, Any]] = field(default_factory=list)
-    started: str | None = None
-    finished: str | None = None
-    sessions: list[dict[str, Any]] = field(default_factory=list)
-    throughput: dict[str, float] = field(default_factory=dict)
-    format: int = MANIFEST_FORMAT
-    prefixes: list[str] = field(default_factory=list)
-
-    def prefix(self, chunk: int) -> str:
-        """Partition prefix of chunk ``chunk`` (``""`` in a plain run)."""
-        return self.prefixes[chunk] if self.prefixes else ""
-
-    def completed_chunks(self) -> set[int]:
-        """Numbers of the complete chunks."""
-        return {int(c["chunk"]) for c in self.completed}
-
-    def is_complete(self) -> bool:
-        return len(self.completed_chunks()) == len(self.chunks)
-
-    def mark_complete(self, record: ChunkRecord) -> None:
-        """Record a chunk whose files are all in place (call :meth:`save` to make it count)."""
-        if list(self.chunks[record.chunk]) != [record.first, record.stop]:
-            raise ValueError(f"chunk {record.chunk} covers {self.chunks[record.chunk]}, not "
-                             f"[{record.first}, {record.stop}]")
-        self.completed = [c for c in self.completed if c["chunk"] != record.chunk]
-        self.completed.append({**asdict(record), "patients": record.patients})
-        self.completed.sort(key=lambda c: c["chunk"])
-
-    def totals(self) -> dict[str, float]:
-        """Sums over complete chunks: patients, unit_steps, patient_years, bytes, chunk_seconds."""
-        recs = self.completed
-        years = [c["patient_years"] for c in recs]
-        return {
-            "patients": sum(c["patients"] for c in recs),
-            "unit_steps": sum(c["unit_steps"] for c in recs),
-            "patient_years": None if any(y is None for y in years) else float(sum(years)),
-            "bytes": sum(c["bytes"] for c in recs),
-            "chunk_seconds": sum(c["seconds"] for c in recs),
-        }
-
-    def update_throughput(self) -> None:
-        """Rates over complete chunks and the sessions' summed wall time (s)."""
-        t = self.totals()
-        wall = sum(s.get("wall_seconds", 0.0) for s in self.sessions)
-        cpu = t["chunk_seconds"]
-        self.throughput = {
-            "wall_seconds": wall,
-            "patients": t["patients"],
-            "unit_steps": t["unit_steps"],
-            "patient_years": t["patient_years"],
-            "patients_per_second": _rate(t["patients"], wall),
-            "unit_steps_per_second": _rate(t["unit_steps"], wall),
-            "chunk_seconds": cpu,
-            "unit_steps_per_chunk_second": _rate(t["unit_steps"], cpu),
-        }
-        for c in self.completed:  # engine phases, summed over chunks: "seconds.<phase>"
-            for phase, seconds in c.get("timings", {}).items():
-                key = f"seconds.{phase}"
-                self.throughput[key] = self.throughput.get(key, 0.0) + seconds
-
-    def to_json(self) -> str:
-        """JSON with one line per key, and per item of the chunk and session lists."""
-        lines = []
-        for key, value in asdict(self).items():
-            if isinstance(value, list) and value and isinstance(value[0], list | dict):
-                text = "[\n" + ",\n".join(f"  {json.dumps(v)}" for v in value) + "\n ]"
-            else:
-                text = json.dumps(value)
-            lines.append(f" {json.dumps(key)}: {text}")
-        return "{\n" + ",\n".join(lines) + "\n}\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        data = json.loads(text)
-        if data.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"manifest format {data.get('format')!r}, expected {MANIFEST_FORMAT}")
-        return cls(**data)
-
-    def save(self, out: Path) -> None:
-        """Write ``out/manifest.json`` atomically."""
-        write_text_atomic(Path(out) / MANIFEST, self.to_json())
-
-    @classmethod
-    def load(cls, out: Path) -> Manifest:
-        """Read ``out/manifest.json`` (FileNotFoundError if absent, ValueError if unreadable)."""
-        path = Path(out) / MANIFEST
-        try:
-            return cls.from_json(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, TypeError, KeyError) as e:
-            raise ValueError(f"{path} is not a progression manifest: {e}") from e
+def is_empty_dir(path: Path, ignore: tuple[str, ...] = ()) -> bool:
+    """True if ``path`` does not exist or is a folder holding nothing but ``ignore``."""
+    path = Path(path)
+    return not path.exists() or (
+        path.is_dir() and all(p.name in ignore for p in path.iterdir())
+    )

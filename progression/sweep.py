@@ -524,7 +524,7 @@ def estimate_bytes(
     """Estimated bytes of the sweep's tables, from a small pilot simulated in memory.
 
     :data:`PILOT_PATIENTS` patients at up to :data:`PILOT_POINTS` points spread over the design
-    give the bytes per patient (Parquet, zstd) and per file (metadata: the scenario text); the
+    give the bytes per patient (Parquet, zstd) and per file (schema and metadata); the
     estimate is ``files x bytes per file + patients x bytes per patient``, times
     :data:`ESTIMATE_MARGIN`. Nothing is written.
     """
@@ -538,7 +538,7 @@ def estimate_bytes(
     for i in picks:
         s = plan.scenarios[i]
         result = simulate(s, np.arange(patients, dtype=np.int64))
-        meta = storage.file_metadata(s.text, s.hash, "0")
+        meta = storage.file_metadata(s.hash, "0")
         tables_per_chunk = len(result.tables)
         for table in result.tables.values():
             empty = _parquet_bytes(table.slice(0, 0).drop_columns(["arm"]), meta)
@@ -640,13 +640,17 @@ def run_sweep(
                 "free space, reduce the sweep, or add --yes to run anyway"
             )
     parts = [(f"point={p.point}", s) for p, s in zip(plan.points, plan.scenarios, strict=True)]
+    summary_path = out / SUMMARY
+
+    def write_results() -> None:  # while the sweep still owns its folder
+        write_points(out, plan.spec, plan.points, plan.integers)
+        table = summarize_sweep(out, [p.point for p in plan.points], metrics)
+        storage.write_table_atomic(summary_path, table.to_arrow())
+
     summary = runner.run(
         plan.job, out, workers=workers, chunk_size=chunk_size, scheduler=scheduler,
         resume=resume, overwrite=overwrite, progress=progress, simulate=simulate, parts=parts,
+        after=write_results,
     )
-    points_path = write_points(out, plan.spec, plan.points, plan.integers)
-    table = summarize_sweep(out, [p.point for p in plan.points], metrics)
-    summary_path = out / SUMMARY
-    storage.write_table_atomic(summary_path, table.to_arrow())
-    return SweepSummary(summary, len(plan.points), estimate, summary_path, points_path)
+    return SweepSummary(summary, len(plan.points), estimate, summary_path, out / POINTS)
 

@@ -31,7 +31,7 @@ import polars as pl
 import pytest
 
 from progression import storage
-from progression.storage import Manifest
+from progression.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "als_natural_history.toml"

@@ -23,8 +23,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from progression import runner, storage
+from progression.manifest import Manifest
 from progression.runner import RunError, RunInterrupted, plan_chunks, run
-from progression.storage import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -351,7 +351,7 @@ def test_io_error_without_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_chunk_files_must_be_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker writing to its own disk (``out`` not shared) is caught, not recorded."""
-    monkeypatch.setattr(storage, "write_chunk", lambda *a, **kw: 0)
+    monkeypatch.setattr(storage, "write_chunk", lambda *a, **kw: [])
     with pytest.raises(RunError, match="not visible here.*share"):
         run_fake(tmp_path / "run")
     assert not Manifest.load(tmp_path / "run").completed

@@ -20,6 +20,7 @@ from analysis.outcomes import OUTCOMES, open_sweep, summarize_sweep
 from analysis.sensitivity import sensitivity
 from progression import cli, storage
 from progression import sweep as sw
+from progression.manifest import Manifest
 from progression.runner import run
 from progression.scenario import ScenarioError, Sweep, SweepParameter, load_scenario
 
@@ -147,7 +148,7 @@ def test_tiny_sweep_writes_points_tables_and_summary(tiny):
         for k in (0, 1):
             parts = list((out / name / f"point={k}" / "arm=natural_history").glob("chunk=*"))
             assert len(parts) == 2 and all((p / storage.PART).is_file() for p in parts)
-    manifest = storage.Manifest.load(out)
+    manifest = Manifest.load(out)
     assert manifest.is_complete() and manifest.patients == 8
     assert manifest.prefixes == ["point=0", "point=0", "point=1", "point=1"]
     points = pl.read_parquet(out / sw.POINTS)
