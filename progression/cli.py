@@ -218,13 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command == "validate":
+            # Every file is checked: an ok line for each good one, an error line for each bad one.
+            status = 0
             for path in args.scenario:
-                s = load_scenario(path)
+                try:
+                    s = load_scenario(path)
+                except ScenarioError as e:
+                    status = _fail(str(e))
+                    continue
                 print(
                     f"{path}: ok ({s.name}; {s.cohort.patients} patients, arms: "
                     f"{', '.join(s.arm_names)}; hash {s.hash[:12]})"
                 )
-            return 0
+            return status
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "run":
