@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 import tomllib
 import types
@@ -610,6 +611,9 @@ class Scenario:
 # ---------------------------------------------------------------------------------------------
 # Loading and validation
 
+#: The largest scenario file :func:`load_scenario` reads (bytes): 1 MiB, far above any real one.
+MAX_SCENARIO_BYTES = 2**20
+
 
 def load_scenario(
     path: str | Path,
@@ -621,7 +625,8 @@ def load_scenario(
     """Read and validate a scenario file; raise :class:`ScenarioError` on any problem.
 
     Args:
-        path: the TOML file (UTF-8, with or without a byte-order mark).
+        path: the TOML file (UTF-8, with or without a byte-order mark; at most
+            :data:`MAX_SCENARIO_BYTES`).
         patients, seed: command-line overrides of ``cohort.patients`` and ``cohort.seed``.
         overrides: further key-path overrides, e.g. ``{"disease.lmn.speed.median": 0.05}``.
             A value of ``None`` removes the key (TOML has no null): switching
@@ -630,9 +635,16 @@ def load_scenario(
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SCENARIO_BYTES + 1)  # a larger file is refused, not read whole
+            size = os.fstat(fh.fileno()).st_size
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read scenario file: {e.strerror or e}") from None
+    if len(data) > MAX_SCENARIO_BYTES:
+        # A pipe has no size (st_size 0): then say only that it is too large.
+        n = str(size) if size > MAX_SCENARIO_BYTES else f"more than {MAX_SCENARIO_BYTES}"
+        limit = f"{MAX_SCENARIO_BYTES / 2**20:g} MiB"
+        raise ScenarioError(f"{path}: {n} bytes; a scenario file may be at most {limit}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -658,6 +670,8 @@ def parse_scenario(text: str, source: str = "<string>", overrides: dict | None =
     phenotypes, which the draws follow).
     """
     raw = _parse_toml(text, source)
+    if not raw:  # 0 bytes, or only whitespace and comments
+        raise ScenarioError(f"{source}: the scenario file is empty")
     for key, value in (overrides or {}).items():
         _set_path(raw, key, value, source)
     scenario = _build(Scenario, raw, "", source)

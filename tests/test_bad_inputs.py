@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from progression import cli
+from progression.scenario import (
+    MAX_SCENARIO_BYTES,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+)
 from tests.conftest import SCENARIOS
 
 ALS = SCENARIOS / "als_natural_history.toml"
@@ -42,3 +50,61 @@ def test_validate_all_good_exits_0(capsys) -> None:
     assert cli.main(["validate", str(ALS), str(ALS)]) == 0
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 2 and err == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario files: empty, too large
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"  \n\t\n", b"# a comment\n\n   # another\n", b"\xef\xbb\xbf\r\n"],
+    ids=["0-bytes", "whitespace", "comments", "bom-only"],
+)
+def test_empty_scenario_file(tmp_path: Path, capsys, content: bytes) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_bytes(content)
+    assert cli.main(["validate", str(empty)]) == 2
+    assert _one_error(capsys) == f"{empty}: the scenario file is empty"
+    with pytest.raises(ScenarioError, match="^inline: the scenario file is empty$"):
+        parse_scenario(content.decode("utf-8-sig"), "inline")
+
+
+def test_empty_scenario_file_run_writes_nothing(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_bytes(b"")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(empty), "--out", str(out), "--workers", "1"]) == 2
+    assert _one_error(capsys) == f"{empty}: the scenario file is empty"
+    assert not out.exists()
+
+
+def _padded(size: int) -> bytes:
+    """The ALS scenario padded with a comment to exactly ``size`` bytes."""
+    text = ALS.read_bytes().rstrip(b"\n") + b"\n# "
+    return text + b"x" * (size - len(text) - 1) + b"\n"
+
+
+def test_scenario_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.toml"
+    path.write_bytes(_padded(MAX_SCENARIO_BYTES))
+    assert path.stat().st_size == MAX_SCENARIO_BYTES == 2**20
+    assert load_scenario(path).name == load_scenario(ALS).name
+
+
+def test_scenario_file_over_the_limit_is_refused(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "big.toml"
+    path.write_bytes(_padded(MAX_SCENARIO_BYTES + 1))
+    expected = f"{path}: {2**20 + 1} bytes; a scenario file may be at most 1 MiB"
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value) == expected
+    assert cli.main(["validate", str(path)]) == 2
+    assert _one_error(capsys) == expected
+
+
+def test_scenario_size_is_checked_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff" * (3 * 2**20))  # not UTF-8, and too large: the size is reported
+    with pytest.raises(ScenarioError, match=r": 3145728 bytes; a scenario file may be at most"):
+        load_scenario(path)
