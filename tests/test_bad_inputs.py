@@ -3,6 +3,7 @@ was expected, exit code 2, a traceback never, and nothing written."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from progression import cli
 from progression.scenario import (
     MAX_SCENARIO_BYTES,
+    Cohort,
     ScenarioError,
     load_scenario,
     parse_scenario,
@@ -108,3 +110,51 @@ def test_scenario_size_is_checked_before_decoding(tmp_path: Path) -> None:
     path.write_bytes(b"\xff" * (3 * 2**20))  # not UTF-8, and too large: the size is reported
     with pytest.raises(ScenarioError, match=r": 3145728 bytes; a scenario file may be at most"):
         load_scenario(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# --patients and --seed beyond the scenario schema's maxima
+
+
+def _cohort_maximum(key: str) -> int:
+    return next(f.metadata["hi"] for f in dataclasses.fields(Cohort) if f.name == key)
+
+
+PATIENTS_MAX = _cohort_maximum("patients")
+SEED_MAX = _cohort_maximum("seed")
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "maximum"),
+    [
+        ("run", "--patients", PATIENTS_MAX),
+        ("run", "--seed", SEED_MAX),
+        ("sweep", "--patients", PATIENTS_MAX),
+        ("validate-model", "--patients", PATIENTS_MAX),
+        ("validate-model", "--seed", SEED_MAX),
+    ],
+)
+def test_option_beyond_the_schema_maximum_names_the_option(
+    tmp_path: Path, capsys, command: str, option: str, maximum: int
+) -> None:
+    out = tmp_path / "out"
+    scenario = [] if command == "validate-model" else [str(SCENARIOS / "sensitivity_als.toml")]
+    too_many = str(maximum + 1)
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, *scenario, "--out", str(out), option, too_many])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "scenario" not in err.splitlines()[-1]
+    assert err.splitlines()[-1] == (
+        f"progression {command}: error: argument {option}: "
+        f"expected at most {maximum}, got {too_many!r}"
+    )
+    assert not out.exists()
+
+
+def test_option_at_the_schema_maximum_is_accepted(tmp_path: Path) -> None:
+    args = cli.build_parser().parse_args(
+        ["run", str(ALS), "--out", str(tmp_path), "--patients", str(PATIENTS_MAX),
+         "--seed", str(SEED_MAX)]
+    )
+    assert (args.patients, args.seed) == (10**9, 2**63 - 1)
