@@ -990,6 +990,8 @@ def _dist(value: Any, key: str, f, source: str) -> Dist:
 
 #: Arm names become folder names (``arm=<name>``): letters, digits, ``_`` and ``-`` only.
 _ARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: The folder name that hive partitioning (polars, pyarrow) reads back as a null value.
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 def _check(s: Scenario, source: str) -> None:
@@ -1005,6 +1007,12 @@ def _check(s: Scenario, source: str) -> None:
                 source,
                 _join("cohort.arms", arm),
                 "an arm name of letters, digits, _ and - (it names an output folder)",
+            )
+        if arm == _HIVE_NULL:
+            raise _err(
+                source,
+                _join("cohort.arms", arm),
+                f"an arm name other than {_HIVE_NULL} (its folder reads back as a missing arm)",
             )
     if not s.phenotypes:
         raise _err(source, "phenotypes", "at least one [phenotypes.<NAME>] table")

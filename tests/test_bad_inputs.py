@@ -158,3 +158,22 @@ def test_option_at_the_schema_maximum_is_accepted(tmp_path: Path) -> None:
          "--seed", str(SEED_MAX)]
     )
     assert (args.patients, args.seed) == (10**9, 2**63 - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# An arm name that hive partitioning reads back as null
+
+
+def test_hive_default_partition_arm_name_is_refused(tmp_path: Path, capsys) -> None:
+    text = ALS.read_text() + "\n[cohort.arms.__HIVE_DEFAULT_PARTITION__]\n"
+    path = tmp_path / "hive.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(path), "--out", str(out), "--patients", "20",
+                     "--workers", "1"]) == 2
+    message = _one_error(capsys)
+    assert message.startswith(f"{path}: cohort.arms.__HIVE_DEFAULT_PARTITION__: expected ")
+    assert "missing" in message
+    assert not out.exists()
+    with pytest.raises(ScenarioError, match=r"cohort\.arms\.__HIVE_DEFAULT_PARTITION__: "):
+        load_scenario(ALS, overrides={"cohort.arms": {"__HIVE_DEFAULT_PARTITION__": {}}})
