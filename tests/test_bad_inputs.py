@@ -177,3 +177,38 @@ def test_hive_default_partition_arm_name_is_refused(tmp_path: Path, capsys) -> N
     assert not out.exists()
     with pytest.raises(ScenarioError, match=r"cohort\.arms\.__HIVE_DEFAULT_PARTITION__: "):
         load_scenario(ALS, overrides={"cohort.arms": {"__HIVE_DEFAULT_PARTITION__": {}}})
+
+
+# ---------------------------------------------------------------------------------------------
+# progression validate-model --targets FILE
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('title = "no targets here"\n',
+         "expected at least one [[target]] table with id and value; found none"),
+        ("", "expected at least one [[target]] table with id and value; found none"),
+        ("target = 3\n", "target: expected [[target]] tables with id and value, got 3"),
+        ("x = \n", "malformed TOML: Invalid value (at line 1, column 5)"),
+        ('[[target]]\nid = "a"\n', "target #1: expected 'id' and 'value'; 'value' is missing"),
+        ("[[target]]\nvalue = 1\n", "target #1: expected 'id' and 'value'; 'id' is missing"),
+        ('[[target]]\nid = "a"\nvalue = "abc"\n',
+         "target #1 ('a'): value: expected a number or a list of numbers, got 'abc'"),
+        ('[[target]]\nid = "a"\nvalue = 1\nrange = 3\n',
+         "target #1 ('a'): range: expected [low, high], got 3"),
+    ],
+    ids=["no-target", "0-bytes", "not-tables", "malformed", "no-value", "no-id", "bad-value",
+         "bad-range"],
+)
+def test_validate_model_bad_targets_file(
+    tmp_path: Path, capsys, content: str, expected: str
+) -> None:
+    targets = tmp_path / "targets.toml"
+    targets.write_text(content)
+    out = tmp_path / "validation"
+    code = cli.main(["validate-model", "--targets", str(targets), "--out", str(out),
+                     "--patients", "20", "--workers", "1"])
+    assert code == 2
+    assert _one_error(capsys) == f"{targets}: {expected}"
+    assert not out.exists()
