@@ -212,3 +212,32 @@ def test_validate_model_bad_targets_file(
     assert code == 2
     assert _one_error(capsys) == f"{targets}: {expected}"
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# report and power: --out an existing file
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    """A 20-patient ALS natural history run, shared by the tests that read a run."""
+    run = tmp_path_factory.mktemp("run") / "als"
+    code = cli.main(["run", str(ALS), "--out", str(run), "--patients", "20", "--workers", "1"])
+    assert code == 0
+    return run
+
+
+@pytest.mark.parametrize("command", ["report", "power"])
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["", "overwrite"])
+def test_out_that_is_a_file_is_refused_untouched(
+    small_run: Path, tmp_path: Path, capsys, command: str, overwrite: list[str]
+) -> None:
+    capsys.readouterr()  # the fixture's run summary
+    out = tmp_path / "F"
+    out.write_text("keep me\n")
+    before = out.stat()
+    assert cli.main([command, str(small_run), "--out", str(out), *overwrite]) == 2
+    assert _one_error(capsys) == f"{out} exists and is not a folder"
+    after = out.stat()
+    assert out.read_text() == "keep me\n" and after.st_mtime_ns == before.st_mtime_ns
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["F"]
