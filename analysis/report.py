@@ -835,9 +835,12 @@ def write_report(run: str | Path, out: str | Path, overwrite: bool = False) -> P
     """Write ``out/report.html`` for the run folder ``run``; returns its path.
 
     Raises:
-        ReportError: ``run`` is not a run folder, or the report exists and not ``overwrite``.
+        ReportError: ``out`` is an existing file, ``run`` is not a run folder, or the report
+            exists and not ``overwrite``.
     """
     run, out = Path(run), Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out} exists and is not a folder")
     if not (run / "patients").is_dir():
         raise ReportError(f"{run}: not a progression run (no patients/ table)")
     target = out / "report.html"

@@ -148,17 +148,42 @@ def load_targets(path: str | Path) -> list[Target]:
     """The targets of a ``targets.toml`` file, in file order.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: a target without ``id`` or ``value``.
+        OSError: the file cannot be read. ValueError: one line naming the file and what was
+            expected (malformed TOML, no ``[[target]]`` tables, a target without ``id`` or
+            ``value``, a value or range that is not numbers).
     """
     path = Path(path)
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: malformed TOML: {e}") from None
+    tables = data.get("target", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ValueError(
+            f"{path}: target: expected [[target]] tables with id and value, got {tables!r:.60}"
+        )
+    if not tables:
+        raise ValueError(
+            f"{path}: expected at least one [[target]] table with id and value; found none"
+        )
     out = []
-    for i, t in enumerate(data.get("target", [])):
-        if "id" not in t or "value" not in t:
-            raise ValueError(f"{path}: target #{i + 1}: expected 'id' and 'value'")
-        value = t["value"]
+    for i, t in enumerate(tables):
+        for key in ("id", "value"):
+            if key not in t:
+                raise ValueError(
+                    f"{path}: target #{i + 1}: expected 'id' and 'value'; {key!r} is missing"
+                )
+        where = f"{path}: target #{i + 1} ({t['id']!r:.40})"
+        value, rng = t["value"], t.get("range")
+        if not all(map(_is_number, value if isinstance(value, list) else [value])):
+            raise ValueError(
+                f"{where}: value: expected a number or a list of numbers, got {value!r:.60}"
+            )
         value = tuple(float(v) for v in value) if isinstance(value, list) else (float(value),)
-        rng = t.get("range")
+        if rng is not None and not (
+            isinstance(rng, list) and len(rng) == 2 and all(map(_is_number, rng))
+        ):
+            raise ValueError(f"{where}: range: expected [low, high], got {rng!r:.60}")
         note = "; ".join(str(t[k]) for k in ("note", "range_note") if k in t)
         out.append(
             Target(
@@ -173,6 +198,11 @@ def load_targets(path: str | Path) -> list[Target]:
             )
         )
     return out
+
+
+def _is_number(x: object) -> bool:
+    """A TOML integer or float (not a boolean)."""
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)

@@ -1020,6 +1020,8 @@ def power_command(
         PowerError: any request error, as one line.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PowerError(f"{out} exists and is not a folder")
     if (out / "power.parquet").exists() and not overwrite:
         raise PowerError(f"{out} already holds power.parquet; use --overwrite or another --out")
     if not (Path(run) / "patients").is_dir():

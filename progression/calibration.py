@@ -102,8 +102,10 @@ def load_targets(path: str | Path | None) -> list[T.Target]:
         )
     try:
         return T.load_targets(path)
-    except (ValueError, OSError) as e:
-        raise CalibrationError(f"{path}: cannot read targets: {e}") from None
+    except ValueError as e:  # one line that names the file
+        raise CalibrationError(str(e)) from None
+    except OSError as e:
+        raise CalibrationError(f"{path}: cannot read targets: {e.strerror or e}") from None
 
 
 def validate_model(

@@ -14,8 +14,19 @@ from pathlib import Path
 from progression import __version__
 
 
-def _integer(minimum: int):
-    """An argparse type: an integer of at least ``minimum``."""
+def _cohort_maximum(key: str) -> int:
+    """The largest ``cohort.<key>`` a scenario may have: the schema's ``_range`` metadata."""
+    from dataclasses import fields
+
+    from progression.scenario import Cohort
+
+    return next(f.metadata["hi"] for f in fields(Cohort) if f.name == key)
+
+
+def _integer(minimum: int, maximum_of: str | None = None):
+    """An argparse type: an integer of at least ``minimum`` and, if ``maximum_of`` names a
+    ``cohort`` key that the option overrides, at most that key's maximum (so that the error
+    names the option, not the scenario file)."""
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
 
     def parse(text: str) -> int:
@@ -25,6 +36,9 @@ def _integer(minimum: int):
             value = minimum - 1
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        maximum = _cohort_maximum(maximum_of) if maximum_of else None
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum}, got {text!r}")
         return value
 
     return parse
@@ -32,7 +46,8 @@ def _integer(minimum: int):
 
 _INCOMPLETE_HELP = "read the complete chunks of an unfinished run (said on every output)"
 _positive_int = _integer(1)
-_seed = _integer(0)
+_patients = _integer(1, "patients")
+_seed = _integer(0, "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a scenario and write a Parquet dataset")
     run.add_argument("scenario", type=Path, help="scenario TOML file")
     run.add_argument("--out", type=Path, required=True, help="output folder")
-    run.add_argument("--patients", type=_positive_int, help="override cohort.patients")
+    run.add_argument("--patients", type=_patients, help="override cohort.patients")
     run.add_argument("--seed", type=_seed, help="override cohort.seed")
     run.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
     run.add_argument("--chunk-size", type=_positive_int, help="patients per chunk")
@@ -71,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp = sub.add_parser("sweep", help="run a scenario's [sweep]: every point as one job")
     swp.add_argument("scenario", type=Path, help="scenario TOML file with a [sweep] section")
     swp.add_argument("--out", type=Path, required=True, help="output folder")
-    swp.add_argument("--patients", type=_positive_int, help="override cohort.patients (per point)")
+    swp.add_argument("--patients", type=_patients, help="override cohort.patients (per point)")
     swp.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
     swp.add_argument("--chunk-size", type=_positive_int, help="patients per chunk")
     swp.add_argument("--scheduler", help="address of a running dask scheduler (tcp://host:port)")
@@ -109,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     vm = sub.add_parser("validate-model", help="compare shipped scenarios with published figures")
     vm.add_argument("--targets", type=Path, help="targets.toml (default ../shared/calibration/)")
-    vm.add_argument("--patients", type=_positive_int, help="patients per scenario (default 500)")
+    vm.add_argument("--patients", type=_patients, help="patients per scenario (default 500)")
     vm.add_argument("--out", type=Path, default=Path("validation"), help="folder (runs/, .md)")
     vm.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
     vm.add_argument("--seed", type=_seed, help="override every scenario's seed")
@@ -274,13 +289,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command == "validate":
+            # Every file is checked: an ok line for each good one, an error line for each bad one.
+            status = 0
             for path in args.scenario:
-                s = load_scenario(path)
+                try:
+                    s = load_scenario(path)
+                except ScenarioError as e:
+                    status = _fail(str(e))
+                    continue
                 print(
                     f"{path}: ok ({s.name}; {s.cohort.patients} patients, arms: "
                     f"{', '.join(s.arm_names)}; hash {s.hash[:12]})"
                 )
-            return 0
+            return status
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "run":

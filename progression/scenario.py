@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import tomllib
 import types
@@ -621,6 +622,9 @@ class Scenario:
 # ---------------------------------------------------------------------------------------------
 # Loading and validation
 
+#: The largest scenario file :func:`load_scenario` reads (bytes): 1 MiB, far above any real one.
+MAX_SCENARIO_BYTES = 2**20
+
 
 def load_scenario(
     path: str | Path,
@@ -632,7 +636,8 @@ def load_scenario(
     """Read and validate a scenario file; raise :class:`ScenarioError` on any problem.
 
     Args:
-        path: the TOML file (UTF-8, with or without a byte-order mark).
+        path: the TOML file (UTF-8, with or without a byte-order mark; at most
+            :data:`MAX_SCENARIO_BYTES`).
         patients, seed: command-line overrides of ``cohort.patients`` and ``cohort.seed``.
         overrides: further key-path overrides, e.g. ``{"disease.lmn.speed.median": 0.05}``.
             A value of ``None`` removes the key (TOML has no null): switching
@@ -641,9 +646,16 @@ def load_scenario(
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SCENARIO_BYTES + 1)  # a larger file is refused, not read whole
+            size = os.fstat(fh.fileno()).st_size
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read scenario file: {e.strerror or e}") from None
+    if len(data) > MAX_SCENARIO_BYTES:
+        # A pipe has no size (st_size 0): then say only that it is too large.
+        n = str(size) if size > MAX_SCENARIO_BYTES else f"more than {MAX_SCENARIO_BYTES}"
+        limit = f"{MAX_SCENARIO_BYTES / 2**20:g} MiB"
+        raise ScenarioError(f"{path}: {n} bytes; a scenario file may be at most {limit}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -669,6 +681,8 @@ def parse_scenario(text: str, source: str = "<string>", overrides: dict | None =
     phenotypes, which the draws follow).
     """
     raw = _parse_toml(text, source)
+    if not raw:  # 0 bytes, or only whitespace and comments
+        raise ScenarioError(f"{source}: the scenario file is empty")
     for key, value in (overrides or {}).items():
         _set_path(raw, key, value, source)
     scenario = _build(Scenario, raw, "", source)
@@ -1019,6 +1033,8 @@ def _dist(value: Any, key: str, f, source: str) -> Dist:
 
 #: Arm names become folder names (``arm=<name>``): letters, digits, ``_`` and ``-`` only.
 _ARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: The folder name that hive partitioning (polars, pyarrow) reads back as a null value.
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 def _check(s: Scenario, source: str) -> None:
@@ -1034,6 +1050,12 @@ def _check(s: Scenario, source: str) -> None:
                 source,
                 _join("cohort.arms", arm),
                 "an arm name of letters, digits, _ and - (it names an output folder)",
+            )
+        if arm == _HIVE_NULL:
+            raise _err(
+                source,
+                _join("cohort.arms", arm),
+                f"an arm name other than {_HIVE_NULL} (its folder reads back as a missing arm)",
             )
     if not s.phenotypes:
         raise _err(source, "phenotypes", "at least one [phenotypes.<NAME>] table")
