@@ -617,6 +617,7 @@ def load_trial(
     run: str | Path,
     endpoints: Sequence[str] | str | None = None,
     options: TrialOptions | None = None,
+    tables: Mapping[str, pl.LazyFrame] | None = None,
 ) -> TrialData:
     """Per-patient summaries of ``endpoints`` for every enrolled patient and arm copy.
 
@@ -624,6 +625,7 @@ def load_trial(
         run: the run folder (its ``scenario.toml`` names the arms and the trial).
         endpoints: names from :data:`ENDPOINTS` (default all).
         options: the analysis window, extra dropout and enrichment.
+        tables: the run's lazy tables if the caller opened them (default ``open_run(run)``).
 
     Raises:
         EndpointError: no treatment arm, unknown endpoint, bad window or enrichment.
@@ -637,7 +639,8 @@ def load_trial(
     design = trial_design(run)
     T, times = window(design, options)
     muscle_columns = [getattr(e.measure, "muscle_column", None) for e in chosen]
-    tables = TrialTables(open_run(run), T, [c for c in muscle_columns if c])
+    tables = TrialTables(open_run(run) if tables is None else tables, T,
+                         [c for c in muscle_columns if c])
     follow, screening = trial_patients(tables, design, options)
     ids = screening["patient_id"]
     arms = (design.placebo, *design.treatments)

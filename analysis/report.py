@@ -30,7 +30,7 @@ from analysis.emergence import (
     phenotype_emergence,
     time_to_diagnosis,
 )
-from analysis.io import open_run, patients
+from analysis.io import RunReadError, open_run, patients, run_status
 from analysis.spread import SPLIT_RATIO, split_hand_summary, spread_matrix, spread_times
 from analysis.survival import kaplan_meier, median_survival, survival_at
 from analysis.trajectories import MUSCLE_TESTS, TESTS, slopes, trajectory_quartiles
@@ -187,9 +187,10 @@ def _sorted_groups(values: Sequence[str], order: Sequence[str]) -> list[str]:
 class _Report:
     """Builds the report's sections from one run."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, allow_incomplete: bool = False):
         self.path = path
-        self.run = open_run(path)
+        self.status = run_status(path)
+        self.run = open_run(path, allow_incomplete=allow_incomplete, status=self.status)
         self.fig_no = 0
         self.tab_no = 0
         cohort = patients(
@@ -775,6 +776,7 @@ body { font-family: Georgia, 'DejaVu Serif', serif; max-width: 60rem; margin: 2r
 h1 { font-size: 1.7rem; margin-bottom: 0.2rem; }
 h2 { font-size: 1.3rem; margin-top: 2.4rem; border-bottom: 1px solid #ccc; }
 .meta { color: #666; font-size: 0.85rem; font-family: sans-serif; }
+.warning { color: #8a1c1c; background: #fdecea; padding: 0.5rem; font-family: sans-serif; }
 figure { margin: 1.5rem 0; }
 figure img { max-width: 100%; }
 figcaption, .caption { font-size: 0.88rem; color: #444; text-align: left; }
@@ -800,10 +802,14 @@ def _section(build: Callable[[], str]) -> str:
         return f"<h2>{name.capitalize()}</h2><p class=meta>Not drawn: {reason}</p>"
 
 
-def render(run: str | Path) -> str:
-    """The report of ``run`` as one HTML document (figures embedded)."""
-    r = _Report(Path(run))
+def render(run: str | Path, allow_incomplete: bool = False) -> str:
+    """The report of ``run`` as one HTML document (figures embedded); an incomplete run only
+    with ``allow_incomplete``, and then a warning heads the report."""
+    r = _Report(Path(run), allow_incomplete)
     title, sub = r.provenance()
+    if not r.status.complete:
+        sub = (f"<p class=warning><b>Warning: {html.escape(r.status.describe())}.</b> Every "
+               "figure and table below describes only these patients.</p>" + sub)
     sections: list[Callable[[], str]] = [
         r.cohort_section,
         r.emergence_section,
@@ -831,23 +837,27 @@ def render(run: str | Path) -> str:
     )
 
 
-def write_report(run: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+def write_report(
+    run: str | Path, out: str | Path, overwrite: bool = False, allow_incomplete: bool = False
+) -> Path:
     """Write ``out/report.html`` for the run folder ``run``; returns its path.
 
     Raises:
-        ReportError: ``out`` is an existing file, ``run`` is not a run folder, or the report
-            exists and not ``overwrite``.
+        ReportError: ``out`` is an existing file, ``run`` is not a whole, intact run (unless
+            ``allow_incomplete``, for an unfinished one), or the report exists and not
+            ``overwrite``.
     """
     run, out = Path(run), Path(out)
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} exists and is not a folder")
-    if not (run / "patients").is_dir():
-        raise ReportError(f"{run}: not a progression run (no patients/ table)")
     target = out / "report.html"
     if target.exists() and not overwrite:
         raise ReportError(f"{target} exists; pass --overwrite to replace it")
     try:
-        text = render(run)
+        text = render(run, allow_incomplete)
+    except RunReadError as e:
+        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
+        raise ReportError(f"{e}{hint}") from None
     except (pl.exceptions.PolarsError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ReportError(f"{run}: cannot read the run ({first})") from e
@@ -864,9 +874,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", type=Path, help="run folder (progression run --out)")
     p.add_argument("--out", type=Path, required=True, help="folder for report.html")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="report the complete chunks of an unfinished run (said in the report)")
     args = p.parse_args(argv)
     try:
-        path = write_report(args.run, args.out, overwrite=args.overwrite)
+        path = write_report(args.run, args.out, overwrite=args.overwrite,
+                            allow_incomplete=args.allow_incomplete)
     except ReportError as e:
         print(f"analysis.report: error: {e}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ quantity each analysis estimates, so ``mean_estimate - true_effect`` is the tria
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import sys
@@ -62,6 +63,7 @@ from analysis.endpoints import (
     resolve,
     trial_design,
 )
+from analysis.io import RunReadError, open_run, run_status
 from analysis.power import n_per_arm_random_slope
 
 _N = NormalDist()
@@ -942,9 +944,11 @@ def _html_table(df: pl.DataFrame, columns: Sequence[str]) -> str:
 
 
 def render_html(
-    power: pl.DataFrame, sizes: pl.DataFrame, data: TrialData, run: str, alpha: float
+    power: pl.DataFrame, sizes: pl.DataFrame, data: TrialData, run: str, alpha: float,
+    warning: str = "",
 ) -> str:
-    """The HTML page: the power curves as an embedded PNG and the tables."""
+    """The HTML page: the power curves as an embedded PNG and the tables (``warning``, e.g.
+    that the run is incomplete, heads the page)."""
     o = data.options
     opts = (
         f"T = {data.trial_months:g} months, visits every {o.visit_interval:g} months, extra "
@@ -968,6 +972,7 @@ table{{border-collapse:collapse;font-size:13px;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}}
 th{{background:#f3f3f3}} td:first-child{{text-align:left}}</style></head><body>
 <h1>Power by simulated trial</h1>
+{f'<p style="color:#8a1c1c"><b>Warning: {html.escape(warning)}.</b></p>' if warning else ""}
 <p>Run <code>{run}</code>. {opts}. Alpha {alpha:g} ({power['sided'][0]}-sided),
 {power['replicates'][0]} replicates per point.</p>
 <img alt="power versus patients per arm" src="data:image/png;base64,{png}">
@@ -983,12 +988,17 @@ error: rejections in null trials (placebo against placebo) over all sizes.</p>
 
 
 def write_outputs(
-    power: pl.DataFrame, data: TrialData, out: str | Path, run: str, alpha: float
+    power: pl.DataFrame, data: TrialData, out: str | Path, run: str, alpha: float,
+    warning: str = "",
 ) -> dict[str, Path]:
-    """Write ``power.parquet``, ``sample_size.csv`` and ``power.html`` into ``out``."""
+    """Write ``power.parquet``, ``sample_size.csv`` and ``power.html`` into ``out``; a
+    ``warning`` (an incomplete run) heads the page and fills a ``warning`` column of both
+    tables."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sizes = sample_size(power)
+    if warning:
+        power, sizes = (df.with_columns(warning=pl.lit(warning)) for df in (power, sizes))
     paths = {
         "power": out / "power.parquet",
         "sample_size": out / "sample_size.csv",
@@ -996,7 +1006,7 @@ def write_outputs(
     }
     power.write_parquet(paths["power"])
     sizes.write_csv(paths["sample_size"])
-    paths["html"].write_text(render_html(power, sizes, data, run, alpha))
+    paths["html"].write_text(render_html(power, sizes, data, run, alpha, warning))
     return paths
 
 
@@ -1013,8 +1023,12 @@ def power_command(
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    allow_incomplete: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, Path]]:
     """What ``progression power`` does: load, check, simulate, write.
+
+    ``allow_incomplete`` simulates trials from the complete chunks of an unfinished run, and
+    every output says so.
 
     Raises:
         PowerError: any request error, as one line.
@@ -1024,8 +1038,13 @@ def power_command(
         raise PowerError(f"{out} exists and is not a folder")
     if (out / "power.parquet").exists() and not overwrite:
         raise PowerError(f"{out} already holds power.parquet; use --overwrite or another --out")
-    if not (Path(run) / "patients").is_dir():
-        raise PowerError(f"{run}: not a progression run (no patients/ table)")
+    try:
+        status = run_status(run)
+        tables = open_run(run, allow_incomplete=allow_incomplete, status=status)
+    except RunReadError as e:
+        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
+        raise PowerError(f"{e}{hint}") from None
+    warning = "" if status.complete else status.describe()
     # Cheap checks before the data are read.
     if not (0 < alpha < 1):
         raise PowerError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
@@ -1037,7 +1056,7 @@ def power_command(
         design = trial_design(run)
         if not (options and options.enrich) and n_per_arm:
             pool = (
-                pl.scan_parquet(Path(run) / "patients" / "**" / "*.parquet", hive_partitioning=True)
+                tables["patients"]
                 .filter(pl.col("enrolled"), pl.col("arm") == design.placebo)
                 .select(pl.len())
                 .collect()
@@ -1045,7 +1064,7 @@ def power_command(
             )
             if max(n_per_arm) > pool // 2:
                 raise PowerError(_too_many(max(n_per_arm), pool, False))
-        data = load_trial(run, endpoints, options)
+        data = load_trial(run, endpoints, options, tables=tables)
     except EndpointError as e:
         raise PowerError(str(e)) from None
     if len(data.ids) < 4:
@@ -1056,7 +1075,7 @@ def power_command(
         data, n_per_arm, replicates, alpha, sided, seed, progress=progress
     )
     t2 = time.perf_counter()
-    paths = write_outputs(power, data, out, str(run), alpha)
+    paths = write_outputs(power, data, out, str(run), alpha, warning)
     if log:
         log(
             f"{len(data.summaries)} endpoints x {len(n_per_arm)} sizes x {replicates} replicates "
@@ -1137,6 +1156,7 @@ def power_cli(args, log: Callable[[str], None] | None = None) -> dict[str, Path]
         overwrite=args.overwrite,
         progress=sys.stderr.isatty(),
         log=log,
+        allow_incomplete=getattr(args, "allow_incomplete", False),
     )
     return paths
 

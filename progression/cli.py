@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.report import ReportError, write_report
 
         try:
-            path = write_report(args.run, args.out, overwrite=args.overwrite)
+            path = write_report(args.run, args.out, overwrite=args.overwrite,
+                                allow_incomplete=args.allow_incomplete)
         except ReportError as e:
             return _fail(str(e))
         print(path)
