@@ -850,14 +850,16 @@ def write_report(
     run, out = Path(run), Path(out)
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} exists and is not a folder")
+    try:
+        open_run(run, allow_incomplete=allow_incomplete)  # lazy: refuses what it cannot read
+    except RunReadError as e:
+        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
+        raise ReportError(f"{e}{hint}") from None
     target = out / "report.html"
     if target.exists() and not overwrite:
         raise ReportError(f"{target} exists; pass --overwrite to replace it")
     try:
         text = render(run, allow_incomplete)
-    except RunReadError as e:
-        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
-        raise ReportError(f"{e}{hint}") from None
     except (pl.exceptions.PolarsError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ReportError(f"{run}: cannot read the run ({first})") from e

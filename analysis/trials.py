@@ -1038,13 +1038,6 @@ def power_command(
         raise PowerError(f"{out} exists and is not a folder")
     if (out / "power.parquet").exists() and not overwrite:
         raise PowerError(f"{out} already holds power.parquet; use --overwrite or another --out")
-    try:
-        status = run_status(run)
-        tables = open_run(run, allow_incomplete=allow_incomplete, status=status)
-    except RunReadError as e:
-        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
-        raise PowerError(f"{e}{hint}") from None
-    warning = "" if status.complete else status.describe()
     # Cheap checks before the data are read.
     if not (0 < alpha < 1):
         raise PowerError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
@@ -1054,6 +1047,9 @@ def power_command(
     try:
         resolve(endpoints)
         design = trial_design(run)
+        status = run_status(run)
+        tables = open_run(run, allow_incomplete=allow_incomplete, status=status)
+        warning = "" if status.complete else status.describe()
         if not (options and options.enrich) and n_per_arm:
             pool = (
                 tables["patients"]
@@ -1067,6 +1063,9 @@ def power_command(
         data = load_trial(run, endpoints, options, tables=tables)
     except EndpointError as e:
         raise PowerError(str(e)) from None
+    except RunReadError as e:
+        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
+        raise PowerError(f"{e}{hint}") from None
     if len(data.ids) < 4:
         who = "meeting the enrichment" if data.options.enrich else "enrolled"
         raise PowerError(f"{run}: only {len(data.ids)} patients {who}; a trial needs more")

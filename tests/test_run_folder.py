@@ -135,33 +135,45 @@ def test_workers_of_a_run_that_lost_its_folder_write_nothing(tmp_path: Path) -> 
     assert list(storage.chunk_dirs(out)) == [0]
 
 
-def test_two_processes_cannot_share_a_run(tmp_path: Path) -> None:
-    """The reported case: a slow run, then a second ``--overwrite`` into the same folder."""
-    out = tmp_path / "run"
+def _held_cli_run(out: Path, patients: int, gate: Path) -> subprocess.Popen[str]:
+    """``progression run`` of the ALS scenario in a child process (chunks of 2 patients) that
+    records its first chunk, then waits before each further chunk until the file ``gate``
+    exists; returned once the first chunk is recorded (the run is under way and holds)."""
     script = textwrap.dedent(f"""
-        import sys, time
+        import os, sys, time
         sys.path[:0] = [{str(ROOT)!r}]
         from progression import cli, model, runner
 
         def slow(scenario, ids):
-            time.sleep(0.15)
+            deadline = time.monotonic() + 120
+            while ids[0] > 0 and not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
+                time.sleep(0.05)
             return model.simulate_chunk(scenario, ids)
 
         runner._default_simulate = lambda: slow
-        sys.exit(cli.main(["run", {str(ALS)!r}, "--out", {str(out)!r}, "--patients", "40",
-                           "--workers", "1", "--chunk-size", "2"]))
+        sys.exit(cli.main(["run", {str(ALS)!r}, "--out", {str(out)!r}, "--patients",
+                           "{patients}", "--workers", "1", "--chunk-size", "2"]))
     """)
-    first = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT at its default disposition in the child, as from a terminal.
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if Manifest.load(out).completed:
+                break
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.05)
+    return proc
+
+
+def test_two_processes_cannot_share_a_run(tmp_path: Path) -> None:
+    """The reported case: a slow run, then a second ``--overwrite`` into the same folder."""
+    out = tmp_path / "run"
+    first = _held_cli_run(out, patients=40, gate=tmp_path / "go")
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and first.poll() is None:
-            try:
-                if Manifest.load(out).completed:
-                    break
-            except (FileNotFoundError, ValueError):
-                pass
-            time.sleep(0.05)
         assert first.poll() is None, first.communicate()
         second = _cli("run", ALS, "--out", out, "--patients", "20", "--seed", "7",
                       "--overwrite", "--workers", "1")
@@ -169,6 +181,7 @@ def test_two_processes_cannot_share_a_run(tmp_path: Path) -> None:
         assert f"pid {first.pid}" in message and "in use" in message
         assert "in use" in _one_line_error(_cli("run", ALS, "--out", out, "--patients", "40",
                                                 "--resume", "--workers", "1"))
+        (tmp_path / "go").touch()
         _, stderr = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -449,46 +462,17 @@ def test_hive_default_partition_is_not_an_arm(tmp_path: Path) -> None:
         run_fake(tmp_path / "r", scenario=make_scenario(arms=("__HIVE_DEFAULT_PARTITION__",)))
 
 
-def _run_then_signal(out: Path, sig: int) -> subprocess.CompletedProcess[str]:
-    """Start a slow in-process CLI run, send ``sig`` once a chunk is recorded."""
-    script = textwrap.dedent(f"""
-        import sys, time
-        sys.path[:0] = [{str(ROOT)!r}]
-        from progression import cli, model, runner
-
-        def slow(scenario, ids):
-            time.sleep(0.3)
-            return model.simulate_chunk(scenario, ids)
-
-        runner._default_simulate = lambda: slow
-        sys.exit(cli.main(["run", {str(ALS)!r}, "--out", {str(out)!r}, "--patients", "20",
-                           "--workers", "1", "--chunk-size", "2"]))
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if Manifest.load(out).completed:
-                break
-        except (FileNotFoundError, ValueError):
-            pass
-        time.sleep(0.05)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
 @pytest.mark.parametrize(("sig", "code", "status"), [(signal.SIGTERM, 143, "terminated"),
                                                      (signal.SIGINT, 130, "interrupted")])
 def test_sigterm_and_ctrl_c_leave_a_clean_resumable_run(
     tmp_path: Path, sig: int, code: int, status: str
 ) -> None:
     out = tmp_path / "run"
-    proc = _run_then_signal(out, sig)
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr and "--resume" in proc.stderr
+    proc = _held_cli_run(out, patients=20, gate=tmp_path / "go")
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
     m = Manifest.load(out)
     assert m.sessions[-1]["status"] == status and not m.is_complete()
     assert not (out / lock.LOCK).exists()

@@ -911,7 +911,7 @@ def test_cli_validate_malformed_files(tmp_path, capsys, content):
     ), err
 
 
-def test_cli_validate_several_files_stops_at_the_bad_one(tmp_path, capsys):
+def test_cli_validate_several_files_reports_the_bad_one(tmp_path, capsys):
     missing = tmp_path / "missing.toml"
     assert cli.main(["validate", str(ALS), str(missing)]) == 2
     out, err = capsys.readouterr()
