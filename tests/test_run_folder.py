@@ -493,3 +493,21 @@ def test_interrupted_run_resumes_to_the_same_tables(tmp_path: Path, reference: P
     run_fake(out, resume=True)
     assert read_tables(out).keys() == read_tables(reference).keys()
     assert_same_tables(reference, out)
+
+
+def test_a_run_of_progression_0_1_stays_readable(tmp_path: Path) -> None:
+    """Manifest format 1 listed complete chunks but no files: read those chunks only."""
+    out = tmp_path / "run"
+    run_fake(out, chunk_size=5)
+    data = json.loads((out / "manifest.json").read_text())
+    data["format"], data["version"] = 1, "0.1.0"
+    for record in data["completed"]:
+        del record["files"]
+    data["completed"] = data["completed"][:3]
+    (out / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(RunReadError, match="15 of 20 patients"):
+        open_run(out)
+    ids = open_run(out, allow_incomplete=True)["patients"].collect()["patient_id"]
+    assert sorted(ids.unique()) == list(range(15))
+    with pytest.raises(RunError, match="format 1.*--overwrite"):
+        run_fake(out, resume=True)
