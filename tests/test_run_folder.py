@@ -137,16 +137,19 @@ def test_workers_of_a_run_that_lost_its_folder_write_nothing(tmp_path: Path) -> 
 
 def _held_cli_run(out: Path, patients: int, gate: Path) -> subprocess.Popen[str]:
     """``progression run`` of the ALS scenario in a child process (chunks of 2 patients) that
-    records its first chunk, then waits before each further chunk until the file ``gate``
-    exists; returned once the first chunk is recorded (the run is under way and holds)."""
+    records two chunks (the second after the manifest's save interval, so the manifest shows
+    them), then waits before each further chunk until the file ``gate`` exists; returned once a
+    chunk is recorded (the run is under way and holds)."""
     script = textwrap.dedent(f"""
         import os, sys, time
         sys.path[:0] = [{str(ROOT)!r}]
         from progression import cli, model, runner
 
         def slow(scenario, ids):
+            if ids[0] == 2:
+                time.sleep(runner.MANIFEST_INTERVAL + 0.2)
             deadline = time.monotonic() + 120
-            while ids[0] > 0 and not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
+            while ids[0] > 2 and not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
                 time.sleep(0.05)
             return model.simulate_chunk(scenario, ids)
 
