@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,33 +113,47 @@ class TrialDesign:
     visit_interval: float
 
 
+#: Defaults of the scenario keys :func:`trial_design` reads from a run's ``scenario.toml``, as
+#: the scenario schema gives them (``tests/test_layers.py`` keeps them in step).
+SCENARIO_DEFAULTS = {
+    "cohort.arms": {"natural_history": {}},
+    "cohort.arms.treatment": "none",
+    "trial.visit_interval_months": 1,
+}
+
+
 def trial_design(path: str | Path) -> TrialDesign:
-    """The placebo arm, the treatment arms and the trial schedule of the run in ``path``.
+    """The placebo arm, the treatment arms and the trial schedule of the run in ``path`` (read
+    from its ``scenario.toml`` as plain TOML: the scenario as run, overrides written in).
 
     Raises:
         EndpointError: the run has no trial, no placebo arm or no treatment arm.
     """
-    from progression.scenario import load_scenario
-
     root = Path(path)
     source = root / "scenario.toml"
     if not source.is_file():
         raise EndpointError(f"{root}: not a progression run (no scenario.toml)")
-    s = load_scenario(source)
-    if s.trial is None:
+    try:
+        doc = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise EndpointError(f"{source}: unreadable scenario ({e})") from None
+    trial = doc.get("trial")
+    if not isinstance(trial, dict):
         raise EndpointError(f"{root}: the scenario has no [trial] section, so no trial to analyse")
-    placebo = [a for a in s.arm_names if s.treatment_of(a) is None]
-    treated = tuple(a for a in s.arm_names if s.treatment_of(a) is not None)
+    arms = doc.get("cohort", {}).get("arms", SCENARIO_DEFAULTS["cohort.arms"])
+    treatment = {a: spec.get("treatment", SCENARIO_DEFAULTS["cohort.arms.treatment"])
+                 for a, spec in arms.items()}
+    placebo = [a for a, t in treatment.items() if t == "none"]
+    treated = tuple(a for a, t in treatment.items() if t != "none")
     if not treated:
         raise EndpointError(
-            f"{root}: no treatment arm (arms: {', '.join(s.arm_names)}); power needs a "
+            f"{root}: no treatment arm (arms: {', '.join(arms)}); power needs a "
             "treatment arm beside placebo"
         )
     if not placebo:
         raise EndpointError(f"{root}: no placebo arm (an arm with treatment = \"none\")")
-    return TrialDesign(
-        placebo[0], treated, float(s.trial.duration_months), float(s.trial.visit_interval_months)
-    )
+    interval = trial.get("visit_interval_months", SCENARIO_DEFAULTS["trial.visit_interval_months"])
+    return TrialDesign(placebo[0], treated, float(trial["duration_months"]), float(interval))
 
 
 _COMPARE = {

@@ -10,9 +10,12 @@ then :func:`run_status` says how much of it there is. This module imports nothin
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -184,6 +187,24 @@ def open_run(
         where = f"point {point} of " if point is not None else ""
         raise RunReadError(f"{where}{status.path} has no {', '.join(missing)} table(s)")
     return frames
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object] | bytes | str) -> None:
+    """Write ``path`` through a temporary file beside it and ``os.replace``, so a reader never
+    sees half a file; ``write`` is the content (bytes, or text as UTF-8) or writes to the file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            if isinstance(write, str):
+                f.write(write.encode("utf-8"))
+            elif isinstance(write, bytes):
+                f.write(write)
+            else:
+                write(f)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 #: A run as the analysis functions accept it: the dict from :func:`open_run`, or its folder.

@@ -30,7 +30,7 @@ from analysis.emergence import (
     phenotype_emergence,
     time_to_diagnosis,
 )
-from analysis.io import RunReadError, open_run, patients, run_status
+from analysis.io import RunReadError, open_run, patients, run_status, write_atomic
 from analysis.spread import SPLIT_RATIO, split_hand_summary, spread_matrix, spread_times
 from analysis.survival import kaplan_meier, median_survival, survival_at
 from analysis.trajectories import MUSCLE_TESTS, TESTS, slopes, trajectory_quartiles
@@ -864,9 +864,7 @@ def write_report(
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ReportError(f"{run}: cannot read the run ({first})") from e
     out.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    write_atomic(target, text)
     return target
 
 

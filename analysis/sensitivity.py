@@ -22,14 +22,14 @@ import html
 import io
 import json
 import math
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+from analysis.io import write_atomic
 
 POINTS = "points.parquet"
 SUMMARY = "summary.parquet"
@@ -96,7 +96,8 @@ def sensitivity(
     sweep = Path(sweep)
     spec, points, summary = _read(sweep)
     method = spec["method"]
-    if method in ("grid", "points"):  # "points": explicit values (progression.sweep.plan_points)
+    # "points": explicit values (progression.studies.sweep.plan_points)
+    if method in ("grid", "points"):
         raise SensitivityError(
             f"{sweep}: a {method} sweep has no sensitivity design; use method = 'sobol', "
             "'morris' or 'latin' in [sweep]"
@@ -264,18 +265,7 @@ def write_sensitivity(
     result = sensitivity(sweep, **kwargs)
     page = render(result)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(targets[0], lambda f: pq.write_table(result.table.to_arrow(), f, compression="zstd"))
-    _atomic(targets[1], lambda f: f.write(page.encode("utf-8")))
+    write_atomic(targets[0],
+                 lambda f: pq.write_table(result.table.to_arrow(), f, compression="zstd"))
+    write_atomic(targets[1], page)
     return result
-
-
-def _atomic(path: Path, write) -> None:
-    """Write ``path`` through a temporary file beside it and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-

@@ -2,6 +2,6 @@
 
 import sys
 
-from progression.cli import main
+from progression.studies.cli import main
 
 sys.exit(main())

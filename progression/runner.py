@@ -15,8 +15,8 @@ chunk size. Where the code runs:
   one thread each.
 
 ``parts`` runs several scenarios of the same cohort size into one folder as one job, each under
-a partition prefix (a sweep's points, :mod:`progression.sweep`): the chunks of all parts form one
-plan, one manifest, one progress bar.
+a partition prefix (a sweep's points, :mod:`progression.studies.sweep`): the chunks of all parts
+form one plan, one manifest, one progress bar.
 
 The run owns its folder from start to end (:mod:`progression.lock`): a second process is refused
 with the owner's name, and the workers stop writing if the run loses the folder. Only this

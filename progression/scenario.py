@@ -523,7 +523,7 @@ class Trial:
     eligibility: Eligibility = field(default_factory=Eligibility)
 
 
-#: Sweep designs (see :mod:`progression.sweep`).
+#: Sweep designs (see :mod:`progression.studies.sweep`).
 SWEEP_METHODS = ("grid", "sobol", "latin", "morris")
 
 
@@ -538,7 +538,8 @@ class SweepParameter:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A parameter sweep for ``progression sweep`` (:mod:`progression.sweep`); a run ignores it.
+    """A parameter sweep for ``progression sweep`` (:mod:`progression.studies.sweep`); a run
+    ignores it.
 
     Attributes:
         parameters: key path (e.g. ``disease.lmn.speed.median``) -> :class:`SweepParameter`.

@@ -6,10 +6,10 @@ Layout of a run folder ``DIR``::
     DIR/scenario.toml                                  the scenario text, overrides applied
     DIR/<table>/arm=<arm>/chunk=<k:05d>/part-0.parquet one file per table, arm and chunk
 
-A run of several scenarios into one folder (a sweep, :mod:`progression.sweep`) puts a partition
-prefix before ``arm``, e.g. ``DIR/<table>/point=3/arm=<arm>/chunk=<k>/``; chunk numbers count
-across the whole folder (the manifest's chunk index), so a chunk number names one folder per
-table and arm whatever the prefix.
+A run of several scenarios into one folder (a sweep, :mod:`progression.studies.sweep`) puts a
+partition prefix before ``arm``, e.g. ``DIR/<table>/point=3/arm=<arm>/chunk=<k>/``; chunk
+numbers count across the whole folder (the manifest's chunk index), so a chunk number names one
+folder per table and arm whatever the prefix.
 
 The partition columns (``arm``, ``chunk``, any prefix) live in the path only (hive convention),
 never inside the files. Every Parquet file is first written under ``DIR/_tmp/`` (same

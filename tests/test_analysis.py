@@ -369,7 +369,7 @@ def test_report_is_one_self_contained_html_file(run_path, tmp_path):
 
 
 def test_report_command_line(als_path, tmp_path, capsys):
-    from progression.cli import main
+    from progression.studies.cli import main
 
     out = tmp_path / "report"
     out.mkdir()

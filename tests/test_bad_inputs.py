@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from progression import cli
 from progression.scenario import (
     MAX_SCENARIO_BYTES,
     Cohort,
@@ -16,6 +15,7 @@ from progression.scenario import (
     load_scenario,
     parse_scenario,
 )
+from progression.studies import cli
 from tests.conftest import SCENARIOS
 
 ALS = SCENARIOS / "als_natural_history.toml"

@@ -17,10 +17,10 @@ import pytest
 
 from analysis import targets as T
 from analysis.survival import kaplan_meier_estimate, km_medians
-from progression import calibration as C
-from progression import cli
 from progression.exam import alsfrs
 from progression.model import simulate_chunk
+from progression.studies import calibration as C
+from progression.studies import cli
 from tests.conftest import SCENARIOS, small
 
 SHARED_TARGETS = C.DEFAULT_TARGETS
@@ -229,8 +229,8 @@ def test_fit_through_sweeps_equals_the_inline_fit_and_keeps_every_batch(tmp_path
     (two dask workers, several chunks per point) simulates exactly what the inline one does, and
     writes each batch as a sweep folder, one point per parameter vector and run variant."""
     from analysis.outcomes import point_frames
-    from progression import sweep as sw
     from progression.scenario import load_scenario
+    from progression.studies import sweep as sw
 
     scenario = SCENARIOS / "als_natural_history.toml"
     fixed = {**FEW_MUSCLES, "time.duration_months": 36}

@@ -22,10 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.io import RunReadError, open_run, run_status
-from progression import cli, lock, runner, storage
+from progression import lock, runner, storage
 from progression.manifest import Manifest
 from progression.runner import RunError, RunInterrupted
 from progression.scenario import load_scenario
+from progression.studies import cli
 from tests.conftest import ROOT, SCENARIOS
 from tests.test_runner import (
     CrashOnce,
@@ -55,7 +56,7 @@ def _files(out: Path) -> dict[str, bytes]:
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """``progression ARGS`` in a child process (as a user runs it)."""
     return subprocess.run(
-        [sys.executable, "-m", "progression.cli", *map(str, args)], cwd=ROOT,
+        [sys.executable, "-m", "progression", *map(str, args)], cwd=ROOT,
         capture_output=True, text=True, timeout=300,
     )
 
@@ -143,7 +144,8 @@ def _held_cli_run(out: Path, patients: int, gate: Path) -> subprocess.Popen[str]
     script = textwrap.dedent(f"""
         import os, sys, time
         sys.path[:0] = [{str(ROOT)!r}]
-        from progression import cli, model, runner
+        from progression import model, runner
+        from progression.studies import cli
 
         def slow(scenario, ids):
             if ids[0] == 2:

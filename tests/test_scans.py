@@ -16,14 +16,14 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from analysis.export import scan_filename
 from progression import random as rnd
 from progression.body import default_muscles
-from progression.cli import main
 from progression.exam import scans
-from progression.export import scan_filename
 from progression.model import simulate_chunk
 from progression.runner import run
 from progression.scenario import ScenarioError
+from progression.studies.cli import main
 from tests.conftest import small
 
 NOISE_MV = 0.010

@@ -26,7 +26,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from progression import cli
 from progression.scenario import (
     OVERRIDES_HEADER,
     Dist,
@@ -35,6 +34,7 @@ from progression.scenario import (
     load_scenario,
     parse_scenario,
 )
+from progression.studies import cli
 from tests.conftest import ROOT, SCENARIOS
 
 SHIPPED = sorted(SCENARIOS.glob("*.toml"))

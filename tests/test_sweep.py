@@ -18,11 +18,12 @@ from polars.testing import assert_frame_equal
 
 from analysis.outcomes import OUTCOMES, open_sweep, summarize_sweep
 from analysis.sensitivity import sensitivity
-from progression import cli, storage
-from progression import sweep as sw
+from progression import storage
 from progression.manifest import Manifest
 from progression.runner import run
 from progression.scenario import ScenarioError, Sweep, SweepParameter, load_scenario
+from progression.studies import cli
+from progression.studies import sweep as sw
 
 ROOT = Path(__file__).resolve().parents[1]
 ALS = ROOT / "scenarios" / "als_natural_history.toml"

@@ -27,9 +27,9 @@ from analysis.trials import (
     simulate_power,
     survival_test,
 )
-from progression.cli import main
 from progression.runner import run
 from progression.scenario import load_scenario
+from progression.studies.cli import main
 from tests.conftest import SCENARIOS
 
 ALPHA = 0.05

@@ -15,7 +15,8 @@ computes every figure from them):
   Jacobian at the optimum (the targets' own uncertainty) and, optionally, from refits on
   independent cohorts (the simulation's Monte Carlo error). By default each batch of
   evaluations (a finite-difference Jacobian: 2 per parameter) runs as one sweep
-  (:mod:`progression.sweep`) on the runner, in parallel over local workers or a dask cluster.
+  (:mod:`progression.studies.sweep`) on the runner, in parallel over local workers or a dask
+  cluster.
 
 Named runs: a scenario's name, or ``<scenario>@month0`` for the same cohort examined from month 0
 (``visits.start = "degeneration"``), which the healthy-value and reinnervation targets read.
@@ -304,13 +305,13 @@ class _Sweeps:
     batches: int = 0
 
     def run(self, plan: Any) -> Path:
-        """Run ``plan`` (a :class:`progression.sweep.SweepPlan`) into the next batch folder.
+        """Run ``plan`` (a :class:`progression.studies.sweep.SweepPlan`) into the next batch folder.
 
         The default chunk size aims at one chunk per worker (at most one point's cohort):
         small chunks cost time per patient, and a batch has few points.
         """
         from progression.runner import default_chunk_size
-        from progression.sweep import run_sweep
+        from progression.studies.sweep import run_sweep
 
         folder = self.root / f"eval-{self.batches:03d}"
         self.batches += 1
@@ -360,7 +361,8 @@ class _Objective:
     parameter vector and run variant (memoised), always on the same patients and seed.
 
     Vectors not yet simulated are evaluated in batches: in this process (``sweeps`` None) or as
-    one sweep per batch (:func:`progression.sweep.plan_points`, one point per vector and variant).
+    one sweep per batch (:func:`progression.studies.sweep.plan_points`, one point per vector and
+    variant).
     """
 
     def __init__(self, scenario_path, names, bounds, targets, patients, seed, overrides,
@@ -424,7 +426,7 @@ class _Objective:
     def _sweep(self, batch: Sequence[np.ndarray]) -> list[dict[str, dict]]:
         """:meth:`tables` as one sweep: point ``i * len(variants) + j`` is vector i, variant j."""
         from analysis.outcomes import point_frames
-        from progression.sweep import plan_points
+        from progression.studies.sweep import plan_points
 
         plan = plan_points(
             self.scenario_path, [self.values(p) for p in batch],
@@ -501,7 +503,8 @@ def fit(
     The optimiser (scipy's ``least_squares``, trust region reflective) asks for the residuals at
     one parameter vector at a time and for a central-difference Jacobian (2 vectors per
     parameter). Each such request is one batch of simulations: with ``engine="sweep"`` one
-    sweep (:func:`progression.sweep.plan_points`, :func:`progression.sweep.run_sweep`: one job
+    sweep (:func:`progression.studies.sweep.plan_points`,
+    :func:`progression.studies.sweep.run_sweep`: one job
     on the runner, a point per vector and run variant, in parallel over the workers or the
     cluster), the first batch being the start and its Jacobian together; no vector is simulated
     twice. Both engines simulate the same patients with the same seed, and give the same values.

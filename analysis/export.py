@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 
-from progression import storage
-from progression.manifest import Manifest, chunk_problem
+from analysis.io import RunReadError, RunStatus, run_status, write_atomic
 
 #: Columns of an exported scan: stimulus (mA) and amplitude (mV).
 HEADER = "S,A"
@@ -37,32 +36,18 @@ def scan_filename(patient_id: int, arm: str, month: float, muscle: str, side: st
     return f"p{int(patient_id):07d}_{arm}_m{float(month):g}_{muscle}_{side}.csv"
 
 
-def _manifest(run: Path, allow_incomplete: bool) -> Manifest:
-    """The run's manifest, its listed files checked (size); an incomplete run only if allowed."""
+def _status(run: Path, allow_incomplete: bool) -> RunStatus:
+    """The run's status, its listed files checked (size); an incomplete run only if allowed."""
     if not run.is_dir():
         raise ExportError(f"{run} is not a folder (expected the --out of progression run)")
     try:
-        manifest = Manifest.load(run)
-    except FileNotFoundError:
-        raise ExportError(f"{run} is not a progression run (no {storage.MANIFEST})") from None
-    except ValueError as e:
+        status = run_status(run)
+    except RunReadError as e:
         raise ExportError(str(e)) from None
-    if not manifest.is_complete() and not allow_incomplete:
-        raise ExportError(
-            f"{run}: {incomplete_note(manifest)}; complete it with: progression run "
-            f"{run / storage.SCENARIO_COPY} --out {run} --resume (or add --allow-incomplete)"
-        )
-    for record in manifest.completed:
-        problem = chunk_problem(run, record, checksum=False)
-        if problem:
-            raise ExportError(f"{run}: damaged run: {problem}; see progression verify {run}")
-    return manifest
-
-
-def incomplete_note(manifest: Manifest) -> str:
-    """``incomplete run: 70 of 300 patients (2 of 8 chunks complete)``."""
-    return (f"incomplete run: {manifest.totals()['patients']:,} of {manifest.patients:,} "
-            f"patients ({len(manifest.completed)} of {len(manifest.chunks)} chunks complete)")
+    if not status.complete and not allow_incomplete:
+        raise ExportError(f"{run}: {status.describe()}; complete it with: "
+                          f"{status.resume_command()} (or add --allow-incomplete)")
+    return status
 
 
 def read_scans(run: str | Path, allow_incomplete: bool = False) -> dict[str, np.ndarray]:
@@ -70,9 +55,7 @@ def read_scans(run: str | Path, allow_incomplete: bool = False) -> dict[str, np.
     within a scan in the order delivered; raises :class:`ExportError` if there are none, or if
     the run is incomplete and not ``allow_incomplete``."""
     run = Path(run)
-    manifest = _manifest(run, allow_incomplete)
-    files = [run / f["path"] for record in manifest.completed for f in record["files"]
-             if f["path"].startswith("scans/")]
+    files = _status(run, allow_incomplete).files.get("scans", [])
     if not (run / "scans").is_dir():
         raise ExportError(
             f"{run} has no recorded scans; record them with [exam.scans] muscles = [...] in the "
@@ -118,7 +101,7 @@ def export_scans(
         The files written, in scan order.
     """
     cols = read_scans(run, allow_incomplete)
-    manifest = Manifest.load(Path(run))
+    status = run_status(run)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
@@ -135,15 +118,15 @@ def export_scans(
     for path, lo, hi in zip(paths, bounds[:-1], bounds[1:], strict=True):
         rows = "".join(f"{float(x)!r},{float(y)!r}\n" for x, y in zip(s[lo:hi], a[lo:hi],
                                                                       strict=True))
-        storage.write_text_atomic(path, f"{HEADER}\n{rows}")
+        write_atomic(path, f"{HEADER}\n{rows}")
     note = out / INCOMPLETE_NOTE
-    if not manifest.is_complete():
-        storage.write_text_atomic(note, f"These scans come from an {incomplete_note(manifest)} "
-                                        f"in {Path(run).resolve()}.\n")
+    if not status.complete:
+        write_atomic(note, f"These scans come from an {status.describe()} in "
+                           f"{Path(run).resolve()}.\n")
     elif note.exists() and overwrite:
         note.unlink()
     return paths
 
 
-__all__ = ["HEADER", "INCOMPLETE_NOTE", "ExportError", "export_scans", "incomplete_note",
-           "read_scans", "scan_filename"]
+__all__ = ["HEADER", "INCOMPLETE_NOTE", "ExportError", "export_scans", "read_scans",
+           "scan_filename"]

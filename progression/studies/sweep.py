@@ -388,7 +388,8 @@ def plan_points(
     overrides: Mapping[str, Any] | None = None,
 ) -> SweepPlan:
     """A sweep of explicit parameter values instead of a [sweep] design (a [sweep] section of
-    the file is ignored), e.g. an optimiser's evaluations (:func:`progression.calibration.fit`).
+    the file is ignored), e.g. an optimiser's evaluations
+    (:func:`progression.studies.calibration.fit`).
 
     Each row runs once per variant: point ``k = row * len(variants) + variant`` (its ``sample``
     is the row, its :attr:`Point.overrides` the variant), every point on the same cohort seed.

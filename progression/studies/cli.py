@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _validate_model(args: argparse.Namespace) -> int:
     """``progression validate-model``: exit 0 when every target passes, 1 when one fails."""
-    from progression.calibration import DEFAULT_PATIENTS, CalibrationError, validate_model
     from progression.runner import RunError
+    from progression.studies.calibration import DEFAULT_PATIENTS, CalibrationError, validate_model
 
     try:
         v = validate_model(
@@ -149,8 +149,8 @@ def _validate_model(args: argparse.Namespace) -> int:
 
 
 def _export_scans(args: argparse.Namespace) -> int:
-    """``progression export-scans``: one CSV per recorded scan (:mod:`progression.export`)."""
-    from progression.export import INCOMPLETE_NOTE, ExportError, export_scans
+    """``progression export-scans``: one CSV per recorded scan (:mod:`analysis.export`)."""
+    from analysis.export import INCOMPLETE_NOTE, ExportError, export_scans
 
     try:
         paths = export_scans(args.run, args.out, overwrite=args.overwrite,
@@ -199,7 +199,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     """``progression sweep``: plan (validate), check the disk, run, summarise."""
     from progression.runner import RunError, RunInterrupted
-    from progression.sweep import SweepError, plan_sweep, run_sweep
+    from progression.studies.sweep import SweepError, plan_sweep, run_sweep
 
     plan = plan_sweep(args.scenario, patients=args.patients)  # ScenarioError: caller
     try:
