@@ -13,7 +13,8 @@ from pathlib import Path
 # The same code as run.py measures (the repository's, not another installed copy).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from progression.runner import claim_process, run  # noqa: E402
+from progression.memory import claim_process  # noqa: E402
+from progression.runner import run  # noqa: E402
 from progression.scenario import load_scenario  # noqa: E402
 
 if __name__ == "__main__":

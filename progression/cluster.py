@@ -1,7 +1,10 @@
-"""A dask cluster on a SLURM or PBS batch system, for ``progression run --scheduler``.
+"""The dask clusters a run uses: a local cluster of worker processes (:func:`local_cluster`),
+an existing one reached by its scheduler's address (:func:`connect`, :func:`cluster_resources`),
+or one on a SLURM or PBS batch system (:func:`start_cluster`), for ``progression run
+--scheduler``.
 
-Needs the optional extra ``pip install 'progression[cluster]'`` (dask-jobqueue >= 0.8), imported
-only when a cluster is started, so ``progression`` itself never depends on it.
+SLURM and PBS need the optional extra ``pip install 'progression[cluster]'`` (dask-jobqueue >=
+0.8), imported only when such a cluster is started, so ``progression`` never depends on it.
 
 The scheduler runs in the process that calls :func:`start_cluster` (on the login node); each batch
 job is one node's worth of dask workers, one single-threaded worker process per core as the local
@@ -32,10 +35,77 @@ retried on the others, and a run cut short altogether continues with ``--resume`
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from dataclasses import dataclass, replace
 from typing import Any
+
+from progression.chunking import usable_cores
+from progression.runfolder import RunError
+from progression.signals import sigint_ignored
+
+
+def connect(scheduler: str) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``, or a RunError."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout="30s")
+    except (OSError, ValueError) as e:  # TimeoutError is an OSError
+        raise RunError(f"cannot reach the dask scheduler at {scheduler}: {e}") from e
+
+
+def cluster_resources(scheduler: str) -> tuple[int | None, float | None]:
+    """(worker threads, smallest memory limit per thread in bytes) of a running dask cluster."""
+    with connect(scheduler) as client:
+        workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
+    threads = sum(w.get("nthreads", 1) for w in workers)
+    limits = [w["memory_limit"] / max(1, w.get("nthreads", 1))
+              for w in workers if w.get("memory_limit")]
+    return (threads or None), (min(limits) if limits else None)
+
+
+#: Settings of the local cluster: chunks run for seconds, so the workers' statistical profiler
+#: (a stack sample every 10 ms) and the 20 ms event-loop ticks and 100 ms memory polls of every
+#: process only take CPU from the two workers on a small machine (about 5% of chunk time here).
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
+
+def local_cluster(workers: int | None = None) -> Any:
+    """The ``distributed.LocalCluster`` that :func:`run` starts without a scheduler:
+    ``workers`` single-threaded processes (default: the usable cores). Use it as a context
+    manager; pass its ``scheduler_address`` as ``scheduler`` to share it between runs.
+
+    Raises:
+        RunError: the worker processes cannot start.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    try:
+        with sigint_ignored(), dask.config.set(LOCAL_CLUSTER_CONFIG):
+            return LocalCluster(
+                n_workers=workers or usable_cores(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0",  # no clash with a dashboard on :8787
+                silence_logs=logging.ERROR,
+            )
+    except RuntimeError as e:
+        raise RunError(
+            f"could not start local dask workers ({e}); a script that calls run() must "
+            "do so under `if __name__ == '__main__':`"
+        ) from e
+
+
+# ------------------------------------------------------------------------------- batch systems
+
 
 SYSTEMS = {"slurm": "SLURMCluster", "pbs": "PBSCluster"}
 """Batch systems and their dask-jobqueue cluster classes."""

@@ -22,9 +22,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from progression import runner, storage
+from progression import chunking, runner, storage
+from progression.chunking import plan_chunks
 from progression.manifest import Manifest
-from progression.runner import RunError, RunInterrupted, plan_chunks, run
+from progression.progress import ProgressBar
+from progression.runner import RunError, RunInterrupted, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,17 +196,17 @@ def test_plan_chunks() -> None:
 
 
 def test_default_chunk_size_balances_and_caps() -> None:
-    assert runner.default_chunk_size(make_scenario(patients=20), workers=2) == 3  # ceil(20/8)
-    assert runner.default_chunk_size(make_scenario(patients=1), workers=2) == 1
-    big = runner.default_chunk_size(make_scenario(patients=10**7), workers=2)
-    assert 1 <= big <= runner.MAX_CHUNK_SIZE
+    assert chunking.default_chunk_size(make_scenario(patients=20), workers=2) == 3  # ceil(20/8)
+    assert chunking.default_chunk_size(make_scenario(patients=1), workers=2) == 1
+    big = chunking.default_chunk_size(make_scenario(patients=10**7), workers=2)
+    assert 1 <= big <= chunking.MAX_CHUNK_SIZE
 
 
 def test_default_chunk_size_from_engine_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "_bytes_per_patient", lambda scenario: 10**8)  # 100 MB/patient
-    size = runner.default_chunk_size(make_scenario(patients=10**6), workers=2,
+    monkeypatch.setattr(chunking, "_bytes_per_patient", lambda scenario: 10**8)  # 100 MB/patient
+    size = chunking.default_chunk_size(make_scenario(patients=10**6), workers=2,
                                      memory_per_worker=4e9)
-    assert size == int(runner.MEMORY_FRACTION * 4e9 / 10**8)  # 20
+    assert size == int(chunking.MEMORY_FRACTION * 4e9 / 10**8)  # 20
 
 
 def test_run_writes_dataset_manifest_and_scenario(reference: Path) -> None:
@@ -419,10 +421,10 @@ def test_interrupt_closes_local_cluster(
 ) -> None:
     import psutil
 
-    def interrupt(self: runner._Progress, patients: int) -> None:
+    def interrupt(self: ProgressBar, patients: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner._Progress, "update", interrupt)
+    monkeypatch.setattr(ProgressBar, "update", interrupt)
     def workers() -> set[int]:  # spawned worker processes (not multiprocessing's tracker)
         return {p.pid for p in psutil.Process().children(recursive=True)
                 if "spawn_main" in " ".join(p.cmdline())}

@@ -117,6 +117,8 @@ def validate_model(
     seed: int | None = None,
     scenarios: str | Path = SCENARIOS,
     progress: bool = False,
+    chunk_size: int | None = None,
+    scheduler: str | None = None,
 ) -> Validation:
     """Run the scenarios the targets need, compute every target and write ``validation.md``.
 
@@ -126,6 +128,7 @@ def validate_model(
         patients: patients per scenario.
         workers: dask workers for each run (1 = in process; default: the usable cores).
         seed: override every scenario's seed (default: the scenario's own).
+        chunk_size, scheduler: as :func:`progression.runner.run`.
         scenarios: folder of the scenario files.
         progress: draw the runner's progress bar.
 
@@ -148,7 +151,8 @@ def validate_model(
             raise CalibrationError(f"scenario {path} (needed by the targets) not found")
         scenario = load_scenario(path, patients=patients, seed=seed, overrides=over)
         folders[name] = out / "runs" / name.replace("@", "-")
-        run(scenario, folders[name], workers=workers, overwrite=True, progress=progress)
+        run(scenario, folders[name], workers=workers, chunk_size=chunk_size, scheduler=scheduler,
+            overwrite=True, progress=progress)
     results = T.evaluate(chosen, {k: open_run(v) for k, v in folders.items()})
     header = (
         f"Simulated with {patients} patients per scenario"
@@ -310,7 +314,7 @@ class _Sweeps:
         The default chunk size aims at one chunk per worker (at most one point's cohort):
         small chunks cost time per patient, and a batch has few points.
         """
-        from progression.runner import default_chunk_size
+        from progression.chunking import default_chunk_size
         from progression.studies.sweep import run_sweep
 
         folder = self.root / f"eval-{self.batches:03d}"
@@ -337,7 +341,8 @@ def _open_sweeps(
     in this process (``workers=1``), on ``scheduler``, or on a local cluster of ``workers``
     (default: the usable cores) started once for the whole fit."""
     from progression import storage
-    from progression.runner import cluster_resources, local_cluster, usable_cores
+    from progression.chunking import usable_cores
+    from progression.cluster import cluster_resources, local_cluster
 
     if out is not None and not storage.is_empty_dir(Path(out)):
         raise ValueError(f"{out} is not empty: fit writes its batches into a new folder")

@@ -50,6 +50,17 @@ _patients = _integer(1, "patients")
 _seed = _integer(0, "seed")
 
 
+def _simulation_options(parser: argparse.ArgumentParser, patients_help: str) -> None:
+    """The options of every subcommand that simulates: cohort size and seed, and where and in
+    what chunks it runs."""
+    parser.add_argument("--patients", type=_patients, help=patients_help)
+    parser.add_argument("--seed", type=_seed, help="override cohort.seed")
+    parser.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
+    parser.add_argument("--chunk-size", type=_positive_int, help="patients per chunk")
+    parser.add_argument("--scheduler",
+                        help="address of a running dask scheduler (tcp://host:port)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="progression",
@@ -61,11 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a scenario and write a Parquet dataset")
     run.add_argument("scenario", type=Path, help="scenario TOML file")
     run.add_argument("--out", type=Path, required=True, help="output folder")
-    run.add_argument("--patients", type=_patients, help="override cohort.patients")
-    run.add_argument("--seed", type=_seed, help="override cohort.seed")
-    run.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
-    run.add_argument("--chunk-size", type=_positive_int, help="patients per chunk")
-    run.add_argument("--scheduler", help="address of a running dask scheduler (tcp://host:port)")
+    _simulation_options(run, "override cohort.patients")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -86,10 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp = sub.add_parser("sweep", help="run a scenario's [sweep]: every point as one job")
     swp.add_argument("scenario", type=Path, help="scenario TOML file with a [sweep] section")
     swp.add_argument("--out", type=Path, required=True, help="output folder")
-    swp.add_argument("--patients", type=_patients, help="override cohort.patients (per point)")
-    swp.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
-    swp.add_argument("--chunk-size", type=_positive_int, help="patients per chunk")
-    swp.add_argument("--scheduler", help="address of a running dask scheduler (tcp://host:port)")
+    _simulation_options(swp, "override cohort.patients (per point)")
     swp.add_argument("--yes", action="store_true", help="run even if the output may not fit")
     mode = swp.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
@@ -124,10 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     vm = sub.add_parser("validate-model", help="compare shipped scenarios with published figures")
     vm.add_argument("--targets", type=Path, help="targets.toml (default ../shared/calibration/)")
-    vm.add_argument("--patients", type=_patients, help="patients per scenario (default 500)")
     vm.add_argument("--out", type=Path, default=Path("validation"), help="folder (runs/, .md)")
-    vm.add_argument("--workers", type=_positive_int, help="dask workers (1 = in process)")
-    vm.add_argument("--seed", type=_seed, help="override every scenario's seed")
+    _simulation_options(vm, "patients per scenario (default 500)")
     return parser
 
 
@@ -139,7 +141,8 @@ def _validate_model(args: argparse.Namespace) -> int:
     try:
         v = validate_model(
             args.targets, args.out, patients=args.patients or DEFAULT_PATIENTS,
-            workers=args.workers, seed=args.seed, progress=sys.stderr.isatty(),
+            workers=args.workers, seed=args.seed, chunk_size=args.chunk_size,
+            scheduler=args.scheduler, progress=sys.stderr.isatty(),
         )
     except (CalibrationError, RunError) as e:
         return _fail(str(e))
@@ -201,7 +204,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from progression.runner import RunError, RunInterrupted
     from progression.studies.sweep import SweepError, plan_sweep, run_sweep
 
-    plan = plan_sweep(args.scenario, patients=args.patients)  # ScenarioError: caller
+    plan = plan_sweep(args.scenario, patients=args.patients, seed=args.seed)  # ScenarioError
     try:
         summary = run_sweep(
             plan, args.out, workers=args.workers, chunk_size=args.chunk_size,
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.command in ("run", "sweep"):
-        from progression.runner import claim_process
+        from progression.memory import claim_process
 
         claim_process()
     if args.command == "sensitivity":

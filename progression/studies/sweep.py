@@ -322,13 +322,15 @@ def _plan(
 
 
 def plan_sweep(
-    path: str | Path, *, patients: int | None = None, overrides: dict[str, Any] | None = None
+    path: str | Path, *, patients: int | None = None, seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> SweepPlan:
     """Load a scenario file with a [sweep] section and validate it point by point.
 
     Args:
         path: the scenario file.
         patients: override of ``cohort.patients`` (patients per point).
+        seed: override of ``cohort.seed`` (the first replicate's; replicate k uses seed + k).
         overrides: key-path overrides applied to the base scenario and every point (as
             ``load_scenario``'s), e.g. ``{"time.duration_months": 24}``.
 
@@ -339,7 +341,7 @@ def plan_sweep(
     """
     source = str(path)
     overrides = dict(overrides or {})
-    base = load_scenario(path, patients=patients, overrides=overrides)
+    base = load_scenario(path, patients=patients, seed=seed, overrides=overrides)
     spec = base.sweep
     if spec is None:
         raise ScenarioError(
@@ -352,7 +354,7 @@ def plan_sweep(
     integers = [n for n in spec.parameters if valid[n]]
 
     def load(values: dict[str, Any]) -> Scenario:
-        return load_scenario(path, patients=patients, overrides={**overrides, **values})
+        return load_scenario(path, patients=patients, seed=seed, overrides={**overrides, **values})
 
     # Each bound or grid value alone first, so that the error names the parameter and its range.
     for name, p in spec.parameters.items():
@@ -583,7 +585,7 @@ class SweepSummary:
 
 
 def _size(n: float) -> str:
-    from progression.runner import _size as size
+    from progression.progress import format_bytes as size
 
     return size(n)
 
@@ -618,15 +620,15 @@ def run_sweep(
         RunError: as :func:`progression.runner.run`.
     """
     from analysis.outcomes import summarize_sweep
-    from progression import runner
+    from progression import chunking, runner
 
     out = Path(out).expanduser().resolve()
     estimate = None
     if not yes:
         size = chunk_size or min(
             plan.base.cohort.patients,
-            runner.default_chunk_size(
-                plan.base, workers=workers or runner.usable_cores(),
+            chunking.default_chunk_size(
+                plan.base, workers=workers or chunking.usable_cores(),
                 patients=plan.base.cohort.patients * len(plan.points),
             ),
         )
