@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from progression import storage
+from progression.progress import format_bytes
 from progression.scenario import (
     Dist,
     Scenario,
@@ -577,17 +578,12 @@ class SweepSummary:
     points_path: Path
 
     def format(self) -> str:
-        est = "" if self.estimate_bytes is None else f" (estimated {_size(self.estimate_bytes)})"
+        est = ("" if self.estimate_bytes is None
+               else f" (estimated {format_bytes(self.estimate_bytes)})")
         return (f"{self.points} points{est}\n{self.run.format()}\n"
                 f"{self.points_path}\n{self.summary_path}")
 
     __str__ = format
-
-
-def _size(n: float) -> str:
-    from progression.progress import format_bytes as size
-
-    return size(n)
 
 
 def run_sweep(
@@ -627,20 +623,21 @@ def run_sweep(
     if not yes:
         size = chunk_size or min(
             plan.base.cohort.patients,
-            chunking.default_chunk_size(
+            chunking.default_chunkformat_bytes(
                 plan.base, workers=workers or chunking.usable_cores(),
                 patients=plan.base.cohort.patients * len(plan.points),
             ),
         )
         estimate = estimate_bytes(plan, size, simulate)
-        have = storage.dir_size(out) if out.is_dir() and (resume or overwrite) else 0
+        have = storage.dirformat_bytes(out) if out.is_dir() and (resume or overwrite) else 0
         needed = max(0, estimate - have) if resume else estimate
         free = free_bytes(out) + (have if overwrite else 0)
         if needed > free:
             raise SweepError(
-                f"the sweep's output is estimated at {_size(needed)} ({len(plan.points)} points x "
-                f"{plan.base.cohort.patients} patients) but {out} has {_size(free)} free; "
-                "free space, reduce the sweep, or add --yes to run anyway"
+                f"the sweep's output is estimated at {format_bytes(needed)} ({len(plan.points)} "
+                f"points x {plan.base.cohort.patients} patients) but {out} has "
+                f"{format_bytes(free)} free; free space, reduce the sweep, or add --yes to run "
+                "anyway"
             )
     parts = [(f"point={p.point}", s) for p, s in zip(plan.points, plan.scenarios, strict=True)]
     summary_path = out / SUMMARY
