@@ -9,13 +9,11 @@ the functions of this package, named in each caption so that a reader can reprod
 from __future__ import annotations
 
 import argparse
-import base64
 import html
-import io
 import json
 import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,27 +29,24 @@ from analysis.emergence import (
     time_to_diagnosis,
 )
 from analysis.io import RunReadError, open_run, patients, run_status, write_atomic
+from analysis.report import page
+from analysis.report.page import blank_repeats
+from analysis.report.plots import (
+    MEASURE_COLOURS,
+    PHENOTYPE_COLOURS,
+    SITE_COLOURS,
+    STATE_COLOURS,
+    colour,
+    legend,
+    median_band,
+    new_figure,
+    sorted_groups,
+)
+from analysis.report.text import ci, iqr, join, num, pct
 from analysis.spread import SPLIT_RATIO, split_hand_summary, spread_matrix, spread_times
 from analysis.survival import kaplan_meier, median_survival, survival_at
 from analysis.trajectories import MUSCLE_TESTS, TESTS, slopes, trajectory_quartiles
 
-#: Colours of the latent phenotypes and of the diagnostic states (colour-blind safe, Okabe-Ito).
-PHENOTYPE_COLOURS = {"ALS": "#0072B2", "PMA": "#E69F00", "PLS": "#009E73"}
-STATE_COLOURS = {
-    "unseen": "#e6e6e6",
-    "none": "#b3b3b3",
-    "PMA": "#E69F00",
-    "PLS": "#009E73",
-    "ALS": "#0072B2",
-    "dead": "#4d4d4d",
-}
-SITE_COLOURS = {"bulbar": "#CC79A7", "limb": "#0072B2", "trunk": "#D55E00", "other": "#999999"}
-MEASURE_COLOURS = {
-    "cmap_mv": "#0072B2",
-    "mune": "#D55E00",
-    "munix": "#CC79A7",
-    "strength_fraction": "#009E73",
-}
 #: Muscle shown for each muscle-level test in the trajectory figure (a TMS target for CMCT).
 TRAJECTORY_MUSCLE = "APB"
 #: Months since onset of the confusion tables and the trajectory table.
@@ -63,122 +58,6 @@ _YLIM = {"mrc_grade": (0, 5.2), "fibrillation_grade": (0, 4.2), "alsfrs_r": (0, 
 
 class ReportError(Exception):
     """A report that cannot be written (no run there, or a report already there)."""
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _num(x, digits: int = 1) -> str:
-    if x is None:
-        return "&ndash;"
-    if isinstance(x, float) and x != x:
-        return "&ndash;"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return f"{x:,.{digits}f}".replace("-", "&minus;")
-
-
-def _pct(x, digits: int = 0) -> str:
-    return "&ndash;" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def _iqr(m, lo, hi, digits: int = 1) -> str:
-    if m is None:
-        return "&ndash;"
-    sep = " to " if lo is not None and lo < 0 else "&ndash;"
-    return f"{_num(m, digits)} ({_num(lo, digits)}{sep}{_num(hi, digits)})"
-
-
-def _ci(m, lo, hi, digits: int = 1) -> str:
-    """A median with its confidence interval; a bound beyond follow-up is "not reached"."""
-    if m is None:
-        return "not reached"
-
-    def bound(x):
-        return "n.r." if x is None else _num(x, digits)
-
-    return f"{_num(m, digits)} ({bound(lo)} to {bound(hi)})"
-
-
-def _join(parts: Sequence[str]) -> str:
-    """Parts joined as an English list: ``a``, ``a and b``, ``a, b and c``."""
-    if len(parts) < 2:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return (
-        f'<p class=caption>{caption}</p><div class=wide><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>\n{body}\n</tbody></table></div>"
-    )
-
-
-def _blank_repeats(rows: list[list[str]], columns: int = 1) -> list[list[str]]:
-    """Rows with a leading cell left blank where it repeats the row above (grouped tables)."""
-    out, last = [], None
-    for r in rows:
-        key = r[:columns]
-        out.append(([""] * columns if key == last else key) + r[columns:])
-        last = key
-    return out
-
-
-def _png(fig) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _figure(fig, number: int, caption: str) -> str:
-    return (
-        f'<figure><img alt="Figure {number}" src="data:image/png;base64,{_png(fig)}">'
-        f"<figcaption><b>Figure {number}.</b> {caption}</figcaption></figure>"
-    )
-
-
-def _new_figure(width: float, height: float, rows: int = 1, cols: int = 1):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.grid(alpha=0.25, linewidth=0.6)
-    return fig, axes
-
-
-def _legend(ax, **kw) -> None:
-    """A legend, if anything on ``ax`` has a label."""
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
-
-
-def _median_band(
-    ax, frame: pl.DataFrame, prefix: str, colour: str, label: str,
-    x: str = "months_since_onset", alpha: float = 0.15,
-) -> None:
-    """Plot ``<prefix>median`` against ``x`` with its interquartile band
-    (``<prefix>q25`` to ``<prefix>q75``)."""
-    xs = frame[x].to_numpy()
-    ax.fill_between(xs, frame[f"{prefix}q25"].to_numpy(), frame[f"{prefix}q75"].to_numpy(),
-                    color=colour, alpha=alpha, linewidth=0)
-    ax.plot(xs, frame[f"{prefix}median"].to_numpy(), color=colour, label=label, linewidth=1.8)
-
-
-def _colour(name: str, palette: dict[str, str], i: int = 0) -> str:
-    fallback = ("#56B4E9", "#F0E442", "#999999", "#000000")
-    return palette.get(name, fallback[i % len(fallback)])
-
-
-def _sorted_groups(values: Sequence[str], order: Sequence[str]) -> list[str]:
-    rank = {v: i for i, v in enumerate(order)}
-    return sorted(values, key=lambda v: (rank.get(v, len(rank)), v))
 
 
 # ----------------------------------------------------------------------------- sections
@@ -199,7 +78,7 @@ class _Report:
              "age_at_onset_years", "first_visit_month"],
         ).collect()
         self.cohort = cohort
-        self.all_phenotypes = _sorted_groups(
+        self.all_phenotypes = sorted_groups(
             cohort["phenotype"].unique().to_list(), list(PHENOTYPE_COLOURS)
         )
         #: Latent phenotypes with at least one symptomatic patient: the sections' groups.
@@ -210,11 +89,11 @@ class _Report:
 
     def figure(self, fig, caption: str) -> str:
         self.fig_no += 1
-        return _figure(fig, self.fig_no, caption)
+        return page.figure(fig, self.fig_no, caption)
 
     def table(self, header, rows, caption: str) -> str:
         self.tab_no += 1
-        return _table(header, rows, f"<b>Table {self.tab_no}.</b> {caption}")
+        return page.table(header, rows, f"<b>Table {self.tab_no}.</b> {caption}")
 
     def ordered(self, df: pl.DataFrame, *then: str) -> pl.DataFrame:
         """``df`` sorted by latent phenotype in the report's order, then by ``then``."""
@@ -261,15 +140,15 @@ class _Report:
                     for k in ("bulbar", "limb", "trunk")}
             rows.append([
                 ph,
-                _num(len(g)),
-                _num(len(s)),
-                _num(g["first_visit_month"].is_not_null().sum()),
-                _num(g["death_month"].is_not_null().sum()),
-                _num(s["age_at_onset_years"].median()),
-                " / ".join(_pct(site[k]) for k in ("bulbar", "limb", "trunk")),
+                num(len(g)),
+                num(len(s)),
+                num(g["first_visit_month"].is_not_null().sum()),
+                num(g["death_month"].is_not_null().sum()),
+                num(s["age_at_onset_years"].median()),
+                " / ".join(pct(site[k]) for k in ("bulbar", "limb", "trunk")),
             ])
         share = ", ".join(
-            f"{ph} {_pct((c['phenotype'] == ph).mean(), 1)}" for ph in self.all_phenotypes
+            f"{ph} {pct((c['phenotype'] == ph).mean(), 1)}" for ph in self.all_phenotypes
         )
         text = (
             f"<p>The run holds {len(c):,} simulated patients (latent phenotypes: {share}). "
@@ -292,7 +171,7 @@ class _Report:
         months = [float(m) for m in range(0, int(HORIZON) + 1)]
         em = phenotype_emergence(self.run, months=months)
         n = len(self.phenotypes)
-        fig, axes = _new_figure(3.3 * n + 1.2, 3.2, 1, n)
+        fig, axes = new_figure(3.3 * n + 1.2, 3.2, 1, n)
         for ax, ph in zip(axes[0], self.phenotypes, strict=True):
             g = em.filter(pl.col("phenotype") == ph)
             ys = [
@@ -328,8 +207,8 @@ class _Report:
         for r in conf.iter_rows(named=True):
             seen = r["seen"]
             rows.append([
-                f"{r['months_since_onset']:.0f}", r["phenotype"], _num(seen),
-                *[f"{_num(r[c])} ({_pct(r[c] / seen if seen else None)})"
+                f"{r['months_since_onset']:.0f}", r["phenotype"], num(seen),
+                *[f"{num(r[c])} ({pct(r[c] / seen if seen else None)})"
                   for c in ("none", *DIAGNOSES)],
             ])
         conf_tab = self.table(
@@ -343,11 +222,11 @@ class _Report:
 
         ttd = time_to_diagnosis(self.run)
         rows = [
-            [r["phenotype"], r["diagnosis"], f"{_num(r['diagnosed'])} ({_pct(r['share'])})",
-             _iqr(r["median"], r["q25"], r["q75"]), _num(r["median_after_first_visit"])]
+            [r["phenotype"], r["diagnosis"], f"{num(r['diagnosed'])} ({pct(r['share'])})",
+             iqr(r["median"], r["q25"], r["q75"]), num(r["median_after_first_visit"])]
             for r in self.ordered(ttd.filter(pl.col("diagnosed") > 0)).iter_rows(named=True)
         ]
-        rows = _blank_repeats(rows)
+        rows = blank_repeats(rows)
         ttd_tab = self.table(
             ["latent phenotype", "diagnosis", "patients diagnosed", "months from onset, median "
              "(IQR)", "months from first visit, median"],
@@ -359,9 +238,9 @@ class _Report:
 
         conv = conversions(self.run)
         rows = [
-            [r["phenotype"], r["conversion"], _num(r["first_diagnosed"]),
-             f"{_num(r['converted'])} ({_pct(r['share'])})",
-             _iqr(r["median"], r["q25"], r["q75"]), _num(r["median_months_to_ALS"])]
+            [r["phenotype"], r["conversion"], num(r["first_diagnosed"]),
+             f"{num(r['converted'])} ({pct(r['share'])})",
+             iqr(r["median"], r["q25"], r["q75"]), num(r["median_months_to_ALS"])]
             for r in self.ordered(conv.filter(pl.col("first_diagnosed") > 0)).iter_rows(
                 named=True
             )
@@ -381,22 +260,22 @@ class _Report:
                 (pl.col("phenotype") == ph) & (pl.col("months_since_onset") == 12.0)
             )
             right = (
-                f"; 12 months after onset, {_pct(at[ph][0] / at['seen'][0])} of those seen "
+                f"; 12 months after onset, {pct(at[ph][0] / at['seen'][0])} of those seen "
                 f"had that diagnosis"
                 if len(at) and at["seen"][0] and ph in at.columns else ""
             )
             if len(g) and g["diagnosed"][0]:
                 text.append(
                     f"Of {g['patients'][0]:,} symptomatic patients with latent {ph}, "
-                    f"{_pct(g['share'][0])} were diagnosed {ph} during follow-up, a median of "
-                    f"{_num(g['median'][0])} months after onset{right}."
+                    f"{pct(g['share'][0])} were diagnosed {ph} during follow-up, a median of "
+                    f"{num(g['median'][0])} months after onset{right}."
                 )
         c = conv.filter(pl.col("converted") > 0)
         for r in c.iter_rows(named=True):
             text.append(
                 f"Among latent {r['phenotype']} patients first diagnosed "
-                f"{r['conversion'].split('->')[0]}, {_pct(r['share'])} later converted to ALS, "
-                f"a median of {_num(r['median'])} months later."
+                f"{r['conversion'].split('->')[0]}, {pct(r['share'])} later converted to ALS, "
+                f"a median of {num(r['median'])} months later."
             )
         prose = "<p>" + " ".join(text) + "</p>" if text else ""
         return (
@@ -418,15 +297,15 @@ class _Report:
             & (pl.col("months_since_onset") >= 0)
         )
         tests = list(TESTS)
-        fig, axes = _new_figure(10.5, 8.4, 3, 3)
+        fig, axes = new_figure(10.5, 8.4, 3, 3)
         for ax, test in zip(axes.flat, tests, strict=True):
             g = tr.filter(pl.col("test") == test)
             for i, ph in enumerate(self.phenotypes):
                 p = g.filter(pl.col("phenotype") == ph).sort("months_since_onset")
                 if not len(p):
                     continue
-                col = _colour(ph, PHENOTYPE_COLOURS, i)
-                _median_band(ax, p, "", col, ph, alpha=0.18)
+                col = colour(ph, PHENOTYPE_COLOURS, i)
+                median_band(ax, p, "", col, ph, alpha=0.18)
             where = f" ({TRAJECTORY_MUSCLE})" if test in MUSCLE_TESTS else ""
             ax.set_title(TESTS[test] + where, fontsize=10)
             ax.set_xlim(0, HORIZON)
@@ -434,7 +313,7 @@ class _Report:
                 ax.set_ylim(*_YLIM[test])
         for ax in axes[-1]:
             ax.set_xlabel("months since symptom onset")
-        _legend(axes[0][0], frameon=False, fontsize=9, title="latent phenotype")
+        legend(axes[0][0], frameon=False, fontsize=9, title="latent phenotype")
         figure = self.figure(
             fig,
             f"Test results over months since onset: median (line) and interquartile range "
@@ -454,18 +333,18 @@ class _Report:
                         (pl.col("phenotype") == ph) & (pl.col("months_since_onset") == float(m))
                     )
                     row.append(
-                        _iqr(x["median"][0], x["q25"][0], x["q75"][0]) if len(x) else "&ndash;"
+                        iqr(x["median"][0], x["q25"][0], x["q75"][0]) if len(x) else "&ndash;"
                     )
                 rows.append(row)
         tab = self.table(
-            header, _blank_repeats(rows),
+            header, blank_repeats(rows),
             "Median (interquartile range) of each test at 12, 24 and 36 months after onset "
             "(visits within 1.5 months).",
         )
         sl = self.ordered(slopes(self.run))
         rows = [
-            [r["phenotype"], TESTS[r["test"]], _num(r["patients"]), _num(r["mean"], 2),
-             _iqr(r["median"], r["q25"], r["q75"], 2)]
+            [r["phenotype"], TESTS[r["test"]], num(r["patients"]), num(r["mean"], 2),
+             iqr(r["median"], r["q25"], r["q75"], 2)]
             for r in sl.iter_rows(named=True)
         ]
         slope_tab = self.table(
@@ -476,16 +355,16 @@ class _Report:
             "<code>analysis.slopes(run)</code>.",
         )
         parts = [
-            f"{_num(r['mean'], 2)} points per month in latent {r['phenotype']}"
+            f"{num(r['mean'], 2)} points per month in latent {r['phenotype']}"
             for r in sl.filter(pl.col("test") == "alsfrs_r").iter_rows(named=True)
         ]
         svc = [
-            f"{_num(r['mean'], 2)} points in {r['phenotype']}"
+            f"{num(r['mean'], 2)} points in {r['phenotype']}"
             for r in sl.filter(pl.col("test") == "svc_percent").iter_rows(named=True)
         ]
         prose = (
-            "<p>The ALSFRS-R changed by a mean of " + _join(parts)
-            + "; the slow vital capacity (% predicted) by " + _join(svc) + " per month.</p>"
+            "<p>The ALSFRS-R changed by a mean of " + join(parts)
+            + "; the slow vital capacity (% predicted) by " + join(svc) + " per month.</p>"
             if parts else ""
         )
         return f"<h2>Test trajectories</h2>{prose}{figure}{tab}{slope_tab}"
@@ -496,13 +375,13 @@ class _Report:
         three = ["cmap_mv", "mune", "munix"]
         curve = compensation_curve(self.run, bins=20)
         by_muscle = compensation_curve(self.run, bins=20, by="muscle", measures=three)
-        fig, axes = _new_figure(10.5, 3.9, 1, 2)
+        fig, axes = new_figure(10.5, 3.9, 1, 2)
         ax = axes[0][0]
         for m, label in MEASURES.items():
             g = curve.filter((pl.col("measure") == m) & (pl.col("n") >= 5))
             if not len(g):
                 continue
-            _median_band(ax, g, "", MEASURE_COLOURS[m], label, x="units_lost")
+            median_band(ax, g, "", MEASURE_COLOURS[m], label, x="units_lost")
         ax.plot([0, 1], [1, 0], color="black", linestyle=":", linewidth=1, label="units left")
         ax.axhline(0.8, color="grey", linewidth=0.8, linestyle="--")
         ax.set_xlabel("true fraction of motor units lost")
@@ -510,7 +389,7 @@ class _Report:
         ax.set_title("all muscles", fontsize=10)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.4)
-        _legend(ax, frameon=False, fontsize=9)
+        legend(ax, frameon=False, fontsize=9)
         ax = axes[0][1]
         muscles = by_muscle["muscle"].unique().sort().to_list()
         from matplotlib import colormaps
@@ -528,7 +407,7 @@ class _Report:
         ax.set_title("CMAP by muscle (median)", fontsize=10)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.4)
-        _legend(ax, frameon=False, fontsize=8, ncols=2)
+        legend(ax, frameon=False, fontsize=8, ncols=2)
         figure = self.figure(
             fig,
             "The compensation curve: CMAP, MUNE, MUNIX and strength relative to the muscle's "
@@ -542,11 +421,11 @@ class _Report:
         pooled = loss_at(curve.filter(pl.col("measure").is_in(three)))
         wide = hid.pivot(on="measure", index="muscle", values="units_lost").sort("muscle")
         rows = [
-            [r["muscle"], *[_pct(r.get(m)) for m in ("cmap_mv", "mune", "munix")]]
+            [r["muscle"], *[pct(r.get(m)) for m in ("cmap_mv", "mune", "munix")]]
             for r in wide.iter_rows(named=True)
         ]
         p = {r["measure"]: r["units_lost"] for r in pooled.iter_rows(named=True)}
-        rows.append(["<b>all muscles</b>", *[f"<b>{_pct(p.get(m))}</b>"
+        rows.append(["<b>all muscles</b>", *[f"<b>{pct(p.get(m))}</b>"
                                              for m in ("cmap_mv", "mune", "munix")]])
         tab = self.table(
             ["muscle", "CMAP", "MUNE", "MUNIX"],
@@ -556,9 +435,9 @@ class _Report:
         )
         text = (
             "<p>Collateral reinnervation hides motor unit loss: the median CMAP stayed above 80% "
-            f"of its healthy value until {_pct(p.get('cmap_mv'))} of the units were lost, "
-            f"whereas the median MUNE fell below it after {_pct(p.get('mune'))} and MUNIX after "
-            f"{_pct(p.get('munix'))}.</p>"
+            f"of its healthy value until {pct(p.get('cmap_mv'))} of the units were lost, "
+            f"whereas the median MUNE fell below it after {pct(p.get('mune'))} and MUNIX after "
+            f"{pct(p.get('munix'))}.</p>"
         )
         return f"<h2>Compensation</h2>{text}{figure}{tab}"
 
@@ -567,12 +446,12 @@ class _Report:
     def survival_section(self) -> str:
         groups = [("phenotype", "latent phenotype", PHENOTYPE_COLOURS),
                   ("onset_site", "onset site", SITE_COLOURS)]
-        fig, axes = _new_figure(10.5, 3.9, 1, 2)
+        fig, axes = new_figure(10.5, 3.9, 1, 2)
         tables = []
         for ax, (col, title, palette) in zip(axes[0], groups, strict=True):
             km = kaplan_meier(self.run, by=col)
             med = median_survival(self.run, by=col)
-            names = _sorted_groups(km[col].unique().to_list(), list(palette))
+            names = sorted_groups(km[col].unique().to_list(), list(palette))
             if col == "phenotype":
                 names = [p for p in self.phenotypes if p in names]
             for i, g in enumerate(names):
@@ -581,7 +460,7 @@ class _Report:
                 s = [1.0, *k["survival"].to_list()]
                 lo = [1.0, *k["lower"].fill_null(0.0).to_list()]
                 hi = [1.0, *k["upper"].fill_null(0.0).to_list()]
-                c = _colour(g, palette, i)
+                c = colour(g, palette, i)
                 n = med.filter(pl.col(col) == g)["patients"][0]
                 ax.step(t, s, where="post", color=c, linewidth=1.8, label=f"{g} (n={n:,})")
                 ax.fill_between(t, lo, hi, step="post", color=c, alpha=0.15, linewidth=0)
@@ -590,19 +469,19 @@ class _Report:
             ax.set_title(f"by {title}", fontsize=10)
             ax.set_ylim(0, 1.02)
             ax.set_xlim(0, None)
-            _legend(ax, frameon=False, fontsize=9)
+            legend(ax, frameon=False, fontsize=9)
             at = survival_at(self.run, months=(12, 24, 36, 60), by=col)
             for g in names:
                 m = med.filter(pl.col(col) == g).row(0, named=True)
                 a = at.filter(pl.col(col) == g)
                 cells = [
-                    f"{_pct(s)} ({100 * (lo or 0):.0f}&ndash;{100 * (hi or 0):.0f})"
+                    f"{pct(s)} ({100 * (lo or 0):.0f}&ndash;{100 * (hi or 0):.0f})"
                     if s is not None
                     else "&ndash;"
                     for s, lo, hi in zip(a["survival"], a["lower"], a["upper"], strict=True)
                 ]
-                tables.append([title, g, _num(m["patients"]), _num(m["deaths"]),
-                               _ci(m["median"], m["lower"], m["upper"]), *cells])
+                tables.append([title, g, num(m["patients"]), num(m["deaths"]),
+                               ci(m["median"], m["lower"], m["upper"]), *cells])
         axes[0][0].set_ylabel("surviving")
         figure = self.figure(
             fig,
@@ -614,21 +493,21 @@ class _Report:
         tab = self.table(
             ["grouping", "group", "patients", "deaths", "median months (95% CI)", "12 mo",
              "24 mo", "36 mo", "60 mo"],
-            _blank_repeats(tables),
+            blank_repeats(tables),
             "Median survival with its 95% confidence interval (Brookmeyer-Crowley; n.r.: not "
             "reached within follow-up) and survival at 1, 2, 3 and 5 years. Source: "
             "<code>analysis.median_survival</code>, <code>analysis.survival_at</code>.",
         )
         med = self.ordered(median_survival(self.run, by="phenotype"))
         known = [
-            f"{_num(r['median'])} months in latent {r['phenotype']} (95% CI "
-            f"{_ci(r['median'], r['lower'], r['upper']).split('(')[1]}"
+            f"{num(r['median'])} months in latent {r['phenotype']} (95% CI "
+            f"{ci(r['median'], r['lower'], r['upper']).split('(')[1]}"
             for r in med.iter_rows(named=True) if r["median"] is not None
         ]
         unknown = [r["phenotype"] for r in med.iter_rows(named=True) if r["median"] is None]
         prose = "<p>"
         if known:
-            prose += "Median survival from symptom onset was " + _join(known) + ". "
+            prose += "Median survival from symptom onset was " + join(known) + ". "
         if unknown:
             prose += (
                 f"Fewer than half of the latent {' and '.join(unknown)} patients died during "
@@ -638,8 +517,8 @@ class _Report:
         d = {r["onset_site"]: r["median"] for r in site.iter_rows(named=True)}
         if d.get("bulbar") is not None and d.get("limb") is not None:
             prose += (
-                f"By onset site, the median was {_num(d['bulbar'])} months after bulbar and "
-                f"{_num(d['limb'])} months after limb onset."
+                f"By onset site, the median was {num(d['bulbar'])} months after bulbar and "
+                f"{num(d['limb'])} months after limb onset."
             )
         prose += "</p>"
         return f"<h2>Survival</h2>{prose}{figure}{tab}"
@@ -651,7 +530,7 @@ class _Report:
         sh = split_hand_summary(self.run, bin_months=6.0)
         pooled = split_hand_summary(self.run, by=None, bin_months=6.0)
         intact = pooled.filter(pl.col("hands") == "intact")
-        fig, axes = _new_figure(10.5, 3.9, 1, 2)
+        fig, axes = new_figure(10.5, 3.9, 1, 2)
         ax = axes[0][0]
         n = len(self.phenotypes)
         for i, ph in enumerate(self.phenotypes):
@@ -659,13 +538,13 @@ class _Report:
             y = g["order"].to_numpy() + (i - (n - 1) / 2) * 0.18
             med = g["median"].to_numpy()
             ax.errorbar(med, y, xerr=[med - g["q25"].to_numpy(), g["q75"].to_numpy() - med],
-                        fmt="o", color=_colour(ph, PHENOTYPE_COLOURS, i), capsize=3,
+                        fmt="o", color=colour(ph, PHENOTYPE_COLOURS, i), capsize=3,
                         label=ph)
         ax.set_yticks([2, 3, 4], ["2nd region", "3rd region", "4th region"])
         ax.invert_yaxis()
         ax.set_xlabel("months since symptom onset (median, IQR)")
         ax.set_title("spread to further regions", fontsize=10)
-        _legend(ax, frameon=False, fontsize=9)
+        legend(ax, frameon=False, fontsize=9)
         ax = axes[0][1]
         if len(intact) and intact["n"][0]:
             ref = intact.row(0, named=True)
@@ -678,15 +557,15 @@ class _Report:
             ).sort("months_since_onset")
             if not len(g):
                 continue
-            c = _colour(ph, PHENOTYPE_COLOURS, i)
-            _median_band(ax, g, "ratio_", c, ph)
+            c = colour(ph, PHENOTYPE_COLOURS, i)
+            median_band(ax, g, "ratio_", c, ph)
         ax.axhline(SPLIT_RATIO, color="black", linestyle="--", linewidth=0.8,
                    label=f"split-hand cut-off {SPLIT_RATIO}")
         ax.set_xlabel("months since symptom onset")
         ax.set_ylabel("APB / ADM CMAP")
         ax.set_title("split hand", fontsize=10)
         ax.set_xlim(0, HORIZON)
-        _legend(ax, frameon=False, fontsize=8)
+        legend(ax, frameon=False, fontsize=8)
         figure = self.figure(
             fig,
             "Left: months from symptom onset to the second, third and fourth region to become "
@@ -697,10 +576,10 @@ class _Report:
             "<code>analysis.split_hand_summary(run)</code>.",
         )
         nth = {2: "2nd", 3: "3rd", 4: "4th"}
-        rows = _blank_repeats([
+        rows = blank_repeats([
             [r["phenotype"], nth.get(r["order"], str(r["order"])),
-             f"{_num(r['reached'])} ({_pct(r['share'])})",
-             _iqr(r["median"], r["q25"], r["q75"])]
+             f"{num(r['reached'])} ({pct(r['share'])})",
+             iqr(r["median"], r["q25"], r["q75"])]
             for r in self.ordered(sp, "order").iter_rows(named=True)
         ])
         sp_tab = self.table(
@@ -710,9 +589,9 @@ class _Report:
             "Spread to further regions (bulbar, cervical, thoracic, lumbosacral; either side).",
         )
         mx = spread_matrix(self.run)
-        rows = _blank_repeats([
-            [r["first_region"], r["region"], f"{_num(r['reached'])} / {_num(r['patients'])}",
-             _iqr(r["median"], r["q25"], r["q75"])]
+        rows = blank_repeats([
+            [r["first_region"], r["region"], f"{num(r['reached'])} / {num(r['patients'])}",
+             iqr(r["median"], r["q25"], r["q75"])]
             for r in mx.iter_rows(named=True)
         ])
         mx_tab = self.table(
@@ -732,14 +611,14 @@ class _Report:
         for r, who in both:
             when = ("any time" if r["hands"] == "intact"
                     else f"{r['months_since_onset']:.0f} months")
-            rows.append([who, when, _num(r["n"]),
-                         _iqr(r["ratio_median"], r["ratio_q25"], r["ratio_q75"], 2),
-                         _iqr(r["index_median"], r["index_q25"], r["index_q75"]),
-                         _pct(r["split_share"])])
+            rows.append([who, when, num(r["n"]),
+                         iqr(r["ratio_median"], r["ratio_q25"], r["ratio_q75"], 2),
+                         iqr(r["index_median"], r["index_q25"], r["index_q75"]),
+                         pct(r["split_share"])])
         sh_tab = self.table(
             ["latent phenotype", "when", "hands", "APB/ADM, median (IQR)",
              "split-hand index, median (IQR)", f"APB/ADM &lt; {SPLIT_RATIO}"],
-            _blank_repeats(rows),
+            blank_repeats(rows),
             "Split hand (both sides; 6-month bins centred on the month shown). Split-hand "
             "index = APB &times; FDI / ADM CMAP (mV).",
         )
@@ -748,58 +627,34 @@ class _Report:
             g = sp.filter((pl.col("phenotype") == ph) & (pl.col("order") == 2))
             if len(g) and g["reached"][0]:
                 parts.append(
-                    f"{_num(g['median'][0])} months in latent {ph} ({_pct(g['share'][0])} of "
+                    f"{num(g['median'][0])} months in latent {ph} ({pct(g['share'][0])} of "
                     "patients reached one)"
                 )
         prose = (
-            "<p>A second region became symptomatic a median of " + _join(parts) + ". "
+            "<p>A second region became symptomatic a median of " + join(parts) + ". "
             if parts else "<p>"
         )
         late = shown.filter(pl.col("months_since_onset") == 24.0)
         split = [
-            f"{_pct(r['split_share'])} of hands in latent {r['phenotype']}"
+            f"{pct(r['split_share'])} of hands in latent {r['phenotype']}"
             for r in self.ordered(late).iter_rows(named=True)
         ]
         if split and len(intact):
             prose += (
                 f"Two years after onset the APB/ADM ratio was below {SPLIT_RATIO} in "
-                + _join(split)
-                + f", against {_pct(intact['split_share'][0])} of intact hands."
+                + join(split)
+                + f", against {pct(intact['split_share'][0])} of intact hands."
             )
         prose += "</p>"
         return f"<h2>Spread</h2>{prose}{figure}{sp_tab}{mx_tab}{sh_tab}"
 
 
-_CSS = """
-body { font-family: Georgia, 'DejaVu Serif', serif; max-width: 60rem; margin: 2rem auto;
-       padding: 0 1.5rem; color: #222; line-height: 1.5; }
-h1 { font-size: 1.7rem; margin-bottom: 0.2rem; }
-h2 { font-size: 1.3rem; margin-top: 2.4rem; border-bottom: 1px solid #ccc; }
-.meta { color: #666; font-size: 0.85rem; font-family: sans-serif; }
-.warning { color: #8a1c1c; background: #fdecea; padding: 0.5rem; font-family: sans-serif; }
-figure { margin: 1.5rem 0; }
-figure img { max-width: 100%; }
-figcaption, .caption { font-size: 0.88rem; color: #444; text-align: left; }
-.caption { margin: 1.6rem 0 0.3rem 0; }
-table { border-collapse: collapse; margin: 0 0 1.2rem 0; font-family: sans-serif;
-        font-size: 0.82rem; }
-th, td { padding: 0.2rem 0.6rem; border-bottom: 1px solid #e3e3e3; text-align: right;
-         white-space: nowrap; }
-th { border-bottom: 1.5px solid #888; font-weight: 600; }
-td:first-child, th:first-child, td:nth-child(2), th:nth-child(2) { text-align: left; }
-code { font-size: 0.85em; }
-.wide { overflow-x: auto; }
-"""
-
-
-def _section(build: Callable[[], str]) -> str:
+def _drawn(build: Callable[[], str]) -> str:
     """A section's HTML, or one line saying why it could not be drawn (the rest still is)."""
     try:
         return build()
     except (pl.exceptions.PolarsError, ValueError, IndexError, KeyError, TypeError) as e:
-        name = build.__name__.removesuffix("_section").replace("_", " ")
-        reason = html.escape(str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
-        return f"<h2>{name.capitalize()}</h2><p class=meta>Not drawn: {reason}</p>"
+        return page.not_drawn(build.__name__.removesuffix("_section").replace("_", " "), e)
 
 
 def render(run: str | Path, allow_incomplete: bool = False) -> str:
@@ -826,15 +681,11 @@ def render(run: str | Path, allow_incomplete: bool = False) -> str:
         )
     else:
         note = ""
-    body = "\n".join(_section(s) for s in sections) + note
+    body = "\n".join(_drawn(s) for s in sections) + note
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        f"<title>{title}: results</title><style>{_CSS}</style></head><body>"
-        f"<h1>Results: {title}</h1><p>{sub}</p>{body}"
-        f'<p class=meta>Written by <code>progression report</code> on {stamp} from '
-        f"{html.escape(str(Path(run).resolve()))}.</p></body></html>\n"
-    )
+    footer = (f"Written by <code>progression report</code> on {stamp} from "
+              f"{html.escape(str(Path(run).resolve()))}.")
+    return page.document(title, sub, body, footer)
 
 
 def write_report(
