@@ -11,6 +11,17 @@ from analysis.report.plots import MEASURE_COLOURS, legend, median_band, new_figu
 from analysis.report.text import pct
 
 
+def _against_loss(ax, title: str, units_left: str | None = None) -> None:
+    """Finish axes of measures against the fraction of units lost: the units left (dotted,
+    labelled ``units_left``), 80% of healthy (dashed), the axes' limits and labels."""
+    ax.plot([0, 1], [1, 0], color="black", linestyle=":", linewidth=1, label=units_left)
+    ax.axhline(0.8, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("true fraction of motor units lost")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.4)
+
+
 def section(ctx: Context) -> str:
     """The Compensation section: one figure and one table."""
     three = ["cmap_mv", "mune", "munix"]
@@ -23,13 +34,8 @@ def section(ctx: Context) -> str:
         if not len(g):
             continue
         median_band(ax, g, "", MEASURE_COLOURS[m], label, x="units_lost")
-    ax.plot([0, 1], [1, 0], color="black", linestyle=":", linewidth=1, label="units left")
-    ax.axhline(0.8, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("true fraction of motor units lost")
+    _against_loss(ax, "all muscles", units_left="units left")
     ax.set_ylabel("relative to healthy")
-    ax.set_title("all muscles", fontsize=10)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.4)
     legend(ax, frameon=False, fontsize=9)
     ax = axes[0][1]
     muscles = by_muscle["muscle"].unique().sort().to_list()
@@ -42,12 +48,7 @@ def section(ctx: Context) -> str:
         )
         ax.plot(g["units_lost"].to_numpy(), g["median"].to_numpy(), color=cmap(i % 10),
                 label=mu, linewidth=1.4)
-    ax.plot([0, 1], [1, 0], color="black", linestyle=":", linewidth=1)
-    ax.axhline(0.8, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("true fraction of motor units lost")
-    ax.set_title("CMAP by muscle (median)", fontsize=10)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.4)
+    _against_loss(ax, "CMAP by muscle (median)")
     legend(ax, frameon=False, fontsize=8, ncols=2)
     figure = ctx.figure(
         fig,

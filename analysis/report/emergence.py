@@ -16,7 +16,7 @@ from analysis.emergence import (
 from analysis.report.context import CONFUSION_MONTHS, HORIZON, Context
 from analysis.report.page import blank_repeats
 from analysis.report.plots import STATE_COLOURS, new_figure
-from analysis.report.text import iqr, num, pct
+from analysis.report.text import count_share, iqr_of, num, pct
 
 
 def section(ctx: Context) -> str:
@@ -55,14 +55,12 @@ def section(ctx: Context) -> str:
 
     conf = confusion(ctx.run, months=CONFUSION_MONTHS)
     rows = []
-    rank = {p: i for i, p in enumerate(ctx.phenotypes)}
-    conf = conf.sort("months_since_onset", pl.col("phenotype").replace_strict(rank))
+    conf = conf.sort("months_since_onset", ctx.phenotype_rank())
     for r in conf.iter_rows(named=True):
         seen = r["seen"]
         rows.append([
             f"{r['months_since_onset']:.0f}", r["phenotype"], num(seen),
-            *[f"{num(r[c])} ({pct(r[c] / seen if seen else None)})"
-              for c in ("none", *DIAGNOSES)],
+            *[count_share(r[c], r[c] / seen if seen else None) for c in ("none", *DIAGNOSES)],
         ])
     conf_tab = ctx.table(
         ["months since onset", "latent phenotype", "seen", "no diagnosis", "PMA", "PLS",
@@ -75,8 +73,8 @@ def section(ctx: Context) -> str:
 
     ttd = time_to_diagnosis(ctx.run)
     rows = [
-        [r["phenotype"], r["diagnosis"], f"{num(r['diagnosed'])} ({pct(r['share'])})",
-         iqr(r["median"], r["q25"], r["q75"]), num(r["median_after_first_visit"])]
+        [r["phenotype"], r["diagnosis"], count_share(r["diagnosed"], r["share"]), iqr_of(r),
+         num(r["median_after_first_visit"])]
         for r in ctx.ordered(ttd.filter(pl.col("diagnosed") > 0)).iter_rows(named=True)
     ]
     rows = blank_repeats(rows)
@@ -92,8 +90,7 @@ def section(ctx: Context) -> str:
     conv = conversions(ctx.run)
     rows = [
         [r["phenotype"], r["conversion"], num(r["first_diagnosed"]),
-         f"{num(r['converted'])} ({pct(r['share'])})",
-         iqr(r["median"], r["q25"], r["q75"]), num(r["median_months_to_ALS"])]
+         count_share(r["converted"], r["share"]), iqr_of(r), num(r["median_months_to_ALS"])]
         for r in ctx.ordered(conv.filter(pl.col("first_diagnosed") > 0)).iter_rows(
             named=True
         )

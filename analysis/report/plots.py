@@ -61,6 +61,17 @@ def median_band(
     ax.plot(xs, frame[f"{prefix}median"].to_numpy(), color=colour, label=label, linewidth=1.8)
 
 
+def phenotype_bands(
+    ax, frame: pl.DataFrame, phenotypes: Sequence[str], prefix: str = "", alpha: float = 0.15,
+) -> None:
+    """One :func:`median_band` over months since onset for each of ``phenotypes`` found in
+    ``frame``, in its colour (the ``i``-th spare colour for the ``i``-th phenotype if none)."""
+    for i, ph in enumerate(phenotypes):
+        g = frame.filter(pl.col("phenotype") == ph).sort("months_since_onset")
+        if len(g):
+            median_band(ax, g, prefix, colour(ph, PHENOTYPE_COLOURS, i), ph, alpha=alpha)
+
+
 def sorted_groups(values: Sequence[str], order: Sequence[str]) -> list[str]:
     """``values`` in the order of ``order``; any others after them, alphabetically."""
     rank = {v: i for i, v in enumerate(order)}

@@ -7,8 +7,8 @@ import polars as pl
 
 from analysis.report.context import HORIZON, Context
 from analysis.report.page import blank_repeats
-from analysis.report.plots import PHENOTYPE_COLOURS, colour, legend, median_band, new_figure
-from analysis.report.text import iqr, join, num, pct
+from analysis.report.plots import PHENOTYPE_COLOURS, colour, legend, new_figure, phenotype_bands
+from analysis.report.text import count_share, iqr_of, join, num, pct
 from analysis.spread import SPLIT_RATIO, split_hand_summary, spread_matrix, spread_times
 
 
@@ -38,15 +38,10 @@ def section(ctx: Context) -> str:
         ref = intact.row(0, named=True)
         ax.axhspan(ref["ratio_q25"], ref["ratio_q75"], color="grey", alpha=0.15,
                    label="intact hands (IQR)")
-    for i, ph in enumerate(ctx.phenotypes):
-        g = sh.filter(
-            (pl.col("hands") == "all") & (pl.col("phenotype") == ph) & (pl.col("n") >= 5)
-            & (pl.col("months_since_onset") <= HORIZON)
-        ).sort("months_since_onset")
-        if not len(g):
-            continue
-        c = colour(ph, PHENOTYPE_COLOURS, i)
-        median_band(ax, g, "ratio_", c, ph)
+    binned = sh.filter(
+        (pl.col("hands") == "all") & (pl.col("n") >= 5) & (pl.col("months_since_onset") <= HORIZON)
+    )
+    phenotype_bands(ax, binned, ctx.phenotypes, "ratio_")
     ax.axhline(SPLIT_RATIO, color="black", linestyle="--", linewidth=0.8,
                label=f"split-hand cut-off {SPLIT_RATIO}")
     ax.set_xlabel("months since symptom onset")
@@ -66,8 +61,7 @@ def section(ctx: Context) -> str:
     nth = {2: "2nd", 3: "3rd", 4: "4th"}
     rows = blank_repeats([
         [r["phenotype"], nth.get(r["order"], str(r["order"])),
-         f"{num(r['reached'])} ({pct(r['share'])})",
-         iqr(r["median"], r["q25"], r["q75"])]
+         count_share(r["reached"], r["share"]), iqr_of(r)]
         for r in ctx.ordered(sp, "order").iter_rows(named=True)
     ])
     sp_tab = ctx.table(
@@ -79,7 +73,7 @@ def section(ctx: Context) -> str:
     mx = spread_matrix(ctx.run)
     rows = blank_repeats([
         [r["first_region"], r["region"], f"{num(r['reached'])} / {num(r['patients'])}",
-         iqr(r["median"], r["q25"], r["q75"])]
+         iqr_of(r)]
         for r in mx.iter_rows(named=True)
     ])
     mx_tab = ctx.table(
@@ -99,9 +93,7 @@ def section(ctx: Context) -> str:
     for r, who in both:
         when = ("any time" if r["hands"] == "intact"
                 else f"{r['months_since_onset']:.0f} months")
-        rows.append([who, when, num(r["n"]),
-                     iqr(r["ratio_median"], r["ratio_q25"], r["ratio_q75"], 2),
-                     iqr(r["index_median"], r["index_q25"], r["index_q75"]),
+        rows.append([who, when, num(r["n"]), iqr_of(r, "ratio_", 2), iqr_of(r, "index_"),
                      pct(r["split_share"])])
     sh_tab = ctx.table(
         ["latent phenotype", "when", "hands", "APB/ADM, median (IQR)",

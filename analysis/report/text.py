@@ -29,6 +29,16 @@ def iqr(m, lo, hi, digits: int = 1) -> str:
     return f"{num(m, digits)} ({num(lo, digits)}{sep}{num(hi, digits)})"
 
 
+def iqr_of(row: dict, prefix: str = "", digits: int = 1) -> str:
+    """:func:`iqr` of a row's ``<prefix>median``, ``<prefix>q25`` and ``<prefix>q75``."""
+    return iqr(row[f"{prefix}median"], row[f"{prefix}q25"], row[f"{prefix}q75"], digits)
+
+
+def count_share(n, share) -> str:
+    """A count with its share (0 to 1) in brackets: ``12 (40%)``."""
+    return f"{num(n)} ({pct(share)})"
+
+
 def ci(m, lo, hi, digits: int = 1) -> str:
     """A median with its confidence interval; a bound beyond follow-up is "not reached"."""
     if m is None:

@@ -7,14 +7,19 @@ import polars as pl
 
 from analysis.report.context import CONFUSION_MONTHS, HORIZON, Context
 from analysis.report.page import blank_repeats
-from analysis.report.plots import PHENOTYPE_COLOURS, colour, legend, median_band, new_figure
-from analysis.report.text import iqr, join, num
+from analysis.report.plots import legend, new_figure, phenotype_bands
+from analysis.report.text import iqr_of, join, num
 from analysis.trajectories import MUSCLE_TESTS, TESTS, slopes, trajectory_quartiles
 
 #: Muscle shown for each muscle-level test in the trajectory figure (a TMS target for CMCT).
 TRAJECTORY_MUSCLE = "APB"
 #: Y-axis limits of the bounded scores in the trajectory figure.
 _YLIM = {"mrc_grade": (0, 5.2), "fibrillation_grade": (0, 4.2), "alsfrs_r": (0, 48.5)}
+
+
+def _name(test: str) -> str:
+    """A test's name, with the muscle shown for a muscle-level test."""
+    return TESTS[test] + (f" ({TRAJECTORY_MUSCLE})" if test in MUSCLE_TESTS else "")
 
 
 def section(ctx: Context) -> str:
@@ -28,15 +33,8 @@ def section(ctx: Context) -> str:
     tests = list(TESTS)
     fig, axes = new_figure(10.5, 8.4, 3, 3)
     for ax, test in zip(axes.flat, tests, strict=True):
-        g = tr.filter(pl.col("test") == test)
-        for i, ph in enumerate(ctx.phenotypes):
-            p = g.filter(pl.col("phenotype") == ph).sort("months_since_onset")
-            if not len(p):
-                continue
-            col = colour(ph, PHENOTYPE_COLOURS, i)
-            median_band(ax, p, "", col, ph, alpha=0.18)
-        where = f" ({TRAJECTORY_MUSCLE})" if test in MUSCLE_TESTS else ""
-        ax.set_title(TESTS[test] + where, fontsize=10)
+        phenotype_bands(ax, tr.filter(pl.col("test") == test), ctx.phenotypes, alpha=0.18)
+        ax.set_title(_name(test), fontsize=10)
         ax.set_xlim(0, HORIZON)
         if test in _YLIM:
             ax.set_ylim(*_YLIM[test])
@@ -54,16 +52,13 @@ def section(ctx: Context) -> str:
     rows = []
     for test in tests:
         g = tr.filter(pl.col("test") == test)
-        where = f" ({TRAJECTORY_MUSCLE})" if test in MUSCLE_TESTS else ""
         for ph in ctx.phenotypes:
-            row = [TESTS[test] + where, ph]
+            row = [_name(test), ph]
             for m in CONFUSION_MONTHS:
                 x = g.filter(
                     (pl.col("phenotype") == ph) & (pl.col("months_since_onset") == float(m))
                 )
-                row.append(
-                    iqr(x["median"][0], x["q25"][0], x["q75"][0]) if len(x) else "&ndash;"
-                )
+                row.append(iqr_of(x.row(0, named=True)) if len(x) else "&ndash;")
             rows.append(row)
     tab = ctx.table(
         header, blank_repeats(rows),
@@ -73,7 +68,7 @@ def section(ctx: Context) -> str:
     sl = ctx.ordered(slopes(ctx.run))
     rows = [
         [r["phenotype"], TESTS[r["test"]], num(r["patients"]), num(r["mean"], 2),
-         iqr(r["median"], r["q25"], r["q75"], 2)]
+         iqr_of(r, digits=2)]
         for r in sl.iter_rows(named=True)
     ]
     slope_tab = ctx.table(
