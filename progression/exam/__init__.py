@@ -47,12 +47,12 @@ class Examiner:
         z = rnd.normal(self.seed, "exam:subject", ids, m + 5 + len(alsfrs.ITEMS))
         u = rnd.uniform(self.seed, "exam:subject-u", ids, 2)
         self.cmap_subject = np.exp(self.params.cmap_subject_cov * z[:, :m])
-        self.reflex_offset = 0.15 * z[:, m]
-        self.jaw_offset = 0.15 * z[:, m + 1]
-        self.svc_baseline = 100.0 + 10.0 * z[:, m + 2]
-        self.item_jitter = alsfrs.PATIENT_JITTER * z[:, m + 5 :]
+        self.reflex_offset = self.params.reflex_subject_sd * z[:, m]
+        self.jaw_offset = self.params.jaw_subject_sd * z[:, m + 1]
+        self.svc_baseline = 100.0 + self.params.svc_subject_sd * z[:, m + 2]
+        self.item_jitter = self.params.alsfrs_subject_sd * z[:, m + 5 :]
         zs = rnd.normal(self.seed, "exam:subject-munix", ids, m)
-        sigma = tests.munix_subject_sigma(self.params.munix_cov)
+        sigma = tests.munix_subject_sigma(self.params.munix_cov, self.params.munix_population_cov)
         self.munix_subject = np.exp(sigma * zs - sigma**2 / 2)
         self.babinski_threshold = 0.9 * u[:, 0]
         self.pba_susceptible = u[:, 1] < 0.5
@@ -179,10 +179,14 @@ class Examiner:
             ).astype(np.int8),
             "tone": np.where(reflexive, signs.tone(u_muscle, units_frac), None),
             "wasting": signs.wasting(fib_frac, orphan_frac),
-            "fasciculations_per_min": tests.fasciculations(rate, u[:, :: 1 + k], zm[:, :, 4]),
-            "fibrillation_grade": tests.fibrillation_grade(orphan_frac, zm[:, :, 5]),
+            "fasciculations_per_min": tests.fasciculations(
+                rate, u[:, :: 1 + k], zm[:, :, 4], p.fasciculation_minutes
+            ),
+            "fibrillation_grade": tests.fibrillation_grade(
+                orphan_frac, zm[:, :, 5], p.fibrillation_sd
+            ),
             "mup_amplitude_uv": tests.mup_amplitude(
-                total, count, self.healthy_mean, self.mup_healthy, zm[:, :, 6]
+                total, count, self.healthy_mean, self.mup_healthy, zm[:, :, 6], p.mup_sd
             ),
             "cmct_ms": np.where(tms & mep, cmct, np.nan),
             "mep_present": np.where(tms, mep, None),
@@ -199,10 +203,10 @@ class Examiner:
         t_units = units_frac[:, tongue[0]] if tongue else np.ones(n)
         t_fibres = fib_frac[:, tongue[0]] if tongue else np.ones(n)
         babinski = signs.babinski(integrity[:, ls].min(axis=1), self.babinski_threshold[rows])
-        jaw = signs.jaw_jerk(u_b, t_units, self.jaw_offset[rows] + 0.1 * zp[:, 0])
+        jaw = signs.jaw_jerk(u_b, t_units, self.jaw_offset[rows] + p.jaw_sd * zp[:, 0])
         dys = signs.dysarthria(u_b, t_fibres)
         pba = signs.pseudobulbar_affect(u_b, self.pba_susceptible[rows])
-        jitter = self.item_jitter[rows] + alsfrs.VISIT_JITTER * zp[:, 4:]
+        jitter = self.item_jitter[rows] + p.alsfrs_visit_sd * zp[:, 4:]
         item = alsfrs.items(strength, self.item_muscles, jitter)
         sub = {
             k: sum(item[i].astype(np.int16) for i in names) for k, names in alsfrs.SUBSCORES.items()
