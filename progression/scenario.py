@@ -399,10 +399,17 @@ class ScanRecording:
 class Exam:
     """Measurement noise and method settings of the examinations (exam/ modules document use).
 
+    A setting's source follows its description; "chosen, no published figure" says there is
+    none. Settings ending in ``_subject_sd`` (and ``cmap_subject_cov``) are a person's own
+    level, drawn once; the others are drawn afresh at every visit.
+
     Attributes:
         cmap_cov: CMAP test-retest coefficient of variation.
         cmap_subject_cov: between-person spread of healthy CMAP (lognormal sigma).
         munix_cov: MUNIX test-retest CoV (Neuwirth 2016: 14%).
+        munix_population_cov: between-person CoV of healthy MUNIX, test-retest noise included;
+            a person's own level takes what ``munix_cov`` leaves. SD over mean 0.23 for APB
+            (191 +/- 44), 0.22 ADM, 0.20 biceps, 0.26 TA (Cao 2020 Muscle Nerve, n=150).
         mune_method: ``incremental`` (McComas incremental stimulation on the simulated
             stimulus-response recording, :mod:`progression.exam.scans`) or ``mean_smup`` (the
             interim method: CMAP over the mean SMUP of randomly sampled units).
@@ -421,16 +428,48 @@ class Exam:
         scans: which scans to record (:class:`ScanRecording`).
         mune_sample_units: single units sampled by the MUNE (mean SMUP) method.
         smup_cov: CoV of one single motor unit potential measurement (mean SMUP method).
+        fasciculation_minutes: observation at rest over which fasciculations are counted
+            (minutes); the count is Poisson, so a longer look is a less noisy rate. Observing
+            for up to 90 s may be needed to see a single fasciculation with near certainty
+            (Mills, "Detecting fasciculations in amyotrophic lateral sclerosis: duration of
+            observation required", needle EMG, 53 muscles of 19 patients); with high-density
+            surface EMG 2 minutes record five with probability about 0.95 (J NeuroEng Rehabil
+            2012 9:78, 29 muscles of 11 patients).
+        fibrillation_sd: log-normal noise on the orphan fraction the needle reads, before
+            grading fibrillations 0-4 (chosen, no published figure).
+        mup_sd: log-normal noise on the needle MUP amplitude (chosen, no published figure; for
+            scale, healthy TA mean MUP amplitude is 662 +/- 92 microvolts between persons, a
+            14% CoV that bounds the test-retest noise, JNNP control table of the de Carvalho
+            group; the intertrial 95% limits of the mean duration of 20 biceps MUAPs are +/-22%,
+            "Quantitative motor unit analysis: the effect of sample size", 21 normal subjects).
         cmct_sd_ms: CMCT measurement SD (ms).
         mep_integrity: tract integrity below which no MEP is evoked.
         reflex_sd: rater noise on reflex grade (grades).
+        reflex_subject_sd: a person's own tendon-reflex level (grades; chosen, no published
+            figure).
+        jaw_sd: rater noise on the jaw-jerk score (grades; chosen, no published figure).
+        jaw_subject_sd: a person's own jaw-jerk level (grades; chosen, no published figure;
+            the healthy jaw jerk is slight or barely present, :data:`signs.JAW_HEALTHY`).
         svc_cov: SVC test-retest CoV.
+        svc_subject_sd: a person's healthy vital capacity around 100% predicted (percentage
+            points; chosen a little narrower than published spreads: FVC 109 +/- 12% predicted
+            in 31 healthy adults, ERJ table on Hankinson reference values; the usual lower limit
+            of normal, 80% predicted, at mean - 1.645 SD implies an SD near 12).
         mrc_sd: rater noise on log strength at MRC thresholds.
+        alsfrs_subject_sd: a person's own shift of each ALSFRS-R item's thresholds (fraction of
+            strength; chosen, no published figure: it makes the total fall in single-point
+            steps at different times in different patients, MODEL.md section 7).
+        alsfrs_visit_sd: visit-to-visit noise on the same thresholds (fraction of strength;
+            chosen, no published figure).
     """
 
     cmap_cov: float = field(default=0.05, metadata=_range(0, 1))
     cmap_subject_cov: float = field(default=0.2, metadata=_range(0, 2))
     munix_cov: float = field(default=0.14, metadata=_range(0, 1))
+    munix_population_cov: float = field(
+        default=0.23,
+        metadata=_range(0, 1, doc="between-person CoV of healthy MUNIX, test-retest included"),
+    )
     mune_method: str = field(
         default="incremental", metadata={"choices": ("incremental", "mean_smup")}
     )
@@ -447,11 +486,44 @@ class Exam:
     scans: ScanRecording = field(default_factory=ScanRecording)
     mune_sample_units: int = field(default=10, metadata=_range(1, 100))
     smup_cov: float = field(default=0.1, metadata=_range(0, 1))
+    fasciculation_minutes: float = field(
+        default=2.0,
+        metadata=_range(
+            0, 60, open_lo=True, doc="minutes of rest over which fasciculations are counted"
+        ),
+    )
+    fibrillation_sd: float = field(
+        default=0.3, metadata=_range(0, 2, doc="log-SD of the orphan fraction the needle reads")
+    )
+    mup_sd: float = field(
+        default=0.1, metadata=_range(0, 2, doc="log-SD of the needle MUP amplitude")
+    )
     cmct_sd_ms: float = field(default=0.8, metadata=_range(0, 10))
     mep_integrity: float = field(default=0.15, metadata=_range(0, 1))
     reflex_sd: float = field(default=0.15, metadata=_range(0, 2))
+    reflex_subject_sd: float = field(
+        default=0.15, metadata=_range(0, 2, doc="a person's own reflex level (grades)")
+    )
+    jaw_sd: float = field(
+        default=0.1, metadata=_range(0, 2, doc="rater noise on the jaw-jerk score (grades)")
+    )
+    jaw_subject_sd: float = field(
+        default=0.15, metadata=_range(0, 2, doc="a person's own jaw-jerk level (grades)")
+    )
     svc_cov: float = field(default=0.05, metadata=_range(0, 1))
+    svc_subject_sd: float = field(
+        default=10.0,
+        metadata=_range(0, 50, doc="a person's healthy SVC around 100% predicted (points)"),
+    )
     mrc_sd: float = field(default=0.1, metadata=_range(0, 2))
+    alsfrs_subject_sd: float = field(
+        default=0.04,
+        metadata=_range(0, 0.5, doc="a person's ALSFRS-R item threshold shift (strength)"),
+    )
+    alsfrs_visit_sd: float = field(
+        default=0.02,
+        metadata=_range(0, 0.5, doc="visit noise on ALSFRS-R item thresholds (strength)"),
+    )
 
 
 @dataclass(frozen=True)

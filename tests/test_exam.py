@@ -17,8 +17,9 @@ import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
+from progression import random as rnd
 from progression.body import default_muscles
-from progression.exam import Examiner, criteria
+from progression.exam import Examiner, alsfrs, criteria, subject_noise, visit_noise
 from progression.model import Cohort, simulate_chunk
 from progression.state import State
 from tests.conftest import small
@@ -580,3 +581,83 @@ def test_a_soft_finding_counts_once_seen_at_two_consecutive_visits(monkeypatch):
     soft[1, 1] = False  # patient 1's finding does not persist
     ex.examine(cohort, rows, 6.0)
     assert ex.umn_seen[0, 1] and not ex.umn_seen[1:].any()
+
+
+# ------------------------------------------------------------------------------- named noise
+
+#: The visit stream's columns per muscle before the draws had names (zm[:, :, 0..7]).
+OLD_PER_MUSCLE = (
+    "cmap", "munix", "mrc", "reflex", "fasciculation_z", "fibrillation", "mup", "cmct",
+)
+
+
+def test_named_visit_noise_is_the_old_positional_draws():
+    """Every named draw is bit for bit the column the examiner used to pick by position."""
+    seed, ids, m, k = 11, np.arange(5) + 1000, 4, 3
+    noise = visit_noise(seed, 6.0, ids, m, k, mean_smup=True)
+    z = rnd.normal(seed, "exam:6", ids, m * 8 + 4 + len(alsfrs.ITEMS))
+    u = rnd.uniform(seed, "exam-u:6", ids, m * (1 + k))
+    zk = rnd.normal(seed, "exam-smup:6", ids, m * k)
+    zm, zp = z[:, : m * 8].reshape(len(ids), m, 8), z[:, m * 8 :]
+    for j, name in enumerate(OLD_PER_MUSCLE):
+        np.testing.assert_array_equal(getattr(noise, name), zm[:, :, j], err_msg=name)
+    np.testing.assert_array_equal(noise.jaw, zp[:, 0])
+    np.testing.assert_array_equal(noise.svc, zp[:, 1])
+    np.testing.assert_array_equal(noise.unused_reserved, zp[:, 2:4])
+    np.testing.assert_array_equal(noise.alsfrs_items, zp[:, 4:])
+    np.testing.assert_array_equal(noise.fasciculation_u, u[:, :: 1 + k])
+    for i in range(m):
+        picks = u[:, i * (1 + k) + 1 : (i + 1) * (1 + k)]
+        np.testing.assert_array_equal(noise.smup_pick[:, i], picks)
+        np.testing.assert_array_equal(noise.smup_size[:, i], zk[:, i * k : (i + 1) * k])
+    assert visit_noise(seed, 6.0, ids, m, k, mean_smup=False).smup_size is None
+
+
+def test_named_subject_noise_is_the_old_positional_draws():
+    seed, ids, m = 11, np.arange(5) + 1000, 4
+    own = subject_noise(seed, ids, m)
+    z = rnd.normal(seed, "exam:subject", ids, m + 5 + len(alsfrs.ITEMS))
+    u = rnd.uniform(seed, "exam:subject-u", ids, 2)
+    np.testing.assert_array_equal(own.cmap, z[:, :m])
+    np.testing.assert_array_equal(own.reflex, z[:, m])
+    np.testing.assert_array_equal(own.jaw, z[:, m + 1])
+    np.testing.assert_array_equal(own.svc, z[:, m + 2])
+    np.testing.assert_array_equal(own.unused_reserved, z[:, m + 3 : m + 5])
+    np.testing.assert_array_equal(own.alsfrs_items, z[:, m + 5 :])
+    np.testing.assert_array_equal(own.munix, rnd.normal(seed, "exam:subject-munix", ids, m))
+    np.testing.assert_array_equal(own.babinski, u[:, 0])
+    np.testing.assert_array_equal(own.pba, u[:, 1])
+
+
+#: Every [exam] setting that scales a draw made afresh at each visit.
+VISIT_NOISE_SETTINGS = (
+    "cmap_cov", "munix_cov", "mrc_sd", "reflex_sd", "fibrillation_sd", "mup_sd", "cmct_sd_ms",
+    "jaw_sd", "svc_cov", "alsfrs_visit_sd",
+)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_visit_noise_settings_scale_every_visit_draw(noisy):
+    """With every per-visit noise setting at zero, examining the same state at two months gives
+    the same findings (fasciculation counts and incremental MUNE keep their own noise); with
+    the defaults it does not."""
+    over = {} if noisy else {f"exam.{name}": 0.0 for name in VISIT_NOISE_SETTINGS}
+    scenario = small(patients=20, **{"time.duration_months": 60}, **over)
+    cohort = Cohort(scenario, np.arange(20), "natural_history")
+    for _ in range(24):
+        cohort.step()
+    rows = np.flatnonzero(cohort.state.living)
+    ex = Examiner(scenario, cohort.body, cohort.ids, cohort.latent)
+    ex.examine(cohort, rows, 30.0)
+    ex.examine(cohort, rows, 31.0)
+    (m1, m2), (v1, v2) = ex.muscle_rows, ex.visit_rows
+    muscle_keys = sorted(set(m1) - {"month", "fasciculations_per_min", "mune"})
+    visit_keys = ("alsfrs_r", "svc_percent", "jaw_jerk", "babinski", "dysarthria")
+    differ = [
+        key for key in muscle_keys
+        if not np.array_equal(m1[key], m2[key], equal_nan=m1[key].dtype.kind == "f")
+    ] + [key for key in visit_keys if not np.array_equal(v1[key], v2[key])]
+    if noisy:
+        assert {"cmap_mv", "munix", "mup_amplitude_uv", "cmct_ms", "svc_percent"} <= set(differ)
+    else:
+        assert not differ

@@ -4,7 +4,9 @@
 patient (``visits``) and one per patient and muscle (``muscles``). It never changes the
 physiology. Measurement noise is keyed by (seed, patient, month), so the same patient seen in
 two arms at the same month gets the same noise (common random numbers), and examining a patient
-twice at the same month gives the same findings.
+twice at the same month gives the same findings. :func:`visit_noise` and :func:`subject_noise`
+make every draw and name it by what it perturbs; the ``exam`` section of the scenario sets how
+much each one perturbs.
 
 Findings of dysfunction per region accumulate over visits (:mod:`progression.exam.criteria`
 says what counts); soft findings (brisk jaw jerk, CMCT beyond the upper limit of normal) count
@@ -12,6 +14,8 @@ once seen at two consecutive visits.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,8 +27,192 @@ from progression.processes import umn
 #: Muscles whose tendon reflex and tone are examined (biceps jerk, knee jerk).
 REFLEX_MUSCLES = ("biceps", "quadriceps")
 
-_Z_PER_MUSCLE = 8  # cmap, munix, mrc, reflex, fasciculation, fibrillation, mup, cmct
-_U_PER_MUSCLE = 1  # fasciculation count
+# ---------------------------------------------------------------------------------------------
+# Noise: every draw of the examinations, named by what it perturbs
+#
+# A normal stream's columns are not independent of its width: Box-Muller pairs the i-th uniform
+# with the (n + i)-th, so adding or removing one column changes every number of the stream.
+# The layouts below are therefore fixed, unused columns included.
+
+#: A visit's normal stream ``exam:<month>``: these per muscle, interleaved muscle by muscle
+#: (all of the first muscle's, then the next one's), then :data:`_VISIT_Z_PER_PATIENT`.
+_VISIT_Z_PER_MUSCLE = (
+    "cmap", "munix", "mrc", "reflex", "fasciculation_z", "fibrillation", "mup", "cmct",
+)
+#: Then per patient: (name, columns), None for a single column (a vector).
+_VISIT_Z_PER_PATIENT = (
+    ("jaw", None),
+    ("svc", None),
+    # Drawn since the first version and never used. Removing them would narrow the stream and
+    # so change every number in it, the ALSFRS-R item noise after them included.
+    ("unused_reserved", 2),
+    ("alsfrs_items", len(alsfrs.ITEMS)),
+)
+
+
+def _columns(z: np.ndarray, layout) -> dict[str, np.ndarray]:
+    """The columns of ``z`` split in order by ``layout`` ((name, width or None), ...)."""
+    out, c = {}, 0
+    for name, width in layout:
+        out[name] = z[:, c] if width is None else z[:, c : c + width]
+        c += 1 if width is None else width
+    assert c == z.shape[1], (c, z.shape)
+    return out
+
+
+@dataclass(frozen=True)
+class VisitNoise:
+    """One visit's draws for the examined patients, named by what they perturb.
+
+    Standard normal and (examined, muscles) unless stated. The scale of each is an ``exam``
+    setting, given in brackets.
+
+    Attributes:
+        cmap: CMAP recording factor (``cmap_cov``), shared by the recording's SMUPs.
+        munix: MUNIX test-retest noise (``munix_cov``).
+        mrc: rater noise on log strength (``mrc_sd``).
+        reflex: rater noise on the reflex grade (``reflex_sd``).
+        fasciculation_z: a large fasciculation count, by the normal approximation.
+        fibrillation: the orphan fraction the needle reads (``fibrillation_sd``).
+        mup: needle MUP amplitude (``mup_sd``).
+        cmct: CMCT (``cmct_sd_ms``).
+        jaw: (examined,) rater noise on the jaw-jerk score (``jaw_sd``).
+        svc: (examined,) SVC test-retest noise (``svc_cov``).
+        unused_reserved: (examined, 2) never used; drawn so that the stream keeps its width.
+        alsfrs_items: (examined, items) shift of each ALSFRS-R item's thresholds
+            (``alsfrs_visit_sd``).
+        fasciculation_u: uniform; a small fasciculation count, by inversion.
+        smup_pick: (examined, muscles, ``mune_sample_units``) uniform; the living units whose
+            SMUPs the mean-SMUP MUNE samples (drawn but unused with incremental MUNE: the
+            columns interleave with ``fasciculation_u``'s).
+        smup_size: (examined, muscles, ``mune_sample_units``) each sampled SMUP's measurement
+            (``smup_cov``); None unless the mean-SMUP MUNE is measured somewhere.
+    """
+
+    cmap: np.ndarray
+    munix: np.ndarray
+    mrc: np.ndarray
+    reflex: np.ndarray
+    fasciculation_z: np.ndarray
+    fibrillation: np.ndarray
+    mup: np.ndarray
+    cmct: np.ndarray
+    jaw: np.ndarray
+    svc: np.ndarray
+    unused_reserved: np.ndarray
+    alsfrs_items: np.ndarray
+    fasciculation_u: np.ndarray
+    smup_pick: np.ndarray
+    smup_size: np.ndarray | None
+
+
+def visit_noise(
+    seed: int, month: float, ids: np.ndarray, muscles: int, sample_units: int, mean_smup: bool
+) -> VisitNoise:
+    """A visit's draws for patients ``ids`` (streams ``exam:<month>``, ``exam-u:<month>`` and,
+    if ``mean_smup``, ``exam-smup:<month>``)."""
+    n, m, k = len(ids), muscles, sample_units
+    per_muscle = len(_VISIT_Z_PER_MUSCLE)
+    width = m * per_muscle + sum(1 if w is None else w for _, w in _VISIT_Z_PER_PATIENT)
+    z = rnd.normal(seed, f"exam:{month:g}", ids, width)
+    # Per muscle: one uniform for the fasciculation count, then k for the sampled units.
+    u = rnd.uniform(seed, f"exam-u:{month:g}", ids, m * (1 + k)).reshape(n, m, 1 + k)
+    zm = z[:, : m * per_muscle].reshape(n, m, per_muscle)
+    size = None
+    if mean_smup:
+        size = rnd.normal(seed, f"exam-smup:{month:g}", ids, m * k).reshape(n, m, k)
+    return VisitNoise(
+        **{name: zm[:, :, j] for j, name in enumerate(_VISIT_Z_PER_MUSCLE)},
+        **_columns(z[:, m * per_muscle :], _VISIT_Z_PER_PATIENT),
+        fasciculation_u=u[:, :, 0],
+        smup_pick=u[:, :, 1:],
+        smup_size=size,
+    )
+
+
+@dataclass(frozen=True)
+class SubjectNoise:
+    """Each patient's own draws, made once: a person's levels that every visit shares.
+
+    Standard normal unless stated; the ``exam`` setting that scales each is in brackets.
+
+    Attributes:
+        cmap: (patients, muscles) healthy CMAP amplitude (``cmap_subject_cov``).
+        reflex: (patients,) tendon-reflex level (``reflex_subject_sd``).
+        jaw: (patients,) jaw-jerk level (``jaw_subject_sd``).
+        svc: (patients,) healthy vital capacity (``svc_subject_sd``).
+        unused_reserved: (patients, 2) never used; drawn so that the stream keeps its width.
+        alsfrs_items: (patients, items) shift of each ALSFRS-R item's thresholds
+            (``alsfrs_subject_sd``).
+        munix: (patients, muscles) healthy MUNIX level (``munix_population_cov``).
+        babinski: (patients,) uniform; 0.9 times it is the lumbosacral tract integrity below
+            which the plantar response turns extensor.
+        pba: (patients,) uniform; susceptibility to pseudobulbar affect (below 0.5).
+    """
+
+    cmap: np.ndarray
+    reflex: np.ndarray
+    jaw: np.ndarray
+    svc: np.ndarray
+    unused_reserved: np.ndarray
+    alsfrs_items: np.ndarray
+    munix: np.ndarray
+    babinski: np.ndarray
+    pba: np.ndarray
+
+
+def subject_noise(seed: int, ids: np.ndarray, muscles: int) -> SubjectNoise:
+    """Patients' own draws (streams ``exam:subject``, ``exam:subject-u``,
+    ``exam:subject-munix``)."""
+    layout = (
+        ("cmap", muscles),
+        ("reflex", None),
+        ("jaw", None),
+        ("svc", None),
+        # Drawn since the first version and never used; removing them would narrow the
+        # stream and so change every number in it.
+        ("unused_reserved", 2),
+        ("alsfrs_items", len(alsfrs.ITEMS)),
+    )
+    z = rnd.normal(seed, "exam:subject", ids, sum(1 if w is None else w for _, w in layout))
+    u = rnd.uniform(seed, "exam:subject-u", ids, 2)
+    zs = rnd.normal(seed, "exam:subject-munix", ids, muscles)
+    return SubjectNoise(**_columns(z, layout), munix=zs, babinski=u[:, 0], pba=u[:, 1])
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What a visit's findings read from the state, for the examined patients.
+
+    (examined, muscles) unless stated; fractions are of the healthy value.
+
+    Attributes:
+        strength: force fraction, UMN weakness included.
+        integrity: (examined, compartments) UMN tract integrity (alive fraction of the tract).
+        tract: integrity of each muscle's compartment.
+        count: living units.
+        fibres: fibres in living units.
+        squares: sum of the living units' squared fibre counts (fibres^2).
+        rate: summed spontaneous discharge rate of the living units (per minute).
+        fibres_fraction: fibres in living units over the healthy total (orphans excluded).
+        orphan_fraction: orphan fibres (denervated, not yet reinnervated) over the healthy total.
+        units_fraction: living units over the healthy count.
+    """
+
+    strength: np.ndarray
+    integrity: np.ndarray
+    tract: np.ndarray
+    count: np.ndarray
+    fibres: np.ndarray
+    squares: np.ndarray
+    rate: np.ndarray
+    fibres_fraction: np.ndarray
+    orphan_fraction: np.ndarray
+    units_fraction: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# The examiner
 
 
 class Examiner:
@@ -42,20 +230,18 @@ class Examiner:
         self.body = body
         self.ids = ids
         self.seed = scenario.cohort.seed
-        self.params = scenario.exam
-        n, m = len(ids), body.n_muscles
-        z = rnd.normal(self.seed, "exam:subject", ids, m + 5 + len(alsfrs.ITEMS))
-        u = rnd.uniform(self.seed, "exam:subject-u", ids, 2)
-        self.cmap_subject = np.exp(self.params.cmap_subject_cov * z[:, :m])
-        self.reflex_offset = 0.15 * z[:, m]
-        self.jaw_offset = 0.15 * z[:, m + 1]
-        self.svc_baseline = 100.0 + 10.0 * z[:, m + 2]
-        self.item_jitter = alsfrs.PATIENT_JITTER * z[:, m + 5 :]
-        zs = rnd.normal(self.seed, "exam:subject-munix", ids, m)
-        sigma = tests.munix_subject_sigma(self.params.munix_cov)
-        self.munix_subject = np.exp(sigma * zs - sigma**2 / 2)
-        self.babinski_threshold = 0.9 * u[:, 0]
-        self.pba_susceptible = u[:, 1] < 0.5
+        self.params = p = scenario.exam
+        n = len(ids)
+        own = subject_noise(self.seed, ids, body.n_muscles)
+        self.cmap_subject = np.exp(p.cmap_subject_cov * own.cmap)
+        self.reflex_offset = p.reflex_subject_sd * own.reflex
+        self.jaw_offset = p.jaw_subject_sd * own.jaw
+        self.svc_baseline = 100.0 + p.svc_subject_sd * own.svc  # % predicted: 100 on average
+        self.item_jitter = p.alsfrs_subject_sd * own.alsfrs_items
+        sigma = tests.munix_subject_sigma(p.munix_cov, p.munix_population_cov)
+        self.munix_subject = np.exp(sigma * own.munix - sigma**2 / 2)
+        self.babinski_threshold = 0.9 * own.babinski
+        self.pba_susceptible = own.pba < 0.5
         self.mv_per_fibre = np.array([mu.cmap_mv for mu in body.muscles]) / body.healthy_fibres
         self.healthy_mean = np.array([mu.innervation_ratio for mu in body.muscles], dtype=float)
         self.munix_scale = np.array(
@@ -78,6 +264,11 @@ class Examiner:
         self.cmct_limit = np.array(
             [criteria.cmct_upper_limit(mu.cmct_ms) if mu.cmct_ms else np.inf for mu in body.muscles]
         )
+        # The bulbar and lumbosacral tracts and the muscle that stands for the bulbar LMN pool.
+        self.bulbar = COMPARTMENTS.index(("bulbar", "midline"))
+        self.lumbosacral = [COMPARTMENTS.index(("lumbosacral", sd)) for sd in ("left", "right")]
+        tongue = [i for i, mu in enumerate(body.muscles) if mu.name == "tongue"]
+        self.tongue = tongue[0] if tongue else None
         self.lmn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
         self.umn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
         # Soft findings at the patient's last visit and at the one before it, to confirm them.
@@ -89,12 +280,12 @@ class Examiner:
         self.muscle_rows: list[dict[str, np.ndarray]] = []
         self.scan_rows: list[dict[str, np.ndarray]] = []
         # Stimulus-response recordings: axonal thresholds drawn once, sorted per muscle.
-        self.scan_muscles = np.array([mu.name in self.params.scans.muscles for mu in body.muscles])
-        self.incremental = self.params.mune_method == "incremental"
-        self.mune_muscles = np.array([mu.name in self.params.mune_muscles for mu in body.muscles])
+        self.scan_muscles = np.array([mu.name in p.scans.muscles for mu in body.muscles])
+        self.incremental = p.mune_method == "incremental"
+        self.mune_muscles = np.array([mu.name in p.mune_muscles for mu in body.muscles])
         if (self.incremental and self.mune_muscles.any()) or self.scan_muscles.any():
             self.thr_sorted, self.thr_order = scans.thresholds(
-                self.seed, ids, body.start, self.params.threshold_spread
+                self.seed, ids, body.start, p.threshold_spread
             )
         self.visits_seen = np.zeros(n, dtype=np.int64)
         self.last_exam = np.full(n, -np.inf)
@@ -102,16 +293,36 @@ class Examiner:
     def examine(self, cohort, rows: np.ndarray, month: float) -> tuple[np.ndarray, np.ndarray]:
         """Examine the patients at ``rows`` at ``month``; returns rows whose diagnosis changed
         and their new category."""
-        body, p, s = self.body, self.params, cohort.state
-        n, m = len(rows), body.n_muscles
-        ids = self.ids[rows]
-        z = rnd.normal(self.seed, f"exam:{month:g}", ids, m * _Z_PER_MUSCLE + 4 + len(alsfrs.ITEMS))
-        u = rnd.uniform(
-            self.seed, f"exam-u:{month:g}", ids, m * (_U_PER_MUSCLE + p.mune_sample_units)
+        noise = visit_noise(
+            self.seed,
+            month,
+            self.ids[rows],
+            self.body.n_muscles,
+            self.params.mune_sample_units,
+            mean_smup=not self.incremental and self.mune_muscles.any(),
         )
-        zm = z[:, : m * _Z_PER_MUSCLE].reshape(n, m, _Z_PER_MUSCLE)
-        zp = z[:, m * _Z_PER_MUSCLE :]
+        r = self._read_state(cohort, rows)
+        found, scale = self._nerve_conduction(cohort, rows, month, r, noise)
+        self._record_scans(cohort, rows, month, scale)
+        found |= self._strength_and_wasting(r, noise)
+        found |= self._reflexes_and_tone(rows, r, noise)
+        found |= self._needle_emg(r, noise)
+        found |= self._tms(cohort, rows, r, noise)
+        found |= self._truth(r)
+        assert found.keys() == set(_MUSCLE_COLUMNS), found.keys() ^ set(_MUSCLE_COLUMNS)
+        per_muscle = {key: found[key] for key in _MUSCLE_COLUMNS}  # the table's column order
+        bedside = self._bedside_signs(rows, r, noise)
+        scores = self._function_scores(cohort, rows, r, noise)
+        dx, changed = self._diagnose(cohort, rows, month, per_muscle, bedside)
+        self._record(rows, month, per_muscle, {**scores, **bedside, **dx})
+        return rows[changed], dx["diagnosis"][changed]
 
+    # -- the steps of a visit, in order ---------------------------------------------------------
+
+    def _read_state(self, cohort, rows: np.ndarray) -> Readings:
+        """The state the findings read (:class:`Readings`): strength and UMN integrity, and one
+        compiled pass over each muscle's living units (:func:`units.muscle_sums`)."""
+        body, s = self.body, cohort.state
         strength = cohort.strength(rows)
         integrity = umn.integrity(s.umn_alive[rows])
         healthy = body.healthy_fibres
@@ -121,15 +332,31 @@ class Examiner:
             s.fibres, body.base, exc.margin_mv, exc.sickness_exponent, exc.noise_mv,
             exc.max_rate_per_min, exc.enlargement_exponent,
         )
-        fib_frac = total / healthy
-        orphan_frac = s.orphans[rows].sum(axis=2) / healthy
-        units_frac = count / self.units
-        u_muscle = integrity[:, body.compartment_of_muscle]
+        return Readings(
+            strength=strength,
+            integrity=integrity,
+            tract=integrity[:, body.compartment_of_muscle],
+            count=count,
+            fibres=total,
+            squares=squares,
+            rate=rate,
+            fibres_fraction=total / healthy,
+            orphan_fraction=s.orphans[rows].sum(axis=2) / healthy,
+            units_fraction=count / self.units,
+        )
 
-        # SMUP millivolts per fibre at this recording: the CMAP's, so SMUPs sum to the CMAP.
-        factor = tests.cmap_factor(zm[:, :, 0], p.cmap_cov)
+    def _nerve_conduction(
+        self, cohort, rows: np.ndarray, month: float, r: Readings, noise: VisitNoise
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Surface recordings after motor-nerve stimulation: ``cmap_mv`` (CMAP amplitude, mV),
+        ``mune`` (motor unit number estimate, units; nan where not measured) and ``munix``
+        (MUNIX, units). Also returns the recording's scale (mV per fibre), which the SMUPs of
+        MUNE and the recorded scans share with the CMAP."""
+        p, s = self.params, cohort.state
+        n, m = r.fibres.shape
+        factor = tests.cmap_factor(noise.cmap, p.cmap_cov)
         scale = self.mv_per_fibre * self.cmap_subject[rows] * factor
-        cmap = total * scale  # CMAP amplitude (mV)
+        cmap = r.fibres * scale
         if not self.mune_muscles.any():
             mune = np.full((n, m), np.nan)
         elif self.incremental:
@@ -139,10 +366,10 @@ class Examiner:
                 s.alive,
                 s.fibres,
                 rows,
-                body.start,
+                self.body.start,
                 scale,
                 cmap,
-                rnd.starts(self.seed, f"mune:{month:g}", ids),
+                rnd.starts(self.seed, f"mune:{month:g}", self.ids[rows]),
                 rs=p.threshold_fluctuation,
                 noise_uv=p.recording_noise_uv,
                 detect_sd=p.increment_detection_sd,
@@ -151,78 +378,136 @@ class Examiner:
                 measured=self.mune_muscles,
             )
         else:
-            zk = rnd.normal(self.seed, f"exam-smup:{month:g}", ids, m * p.mune_sample_units)
-            mune = self._mune_mean_smup(s, rows, cmap, u, zk)
-        self._record_scans(cohort, rows, month, scale)
+            mune = self._mune_mean_smup(s, rows, cmap, noise.smup_pick, noise.smup_size)
+        munix = tests.munix(
+            r.fibres, r.squares, self.munix_scale, self.munix_subject[rows], noise.munix,
+            p.munix_cov,
+        )
+        return {"cmap_mv": cmap, "mune": mune, "munix": munix}, scale
 
-        k = p.mune_sample_units
-        reflexive = self.reflex_muscles
-        tms = self.tms_target
-        v_fast = umn.fastest_velocity(s.umn_alive[rows], self.velocities, self.fast_axons)
-        v_fast = v_fast[:, body.compartment_of_muscle]
-        mep = u_muscle >= p.mep_integrity
-        cmct = tests.cmct(v_fast, self.velocities, self.cmct_healthy, p.cmct_sd_ms, zm[:, :, 7])
-        per_muscle = {
-            "cmap_mv": cmap,
-            "mune": mune,
-            "munix": tests.munix(
-                total, squares, self.munix_scale, self.munix_subject[rows], zm[:, :, 1],
-                p.munix_cov,
-            ),
-            "mrc_grade": signs.mrc_grade(strength, zm[:, :, 2], p.mrc_sd),
-            "reflex_grade": np.where(
-                reflexive,
-                signs.reflex_grade(
-                    u_muscle, units_frac, self.reflex_offset[rows, None], zm[:, :, 3], p.reflex_sd
-                ),
-                np.int8(-1),
-            ).astype(np.int8),
-            "tone": np.where(reflexive, signs.tone(u_muscle, units_frac), None),
-            "wasting": signs.wasting(fib_frac, orphan_frac),
-            "fasciculations_per_min": tests.fasciculations(rate, u[:, :: 1 + k], zm[:, :, 4]),
-            "fibrillation_grade": tests.fibrillation_grade(orphan_frac, zm[:, :, 5]),
-            "mup_amplitude_uv": tests.mup_amplitude(
-                total, count, self.healthy_mean, self.mup_healthy, zm[:, :, 6]
-            ),
-            "cmct_ms": np.where(tms & mep, cmct, np.nan),
-            "mep_present": np.where(tms, mep, None),
-            "units_alive_fraction": units_frac,
-            "fibres_fraction": fib_frac,
-            "strength_fraction": strength,
+    def _strength_and_wasting(self, r: Readings, noise: VisitNoise) -> dict[str, np.ndarray]:
+        """``mrc_grade`` (MRC 0-5, int8) with rater noise, and visible ``wasting`` (bool)."""
+        return {
+            "mrc_grade": signs.mrc_grade(r.strength, noise.mrc, self.params.mrc_sd),
+            "wasting": signs.wasting(r.fibres_fraction, r.orphan_fraction),
         }
 
-        # Patient-level signs and scores.
-        bulbar = COMPARTMENTS.index(("bulbar", "midline"))
-        u_b = integrity[:, bulbar]
-        ls = [COMPARTMENTS.index(("lumbosacral", sd)) for sd in ("left", "right")]
-        tongue = [i for i, mu in enumerate(body.muscles) if mu.name == "tongue"]
-        t_units = units_frac[:, tongue[0]] if tongue else np.ones(n)
-        t_fibres = fib_frac[:, tongue[0]] if tongue else np.ones(n)
-        babinski = signs.babinski(integrity[:, ls].min(axis=1), self.babinski_threshold[rows])
-        jaw = signs.jaw_jerk(u_b, t_units, self.jaw_offset[rows] + 0.1 * zp[:, 0])
-        dys = signs.dysarthria(u_b, t_fibres)
-        pba = signs.pseudobulbar_affect(u_b, self.pba_susceptible[rows])
-        jitter = self.item_jitter[rows] + alsfrs.VISIT_JITTER * zp[:, 4:]
-        item = alsfrs.items(strength, self.item_muscles, jitter)
+    def _reflexes_and_tone(
+        self, rows: np.ndarray, r: Readings, noise: VisitNoise
+    ) -> dict[str, np.ndarray]:
+        """Where examined (:data:`REFLEX_MUSCLES`): ``reflex_grade`` (0 absent to 4 clonus,
+        int8; -1 elsewhere) and ``tone`` (spastic, flaccid or normal; None elsewhere)."""
+        reflexive = self.reflex_muscles
+        grade = signs.reflex_grade(
+            r.tract, r.units_fraction, self.reflex_offset[rows, None], noise.reflex,
+            self.params.reflex_sd,
+        )
+        return {
+            "reflex_grade": np.where(reflexive, grade, np.int8(-1)).astype(np.int8),
+            "tone": np.where(reflexive, signs.tone(r.tract, r.units_fraction), None),
+        }
+
+    def _needle_emg(self, r: Readings, noise: VisitNoise) -> dict[str, np.ndarray]:
+        """Needle EMG: ``fasciculations_per_min`` (count at rest over the observation, per
+        minute), ``fibrillation_grade`` (0-4, int8) and ``mup_amplitude_uv`` (microvolts; nan
+        without living units)."""
+        p = self.params
+        return {
+            "fasciculations_per_min": tests.fasciculations(
+                r.rate, noise.fasciculation_u, noise.fasciculation_z, p.fasciculation_minutes
+            ),
+            "fibrillation_grade": tests.fibrillation_grade(
+                r.orphan_fraction, noise.fibrillation, p.fibrillation_sd
+            ),
+            "mup_amplitude_uv": tests.mup_amplitude(
+                r.fibres, r.count, self.healthy_mean, self.mup_healthy, noise.mup, p.mup_sd
+            ),
+        }
+
+    def _tms(
+        self, cohort, rows: np.ndarray, r: Readings, noise: VisitNoise
+    ) -> dict[str, np.ndarray]:
+        """Transcranial magnetic stimulation of the TMS targets: ``mep_present`` (bool; None
+        elsewhere) and ``cmct_ms`` (central motor conduction time, ms; nan without an MEP and
+        elsewhere)."""
+        p, tms = self.params, self.tms_target
+        alive = cohort.state.umn_alive[rows]
+        v_fast = umn.fastest_velocity(alive, self.velocities, self.fast_axons)
+        v_fast = v_fast[:, self.body.compartment_of_muscle]
+        mep = r.tract >= p.mep_integrity
+        cmct = tests.cmct(v_fast, self.velocities, self.cmct_healthy, p.cmct_sd_ms, noise.cmct)
+        return {
+            "cmct_ms": np.where(tms & mep, cmct, np.nan),
+            "mep_present": np.where(tms, mep, None),
+        }
+
+    @staticmethod
+    def _truth(r: Readings) -> dict[str, np.ndarray]:
+        """Latent truth beside the findings (fractions of healthy, no noise):
+        ``units_alive_fraction``, ``fibres_fraction`` and ``strength_fraction``."""
+        return {
+            "units_alive_fraction": r.units_fraction,
+            "fibres_fraction": r.fibres_fraction,
+            "strength_fraction": r.strength,
+        }
+
+    def _bedside_signs(
+        self, rows: np.ndarray, r: Readings, noise: VisitNoise
+    ) -> dict[str, np.ndarray]:
+        """Patient-level UMN and bulbar signs: ``babinski`` (extensor plantar, bool),
+        ``jaw_jerk`` (absent, reduced, normal or brisk), ``dysarthria`` (none, flaccid,
+        spastic or mixed) and ``pseudobulbar_affect`` (bool)."""
+        n = len(rows)
+        bulbar = r.integrity[:, self.bulbar]
+        t = self.tongue
+        t_units = r.units_fraction[:, t] if t is not None else np.ones(n)
+        t_fibres = r.fibres_fraction[:, t] if t is not None else np.ones(n)
+        lumbosacral = r.integrity[:, self.lumbosacral].min(axis=1)
+        jaw_score = self.jaw_offset[rows] + self.params.jaw_sd * noise.jaw
+        return {
+            "babinski": signs.babinski(lumbosacral, self.babinski_threshold[rows]),
+            "jaw_jerk": signs.jaw_jerk(bulbar, t_units, jaw_score),
+            "dysarthria": signs.dysarthria(bulbar, t_fibres),
+            "pseudobulbar_affect": signs.pseudobulbar_affect(bulbar, self.pba_susceptible[rows]),
+        }
+
+    def _function_scores(
+        self, cohort, rows: np.ndarray, r: Readings, noise: VisitNoise
+    ) -> dict[str, np.ndarray]:
+        """``alsfrs_r`` (ALSFRS-R total, 0-48, int16), its subscores ``alsfrs_<name>`` (0-12,
+        int16) and ``svc_percent`` (slow vital capacity, % predicted)."""
+        p = self.params
+        jitter = self.item_jitter[rows] + p.alsfrs_visit_sd * noise.alsfrs_items
+        item = alsfrs.items(r.strength, self.item_muscles, jitter)
         sub = {
             k: sum(item[i].astype(np.int16) for i in names) for k, names in alsfrs.SUBSCORES.items()
         }
         total = sum(sub.values())
         svc = alsfrs.svc_percent(
-            cohort.respiration[rows], self.svc_baseline[rows], zp[:, 1], p.svc_cov
+            cohort.respiration[rows], self.svc_baseline[rows], noise.svc, p.svc_cov
         )
+        return {
+            "alsfrs_r": total.astype(np.int16),
+            **{f"alsfrs_{k}": v.astype(np.int16) for k, v in sub.items()},
+            "svc_percent": svc,
+        }
 
-        # Findings per region, accumulated over visits.
+    def _diagnose(
+        self, cohort, rows: np.ndarray, month: float, per_muscle: dict, bedside: dict
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Accumulate the regions with LMN and UMN dysfunction seen so far and classify:
+        ``diagnosis`` (ALS, PMA, PLS or none), ``gold_coast`` (bool), ``lmn_regions`` and
+        ``umn_regions`` (int8 counts). Also returns which rows' diagnosis changed."""
         lmn_now, umn_now, soft_now = criteria.region_findings(
             per_muscle,
             self.region_of_muscle,
             self.mup_healthy,
             self.cmct_limit,
             self.tms_target,
-            babinski,
-            jaw,
-            dys,
-            pba,
+            bedside["babinski"],
+            bedside["jaw_jerk"],
+            bedside["dysarthria"],
+            bedside["pseudobulbar_affect"],
         )
         umn_now |= soft_now & self._soft_previous(rows, soft_now, month)
         self.lmn_seen[rows] |= lmn_now
@@ -232,24 +517,18 @@ class Examiner:
         dx, gold = criteria.classify(self.lmn_seen[rows], self.umn_seen[rows], since)
         changed = dx != self.diagnosis[rows]
         self.diagnosis[rows] = dx
+        return {
+            "diagnosis": dx,
+            "gold_coast": gold,
+            "lmn_regions": self.lmn_seen[rows].sum(axis=1).astype(np.int8),
+            "umn_regions": self.umn_seen[rows].sum(axis=1).astype(np.int8),
+        }, changed
 
-        self.visit_rows.append(
-            {
-                "patient_id": ids,
-                "month": np.full(n, month),
-                "alsfrs_r": total.astype(np.int16),
-                **{f"alsfrs_{k}": v.astype(np.int16) for k, v in sub.items()},
-                "svc_percent": svc,
-                "babinski": babinski,
-                "jaw_jerk": jaw,
-                "dysarthria": dys,
-                "pseudobulbar_affect": pba,
-                "diagnosis": dx,
-                "gold_coast": gold,
-                "lmn_regions": self.lmn_seen[rows].sum(axis=1).astype(np.int8),
-                "umn_regions": self.umn_seen[rows].sum(axis=1).astype(np.int8),
-            }
-        )
+    def _record(self, rows: np.ndarray, month: float, per_muscle: dict, per_patient: dict) -> None:
+        """Append the visit's rows: one per patient (``visits``), one per patient and muscle
+        (``muscles``)."""
+        ids, n, m = self.ids[rows], len(rows), self.body.n_muscles
+        self.visit_rows.append({"patient_id": ids, "month": np.full(n, month), **per_patient})
         self.muscle_rows.append(
             {
                 "patient_id": np.repeat(ids, m),
@@ -258,11 +537,13 @@ class Examiner:
                 **{key: val.reshape(-1) for key, val in per_muscle.items()},
             }
         )
-        return rows[changed], dx[changed]
 
-    def _mune_mean_smup(self, state, rows, cmap, u, zk) -> np.ndarray:
-        """(examined, muscles) MUNE by the interim mean-SMUP method (``mune_method``)."""
-        body, k = self.body, self.params.mune_sample_units
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _mune_mean_smup(self, state, rows, cmap, pick, size) -> np.ndarray:
+        """(examined, muscles) MUNE by the interim mean-SMUP method (``mune_method``): ``pick``
+        and ``size`` are :class:`VisitNoise`'s ``smup_pick`` and ``smup_size``."""
+        body = self.body
         out = np.full_like(cmap, np.nan)
         for i in np.flatnonzero(self.mune_muscles):
             sl = slice(body.start[i], body.start[i + 1])
@@ -272,8 +553,8 @@ class Examiner:
                 cmap[:, i],
                 self.mv_per_fibre[i],
                 self.cmap_subject[rows, i],
-                u[:, i * (1 + k) + 1 : (i + 1) * (1 + k)],
-                zk[:, i * k : (i + 1) * k],
+                pick[:, i],
+                size[:, i],
                 self.params.smup_cov,
             )
         return out
@@ -327,6 +608,7 @@ class Examiner:
         return prev
 
 
+#: The columns the examiner fills in the ``muscles`` table, in order.
 _MUSCLE_COLUMNS = (
     "cmap_mv",
     "mune",
@@ -345,4 +627,4 @@ _MUSCLE_COLUMNS = (
     "strength_fraction",
 )
 
-__all__ = ["Examiner"]
+__all__ = ["Examiner", "SubjectNoise", "VisitNoise", "subject_noise", "visit_noise"]

@@ -69,10 +69,6 @@ SUBSCORES = {
     "gross_motor": ("turning_in_bed", "walking", "climbing_stairs"),
     "respiratory": ("dyspnoea", "orthopnoea", "respiratory_insufficiency"),
 }
-#: SD of the per-patient shift of an item's thresholds (fraction of strength) and of the
-#: visit-to-visit noise.
-PATIENT_JITTER = 0.04
-VISIT_JITTER = 0.02
 
 
 def item_muscles(body) -> dict[str, np.ndarray]:
@@ -95,7 +91,8 @@ def items(strength: np.ndarray, muscles: dict[str, np.ndarray], jitter: np.ndarr
     Args:
         strength: (patients, muscles) strength fractions.
         muscles: from :func:`item_muscles`.
-        jitter: (patients, 12) threshold shifts (patient plus visit noise).
+        jitter: (patients, 12) threshold shifts (patient plus visit noise, SDs
+            ``exam.alsfrs_subject_sd`` and ``exam.alsfrs_visit_sd``).
     """
     out = {}
     for j, (item, (_, thresholds)) in enumerate(ITEMS.items()):

@@ -12,12 +12,6 @@ import numpy as np
 SYNAPTIC_DELAY_MS = 1.5
 #: Fibrillation grade thresholds on the orphan fraction (denervated, not yet reinnervated).
 FIBRILLATION_THRESHOLDS = np.array([0.01, 0.03, 0.08, 0.20])
-#: Minutes of observation for fasciculations at rest.
-FASCICULATION_MINUTES = 2.0
-#: Between-person CoV of healthy MUNIX, test-retest noise included: SD over mean is 0.23 for APB
-#: (191 +/- 44), 0.22 ADM, 0.20 biceps, 0.26 TA (Cao 2020 Muscle Nerve, n=150). The person's
-#: own level takes what the test-retest CoV leaves.
-MUNIX_POPULATION_COV = 0.23
 
 
 def cmap_factor(z: np.ndarray, cov: float) -> np.ndarray:
@@ -69,10 +63,10 @@ def effective_units(fibres: np.ndarray, squares: np.ndarray | None = None) -> np
         return np.where(squares > 0, fibres**2 / squares, 0.0)
 
 
-def munix_subject_sigma(cov: float) -> float:
+def munix_subject_sigma(cov: float, population_cov: float) -> float:
     """Log-normal sigma of a person's own MUNIX level, so that person and test-retest noise
-    together give :data:`MUNIX_POPULATION_COV`."""
-    return float(np.sqrt(max(MUNIX_POPULATION_COV**2 - cov**2, 0.0)))
+    (CoV ``cov``) together give ``population_cov`` (``exam.munix_population_cov``)."""
+    return float(np.sqrt(max(population_cov**2 - cov**2, 0.0)))
 
 
 def munix(
@@ -89,14 +83,16 @@ def munix(
     return scale * subject * effective_units(fibres, squares) * np.exp(cov * z - cov**2 / 2)
 
 
-def fasciculations(rate_per_min: np.ndarray, u: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Fasciculations per minute seen over :data:`FASCICULATION_MINUTES` of observation.
+def fasciculations(
+    rate_per_min: np.ndarray, u: np.ndarray, z: np.ndarray, minutes: float
+) -> np.ndarray:
+    """Fasciculations per minute seen over ``minutes`` of observation at rest.
 
     ``rate_per_min`` is the expected rate, the sum of the living units' discharge rates
     (:func:`progression.exam.units.muscle_sums`); the count is Poisson, by inversion of
     ``u`` for small means (exact) and by the normal approximation (``z``) for large ones.
     """
-    lam = rate_per_min * FASCICULATION_MINUTES
+    lam = rate_per_min * minutes
     small = lam < 10
     k = np.zeros_like(lam)
     cdf = np.exp(-lam)
@@ -107,12 +103,13 @@ def fasciculations(rate_per_min: np.ndarray, u: np.ndarray, z: np.ndarray) -> np
         p = p * lam / i
         cdf = cdf + p
     big = np.maximum(np.rint(lam + np.sqrt(lam) * z), 0)
-    return np.where(small, k, big) / FASCICULATION_MINUTES
+    return np.where(small, k, big) / minutes
 
 
-def fibrillation_grade(orphan_fraction: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Fibrillation potentials 0-4 from fibres denervated and not yet reinnervated."""
-    observed = orphan_fraction * np.exp(0.3 * z)
+def fibrillation_grade(orphan_fraction: np.ndarray, z: np.ndarray, sd: float) -> np.ndarray:
+    """Fibrillation potentials 0-4 from fibres denervated and not yet reinnervated, the orphan
+    fraction read with log-normal noise of log-SD ``sd``."""
+    observed = orphan_fraction * np.exp(sd * z)
     return np.searchsorted(FIBRILLATION_THRESHOLDS, observed, side="right").astype(np.int8)
 
 
@@ -122,12 +119,14 @@ def mup_amplitude(
     healthy_mean: float | np.ndarray,
     healthy_uv: float | np.ndarray,
     z: np.ndarray,
+    sd: float,
 ) -> np.ndarray:
     """Needle MUP amplitude (microvolts): the mean size of living units (their fibres over
-    their count) over healthy, times the healthy value; nan if no unit is left."""
+    their count) over healthy, times the healthy value, with log-normal noise of log-SD ``sd``;
+    nan if no unit is left."""
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, fibres / count, np.nan)
-    return healthy_uv * mean / healthy_mean * np.exp(0.1 * z)
+    return healthy_uv * mean / healthy_mean * np.exp(sd * z)
 
 
 def cmct(
