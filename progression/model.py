@@ -19,7 +19,6 @@ import pyarrow as pa
 from progression import kernel, tables
 from progression import random as rnd
 from progression import trial as trial_rules
-from progression.agents import AgentIds
 from progression.body import COMPARTMENTS, REGIONS, Body
 from progression.exam import Examiner
 from progression.processes import hazard, lmn, reinnervation, umn
@@ -28,36 +27,6 @@ from progression.state import NO_VISIT, Latent, State, draw_latent, initial_stat
 
 #: Share of inspiratory strength: two hemidiaphragms about two thirds, intercostals a third (TC).
 RESPIRATORY_WEIGHTS = {"diaphragm": 1.0 / 3.0, "intercostals": 1.0 / 3.0}
-
-
-class Patient(mesa.Agent):
-    """One simulated patient: a view on its row of the cohort's arrays.
-
-    Attributes:
-        row: index of the patient in the chunk's arrays.
-        patient_id: the patient's identity in the cohort (keys all its randomness).
-    """
-
-    _ids = AgentIds()  # mesa's own counters would keep every cohort alive
-
-    def __init__(self, model: Cohort, row: int, patient_id: int) -> None:
-        super().__init__(model)
-        self.row = row
-        self.patient_id = patient_id
-
-    @property
-    def fibres(self) -> np.ndarray:
-        """(units,) fibres each of the patient's motor units commands now."""
-        return self.model.state.fibres[self.row]
-
-    @property
-    def units_alive(self) -> np.ndarray:
-        """(muscles,) living motor units per muscle."""
-        return self.model.alive_count[self.row]
-
-    @property
-    def is_alive(self) -> bool:
-        return bool(self.model.state.living[self.row])
 
 
 class Cohort(mesa.Model):
@@ -117,8 +86,6 @@ class Cohort(mesa.Model):
             trial.dropout_per_month if trial else 0.0,
         )
         self.examiner = Examiner(scenario, self.body, self.ids, self.latent)
-        for row, pid in enumerate(self.ids):
-            Patient(self, row, int(pid))
         if scenario.visits.start == "degeneration":
             self.next_visit[:] = 0.0
             self.visit()
