@@ -3,7 +3,7 @@
 Each month lower motor neurons die when their region's cumulative hazard passes their own
 threshold, survivors adopt the orphaned fibres, unadopted fibres atrophy, the corticospinal
 tracts thin, and patients whose function falls become symptomatic, are examined at visits and
-die when breathing fails. :meth:`Cohort.step` says this once, in order.
+die when breathing fails. :meth:`CohortModel.step` says this once, in order.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from progression.state import NO_VISIT, Latent, State, draw_latent, initial_stat
 RESPIRATORY_WEIGHTS = {"diaphragm": 1.0 / 3.0, "intercostals": 1.0 / 3.0}
 
 
-class Cohort(mesa.Model):
-    """A chunk of patients in one arm, with unit state as (patients x units) arrays.
+class CohortModel(mesa.Model):
+    """The Mesa model of a cohort: a chunk of patients in one arm, unit state as (patients x units)
+    arrays.
 
     Args:
         scenario: the validated scenario.
@@ -385,7 +386,7 @@ def simulate_chunk(scenario: Scenario, patient_ids: np.ndarray) -> ChunkResult:
     years = 0.0
     timings: dict[str, float] = {}
     for arm in scenario.arm_names:
-        cohort = Cohort(scenario, patient_ids, arm)
+        cohort = CohortModel(scenario, patient_ids, arm)
         cohort.run()
         unit_steps += cohort.unit_steps
         years += float(np.minimum(cohort.death_month, cohort.month).sum()) / 12.0

@@ -19,7 +19,7 @@ from scipy.stats import spearmanr
 
 from progression.body import default_muscles
 from progression.exam import Examiner, criteria
-from progression.model import Cohort, simulate_chunk
+from progression.model import CohortModel, simulate_chunk
 from progression.state import State
 from tests.conftest import small
 
@@ -459,7 +459,7 @@ def test_outputs_are_bounded_and_categorical(cohort):
 # ------------------------------------------------------------------- examinations are read-only
 
 
-def _snapshot(cohort: Cohort) -> dict[str, np.ndarray]:
+def _snapshot(cohort: CohortModel) -> dict[str, np.ndarray]:
     s = cohort.state
     out = {f.name: getattr(s, f.name).copy() for f in dataclasses.fields(State)}
     for name in (
@@ -477,7 +477,7 @@ def _snapshot(cohort: Cohort) -> dict[str, np.ndarray]:
 
 def test_examinations_never_change_the_state():
     scenario = small(patients=20, **{"time.duration_months": 60})
-    cohort = Cohort(scenario, np.arange(20), "natural_history")
+    cohort = CohortModel(scenario, np.arange(20), "natural_history")
     for _ in range(24):
         cohort.step()
     before = _snapshot(cohort)
@@ -547,7 +547,7 @@ def test_pls_needs_two_years_and_soft_findings_need_two_visits():
     assert criteria.classify(umn, none, np.array([np.nan]))[0][0] == "none"  # asymptomatic
 
     scenario = small(patients=1, **{"body.muscles": list(MAP)})
-    cohort = Cohort(scenario, np.arange(1), "natural_history")
+    cohort = CohortModel(scenario, np.arange(1), "natural_history")
     ex = cohort.examiner
     rows = np.arange(1)
     soft = np.array([[True, False, False, False]])
@@ -562,7 +562,7 @@ def test_a_soft_finding_counts_once_seen_at_two_consecutive_visits(monkeypatch):
     """The examiner's wiring: a soft UMN finding (here forced) at one visit is not counted,
     the same finding at the next visit is, and a repeat examination is not a new visit."""
     scenario = small(patients=4, **{"body.muscles": list(MAP)})
-    cohort = Cohort(scenario, np.arange(4), "natural_history")
+    cohort = CohortModel(scenario, np.arange(4), "natural_history")
     rows = np.arange(4)
     soft = np.zeros((4, 4), dtype=bool)
     soft[:2, 1] = True  # patients 0 and 1: cervical soft finding
