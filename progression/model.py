@@ -1,9 +1,8 @@
-"""The cohort model: a chunk of patients as a Mesa model, its motor units as arrays.
+"""The cohort model: a chunk of patients as a Mesa model (:class:`CohortModel`), its motor units
+as arrays.
 
-Each month lower motor neurons die when their region's cumulative hazard passes their own
-threshold, survivors adopt the orphaned fibres, unadopted fibres atrophy, the corticospinal
-tracts thin, and patients whose function falls become symptomatic, are examined at visits and
-die when breathing fails. :meth:`CohortModel.step` says this once, in order.
+A step runs the phases of :attr:`CohortModel.PHASES` in order: that tuple is the one statement
+of the order of the physiology within a step.
 """
 
 from __future__ import annotations
@@ -41,9 +40,13 @@ class CohortModel(mesa.Model):
             whole-array operations; the reference the kernel is tested against).
 
     Attributes:
-        month: months since the start of degeneration.
-        timings: CPU seconds spent in each phase of :meth:`step`.
+        month: months since the start of degeneration (during a step: the step's end).
+        timings: CPU seconds spent in each phase of :meth:`step` (:attr:`PHASES`).
         unit_steps: motor units of living patients summed over the steps simulated.
+        function: (patients, compartments) compartment function at the last step's end.
+        respiration: (patients,) inspiratory strength at the last step's end.
+        respiration_now: (patients,) inspiratory strength at this step's end, from the symptoms
+            phase on (the death phase compares it with ``respiration``).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class CohortModel(mesa.Model):
         self.symptom_onset = np.full(n, np.inf)
         self.function = self.compartment_function()
         self.respiration = self.respiratory_strength()
+        self.respiration_now = self.respiration
         self.next_visit = np.full(n, NO_VISIT)
         self.first_visit = np.full(n, np.inf)
         self.death_month = np.full(n, np.inf)
@@ -93,26 +97,29 @@ class CohortModel(mesa.Model):
 
     # -- the step ---------------------------------------------------------------------------
 
+    #: The phases of a step, in the order the physiology runs: the one statement of that order
+    #: (the module docstring, the README and the literal model refer here). Each entry is the
+    #: phase's name in :attr:`timings` and its method, which takes the step ``[t0, t1)``.
+    PHASES = (
+        ("hazards", "accrue_hazards"),  # each compartment's LMN and UMN hazard accrues
+        ("umn_loss", "umn_loss"),  # tract axons past their threshold die, fastest first
+        ("motor_units", "motor_units"),  # atrophy, LMN death, then reinnervation by survivors
+        ("symptoms", "symptoms"),  # a region whose function falls is symptomatic
+        ("death", "deaths"),  # breathing fails, or another cause ends the timeline
+        ("examination", "examination"),  # scheduled visits read the state, never change it
+    )
+
     def step(self) -> None:
-        """One time step (``time.step_months``), in the order the physiology runs."""
+        """One time step ``[t0, t1)`` of ``time.step_months``: the :attr:`PHASES` in order."""
         self.step_index += 1
         t0, t1 = self.month, self.step_index * self.dt  # no drift from summing dt
         self.unit_steps += int(self.state.living.sum()) * self.body.n_units
         if self.treatment is not None and not isinstance(self.treatment.start, str):
             self.treated |= t0 + 1e-9 >= self.treatment.start  # a fixed start month
-        with self.timer("hazards"):  # each compartment's LMN and UMN hazard accrues
-            self.accrue_hazards(t0, t1)
-        with self.timer("umn_loss"):  # tract axons past their threshold die, fastest first
-            self.umn_loss()
-        with self.timer("motor_units"):  # atrophy, LMN death, then reinnervation by survivors
-            self.motor_units()
-        self.month = t1
-        with self.timer("symptoms"):  # a region whose function falls is symptomatic
-            self.symptoms(t0, t1)
-        with self.timer("death"):  # breathing fails, or another cause ends the timeline
-            self.deaths(t0, t1)
-        with self.timer("examination"):  # scheduled visits read the state, never change it
-            self.visit()
+        self.month = t1  # what a phase needs of the step's start it takes as t0
+        for name, method in self.PHASES:
+            with self.timer(name):
+                getattr(self, method)(t0, t1)
 
     def run(self) -> None:
         """Step until the scenario's duration or until every patient has died."""
@@ -146,13 +153,15 @@ class CohortModel(mesa.Model):
             s.umn_hazard, lat.umn_speed * self.multiplier("umn_speed"), lat.umn_onset, t0, t1
         )
 
-    def umn_loss(self) -> None:
+    def umn_loss(self, t0: float, t1: float) -> None:
+        """Tract axons whose UMN hazard (accrued to ``t1``) has passed their threshold die."""
         s = self.state
         s.umn_alive &= ~(s.umn_hazard[:, :, None] > s.umn_threshold)
 
-    def motor_units(self) -> None:
-        """Atrophy of old orphans, LMN deaths, and adoption of orphans by survivors: one fused
-        pass (:mod:`progression.kernel`) or the same phases as whole-array numpy operations."""
+    def motor_units(self, t0: float, t1: float) -> None:
+        """Atrophy of old orphans, LMN deaths, and adoption of orphans by survivors over one step
+        of ``dt``: one fused pass (:mod:`progression.kernel`) or the same phases as whole-array
+        numpy operations."""
         s = self.state
         rate = self.latent.adoption_rate * self.multiplier("reinnervation_rate")
         offered = 1.0 - np.exp(-rate * self.dt)
@@ -292,6 +301,10 @@ class CohortModel(mesa.Model):
             self.death_cause[dead] = cause[dead]
             living[dead] = False
             self.add_events(dead, when[dead], "death", None, cause[dead])
+
+    def examination(self, t0: float, t1: float) -> None:
+        """The visits that fall due at the step's end ``t1`` (:meth:`visit`)."""
+        self.visit()
 
     def visit(self) -> None:
         """Examine every living patient whose visit falls due at this month."""

@@ -156,6 +156,15 @@ def test_reinnervation_converges_as_the_step_shrinks():
     )
 
 
+def test_a_step_runs_the_phases_in_their_stated_order():
+    """``CohortModel.PHASES`` is the order: every phase runs, each timed under its name."""
+    cohort = CohortModel(small(patients=2), np.arange(2), "natural_history")
+    assert cohort.respiration_now is cohort.respiration  # set before the first step
+    cohort.step()
+    assert list(cohort.timings) == [name for name, _ in CohortModel.PHASES]
+    assert cohort.month == cohort.dt
+
+
 @pytest.mark.parametrize("pattern", ["focal", "segmental", "length_dependent"])
 def test_every_lmn_pattern_runs(pattern):
     extra = {"disease.lmn.pattern": pattern}
