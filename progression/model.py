@@ -90,7 +90,7 @@ class CohortModel(mesa.Model):
             rnd.exponential(scenario.cohort.seed, "trial:dropout", self.ids, 1)[:, 0],
             trial.dropout_per_month if trial else 0.0,
         )
-        self.examiner = Examiner(scenario, self.body, self.ids, self.latent)
+        self.examiner = Examiner(scenario, self.body, self.ids)
         if scenario.visits.start == "degeneration":
             self.next_visit[:] = 0.0
             self.visit()

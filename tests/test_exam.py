@@ -483,7 +483,7 @@ def test_examinations_never_change_the_state():
     before = _snapshot(cohort)
     assert not before["alive"].all() and (cohort.integrity() < 1).any()
     rows = np.flatnonzero(cohort.state.living)
-    examiner = Examiner(scenario, cohort.body, cohort.ids, cohort.latent)
+    examiner = Examiner(scenario, cohort.body, cohort.ids)
     for _ in range(2):
         examiner.examine(cohort, rows, cohort.month)
     after = _snapshot(cohort)
@@ -573,7 +573,7 @@ def test_a_soft_finding_counts_once_seen_at_two_consecutive_visits(monkeypatch):
         return np.zeros_like(lmn), np.zeros_like(umn), soft.copy()
 
     monkeypatch.setattr(criteria, "region_findings", forced)
-    ex = Examiner(scenario, cohort.body, cohort.ids, cohort.latent)
+    ex = Examiner(scenario, cohort.body, cohort.ids)
     ex.examine(cohort, rows, 3.0)
     ex.examine(cohort, rows, 3.0)
     assert not ex.umn_seen.any()

@@ -34,10 +34,9 @@ class Examiner:
         scenario: the scenario (its ``exam`` section sets noise and methods).
         body: the body map.
         ids: (patients,) patient ids of the chunk.
-        latent: the patients' latent draws.
     """
 
-    def __init__(self, scenario, body: Body, ids: np.ndarray, latent) -> None:
+    def __init__(self, scenario, body: Body, ids: np.ndarray) -> None:
         self.scenario = scenario
         self.body = body
         self.ids = ids
@@ -326,23 +325,5 @@ class Examiner:
         self.soft_last[rows] = soft
         return prev
 
-
-_MUSCLE_COLUMNS = (
-    "cmap_mv",
-    "mune",
-    "munix",
-    "mrc_grade",
-    "reflex_grade",
-    "tone",
-    "wasting",
-    "fasciculations_per_min",
-    "fibrillation_grade",
-    "mup_amplitude_uv",
-    "cmct_ms",
-    "mep_present",
-    "units_alive_fraction",
-    "fibres_fraction",
-    "strength_fraction",
-)
 
 __all__ = ["Examiner"]
