@@ -1,7 +1,7 @@
 """Runner: chunk planning, folder rules, resume, identical tables whatever the workers or chunks.
 
 Most tests use a small deterministic fake engine defined here (a patient's rows depend only on
-(seed, patient id), as the real engine promises); a few use the real engine when it imports.
+(seed, patient id), as the real engine promises); a few use the real engine.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pytest
 from progression import runner, storage
 from progression.manifest import Manifest
 from progression.runner import RunError, RunInterrupted, plan_chunks, run
+from progression.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -511,21 +512,11 @@ def test_ctrl_c_on_a_terminal(tmp_path: Path, reference: Path) -> None:
 # ---------------------------------------------------------------------------------- real engine
 
 
-def _real_scenario_file() -> Path:
-    pytest.importorskip("progression.model", reason="engine not written yet", exc_type=ImportError)
-    files = sorted((ROOT / "scenarios").glob("*.toml")) + sorted(
-        (ROOT / "progression" / "scenarios").glob("*.toml")
-    )
-    if not files:
-        pytest.skip("no scenario file yet")
-    return files[0]
+ALS = ROOT / "scenarios" / "als_natural_history.toml"
 
 
 def test_real_engine_same_tables_for_any_chunk_size(tmp_path: Path) -> None:
-    path = _real_scenario_file()
-    from progression.scenario import load_scenario
-
-    scenario = load_scenario(path, patients=6, seed=11)
+    scenario = load_scenario(ALS, patients=6, seed=11)
     a = run(scenario, tmp_path / "a", workers=1, chunk_size=2, progress=False)
     run(scenario, tmp_path / "b", workers=1, chunk_size=4, progress=False)
     assert a.patients == 6 and a.unit_steps > 0
@@ -535,10 +526,7 @@ def test_real_engine_same_tables_for_any_chunk_size(tmp_path: Path) -> None:
 
 
 def test_real_engine_on_local_cluster(tmp_path: Path) -> None:
-    path = _real_scenario_file()
-    from progression.scenario import load_scenario
-
-    scenario = load_scenario(path, patients=6, seed=11)
+    scenario = load_scenario(ALS, patients=6, seed=11)
     run(scenario, tmp_path / "a", workers=1, chunk_size=3, progress=False)
     run(scenario, tmp_path / "b", workers=2, chunk_size=2, progress=False)
     assert_same_tables(tmp_path / "a", tmp_path / "b")
