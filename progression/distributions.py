@@ -3,8 +3,8 @@ and draws).
 
 A scenario gives a parameter that differs across patients as a number (the same for everyone) or
 an inline table such as ``{ dist = "lognormal", median = 0.05, sigma = 0.5 }``; reading and
-checking that table is :func:`progression.validation.dist`'s job, drawing from it is this
-module's. Imports only :mod:`progression.random` (the keyed streams).
+checking that table is :mod:`progression.validation`'s job, drawing from it is this module's.
+Imports only :mod:`progression.random` (the keyed streams).
 """
 
 from __future__ import annotations
