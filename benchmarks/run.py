@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from progression.body import Body  # noqa: E402
-from progression.model import Cohort, simulate_chunk  # noqa: E402
+from progression.model import CohortModel, simulate_chunk  # noqa: E402
 from progression.scenario import load_scenario  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "als_natural_history.toml"
@@ -103,7 +103,7 @@ def literal_comparison(patients: int, months: int) -> dict:
 
     scenario = load_scenario(SCENARIO, patients=patients)
     lit = literal.time_literal(scenario, patients, months)
-    fast = Cohort(scenario, np.arange(patients), scenario.arm_names[0])
+    fast = CohortModel(scenario, np.arange(patients), scenario.arm_names[0])
     t = time.perf_counter()
     for _ in range(months):
         fast.step()

@@ -1,4 +1,5 @@
-"""Mesa agent bookkeeping shared by the engine and the literal model."""
+"""Mesa agent bookkeeping for every agent class of the package: today those of the literal model
+(:mod:`progression.literal`); the engine's :class:`~progression.model.CohortModel` creates none."""
 
 from __future__ import annotations
 

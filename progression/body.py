@@ -286,17 +286,6 @@ class Body:
         """(muscles,) healthy fibre totals."""
         return np.add.reduceat(self.base.astype(np.float64), self.start[:-1])
 
-    def muscles_serving(self, function: str, side: str | None = None) -> np.ndarray:
-        """Indices of the muscles that serve a function (optionally on one side)."""
-        return np.array(
-            [
-                i
-                for i, m in enumerate(self.muscles)
-                if function in m.functions and (side is None or m.side in (side, "midline"))
-            ],
-            dtype=np.int64,
-        )
-
     def index(self, name: str, side: str) -> int:
         for i, m in enumerate(self.muscles):
             if m.name == name and m.side == side:

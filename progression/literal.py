@@ -14,7 +14,9 @@ the engine. ``tests/test_literal.py`` checks that the two agree in distribution.
 
 Conventions shared with the engine (and with MODEL.md), step ``[t0, t1)`` of ``dt`` months:
 
-* order within a step: atrophy, LMN deaths, UMN deaths, reinnervation, symptoms, death, visits;
+* order within a step: the engine's (:attr:`progression.model.CohortModel.PHASES`), except that
+  tract axons die here between the LMN deaths and reinnervation rather than before atrophy
+  (within a step, neither depends on the other);
 * a neuron's cumulative hazard ``H_i = w_i * k_p * (months its compartment has been affected)``
   is evaluated at ``t1``; it dies in this step if ``H_i(t1) > E_i``; its sickness is ``H_i / E_i``;
 * orphans are tagged with the start ``t0`` of the step in which they were orphaned and atrophy at

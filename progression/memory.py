@@ -31,7 +31,7 @@ def _on_worker() -> bool:
 def release_memory() -> None:
     """Give a finished chunk's memory back to the system, so a worker's peak stays one chunk's
     whatever the number of chunks it runs: collect the cohort's reference cycles (a mesa model
-    and its agents refer to each other), empty Arrow's pool and trim glibc's heap (where there
+    holds its own wrapped ``step``), empty Arrow's pool and trim glibc's heap (where there
     is one). On a dask worker (or in a process that :func:`claim_process` claimed), the
     objects that survive the first chunk (modules, caches) are then frozen out of the collector
     (``gc.freeze``), so later collections scan only what the chunks made (5 ms instead of 100 ms

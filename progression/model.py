@@ -1,9 +1,8 @@
-"""The cohort model: a chunk of patients as a Mesa model, its motor units as arrays.
+"""The cohort model: a chunk of patients as a Mesa model (:class:`CohortModel`), its motor units
+as arrays.
 
-Each month lower motor neurons die when their region's cumulative hazard passes their own
-threshold, survivors adopt the orphaned fibres, unadopted fibres atrophy, the corticospinal
-tracts thin, and patients whose function falls become symptomatic, are examined at visits and
-die when breathing fails. :meth:`Cohort.step` says this once, in order.
+A step runs the phases of :attr:`CohortModel.PHASES` in order: that tuple is the one statement
+of the order of the physiology within a step.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import pyarrow as pa
 from progression import kernel, tables
 from progression import random as rnd
 from progression import trial as trial_rules
-from progression.agents import AgentIds
 from progression.body import COMPARTMENTS, REGIONS, Body
 from progression.exam import Examiner
 from progression.processes import hazard, lmn, reinnervation, umn
@@ -30,38 +28,9 @@ from progression.state import NO_VISIT, Latent, State, draw_latent, initial_stat
 RESPIRATORY_WEIGHTS = {"diaphragm": 1.0 / 3.0, "intercostals": 1.0 / 3.0}
 
 
-class Patient(mesa.Agent):
-    """One simulated patient: a view on its row of the cohort's arrays.
-
-    Attributes:
-        row: index of the patient in the chunk's arrays.
-        patient_id: the patient's identity in the cohort (keys all its randomness).
-    """
-
-    _ids = AgentIds()  # mesa's own counters would keep every cohort alive
-
-    def __init__(self, model: Cohort, row: int, patient_id: int) -> None:
-        super().__init__(model)
-        self.row = row
-        self.patient_id = patient_id
-
-    @property
-    def fibres(self) -> np.ndarray:
-        """(units,) fibres each of the patient's motor units commands now."""
-        return self.model.state.fibres[self.row]
-
-    @property
-    def units_alive(self) -> np.ndarray:
-        """(muscles,) living motor units per muscle."""
-        return self.model.alive_count[self.row]
-
-    @property
-    def is_alive(self) -> bool:
-        return bool(self.model.state.living[self.row])
-
-
-class Cohort(mesa.Model):
-    """A chunk of patients in one arm, with unit state as (patients x units) arrays.
+class CohortModel(mesa.Model):
+    """The Mesa model of a cohort: a chunk of patients in one arm, unit state as (patients x units)
+    arrays.
 
     Args:
         scenario: the validated scenario.
@@ -71,9 +40,13 @@ class Cohort(mesa.Model):
             whole-array operations; the reference the kernel is tested against).
 
     Attributes:
-        month: months since the start of degeneration.
-        timings: CPU seconds spent in each phase of :meth:`step`.
+        month: months since the start of degeneration (during a step: the step's end).
+        timings: CPU seconds spent in each phase of :meth:`step` (:attr:`PHASES`).
         unit_steps: motor units of living patients summed over the steps simulated.
+        function: (patients, compartments) compartment function at the last step's end.
+        respiration: (patients,) inspiratory strength at the last step's end.
+        respiration_now: (patients,) inspiratory strength at this step's end, from the symptoms
+            phase on (the death phase compares it with ``respiration``).
     """
 
     def __init__(
@@ -104,6 +77,7 @@ class Cohort(mesa.Model):
         self.symptom_onset = np.full(n, np.inf)
         self.function = self.compartment_function()
         self.respiration = self.respiratory_strength()
+        self.respiration_now = self.respiration
         self.next_visit = np.full(n, NO_VISIT)
         self.first_visit = np.full(n, np.inf)
         self.death_month = np.full(n, np.inf)
@@ -116,35 +90,36 @@ class Cohort(mesa.Model):
             rnd.exponential(scenario.cohort.seed, "trial:dropout", self.ids, 1)[:, 0],
             trial.dropout_per_month if trial else 0.0,
         )
-        self.examiner = Examiner(scenario, self.body, self.ids, self.latent)
-        for row, pid in enumerate(self.ids):
-            Patient(self, row, int(pid))
+        self.examiner = Examiner(scenario, self.body, self.ids)
         if scenario.visits.start == "degeneration":
             self.next_visit[:] = 0.0
             self.visit()
 
     # -- the step ---------------------------------------------------------------------------
 
+    #: The phases of a step, in the order the physiology runs: the one statement of that order
+    #: (the module docstring, the README and the literal model refer here). Each entry is the
+    #: phase's name in :attr:`timings` and its method, which takes the step ``[t0, t1)``.
+    PHASES = (
+        ("hazards", "accrue_hazards"),  # each compartment's LMN and UMN hazard accrues
+        ("umn_loss", "umn_loss"),  # tract axons past their threshold die, fastest first
+        ("motor_units", "motor_units"),  # atrophy, LMN death, then reinnervation by survivors
+        ("symptoms", "symptoms"),  # a region whose function falls is symptomatic
+        ("death", "deaths"),  # breathing fails, or another cause ends the timeline
+        ("examination", "examination"),  # scheduled visits read the state, never change it
+    )
+
     def step(self) -> None:
-        """One time step (``time.step_months``), in the order the physiology runs."""
+        """One time step ``[t0, t1)`` of ``time.step_months``: the :attr:`PHASES` in order."""
         self.step_index += 1
         t0, t1 = self.month, self.step_index * self.dt  # no drift from summing dt
         self.unit_steps += int(self.state.living.sum()) * self.body.n_units
         if self.treatment is not None and not isinstance(self.treatment.start, str):
             self.treated |= t0 + 1e-9 >= self.treatment.start  # a fixed start month
-        with self.timer("hazards"):  # each compartment's LMN and UMN hazard accrues
-            self.accrue_hazards(t0, t1)
-        with self.timer("umn_loss"):  # tract axons past their threshold die, fastest first
-            self.umn_loss()
-        with self.timer("motor_units"):  # atrophy, LMN death, then reinnervation by survivors
-            self.motor_units()
-        self.month = t1
-        with self.timer("symptoms"):  # a region whose function falls is symptomatic
-            self.symptoms(t0, t1)
-        with self.timer("death"):  # breathing fails, or another cause ends the timeline
-            self.deaths(t0, t1)
-        with self.timer("examination"):  # scheduled visits read the state, never change it
-            self.visit()
+        self.month = t1  # what a phase needs of the step's start it takes as t0
+        for name, method in self.PHASES:
+            with self.timer(name):
+                getattr(self, method)(t0, t1)
 
     def run(self) -> None:
         """Step until the scenario's duration or until every patient has died."""
@@ -178,13 +153,15 @@ class Cohort(mesa.Model):
             s.umn_hazard, lat.umn_speed * self.multiplier("umn_speed"), lat.umn_onset, t0, t1
         )
 
-    def umn_loss(self) -> None:
+    def umn_loss(self, t0: float, t1: float) -> None:
+        """Tract axons whose UMN hazard (accrued to ``t1``) has passed their threshold die."""
         s = self.state
         s.umn_alive &= ~(s.umn_hazard[:, :, None] > s.umn_threshold)
 
-    def motor_units(self) -> None:
-        """Atrophy of old orphans, LMN deaths, and adoption of orphans by survivors: one fused
-        pass (:mod:`progression.kernel`) or the same phases as whole-array numpy operations."""
+    def motor_units(self, t0: float, t1: float) -> None:
+        """Atrophy of old orphans, LMN deaths, and adoption of orphans by survivors over one step
+        of ``dt``: one fused pass (:mod:`progression.kernel`) or the same phases as whole-array
+        numpy operations."""
         s = self.state
         rate = self.latent.adoption_rate * self.multiplier("reinnervation_rate")
         offered = 1.0 - np.exp(-rate * self.dt)
@@ -325,6 +302,10 @@ class Cohort(mesa.Model):
             living[dead] = False
             self.add_events(dead, when[dead], "death", None, cause[dead])
 
+    def examination(self, t0: float, t1: float) -> None:
+        """The visits that fall due at the step's end ``t1`` (:meth:`visit`)."""
+        self.visit()
+
     def visit(self) -> None:
         """Examine every living patient whose visit falls due at this month."""
         due = np.flatnonzero(self.state.living & (self.next_visit <= self.month + 1e-9))
@@ -418,7 +399,7 @@ def simulate_chunk(scenario: Scenario, patient_ids: np.ndarray) -> ChunkResult:
     years = 0.0
     timings: dict[str, float] = {}
     for arm in scenario.arm_names:
-        cohort = Cohort(scenario, patient_ids, arm)
+        cohort = CohortModel(scenario, patient_ids, arm)
         cohort.run()
         unit_steps += cohort.unit_steps
         years += float(np.minimum(cohort.death_month, cohort.month).sum()) / 12.0

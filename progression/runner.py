@@ -78,8 +78,6 @@ class RunInterrupted(RunError):
         self.signum = signum
 
 
-
-
 @dataclass(frozen=True)
 class RunSummary:
     """What a run did.
@@ -132,16 +130,6 @@ class RunSummary:
 # ------------------------------------------------------------------------------------- planning
 
 
-
-
-
-
-
-
-
-
-
-
 # ------------------------------------------------------------------------------- the chunk task
 
 
@@ -149,8 +137,6 @@ def _default_simulate() -> Simulate:
     from progression.model import simulate_chunk
 
     return simulate_chunk
-
-
 
 
 def run_chunk(
@@ -208,41 +194,12 @@ def _check_owner(out: Path, token: str | None, chunk: int) -> None:
         )
 
 
-
-
-
-
-
-
-
-
-# --------------------------------------------------------------------------------- preparation
-
-
-
-
-
-
-
-
-
-
 # ----------------------------------------------------------------------------------- execution
-
-
 
 
 def _in_process(tasks: list[tuple[Any, ...]]) -> Iterator[ChunkRecord]:
     for args in tasks:
         yield run_chunk(*args)
-
-
-
-
-
-
-
-
 
 
 def _on_dask(
@@ -289,12 +246,6 @@ def _on_dask(
 def _cancel_quietly(client: Any, futures: list[Any]) -> None:
     with suppress(Exception):
         client.cancel(futures)
-
-
-
-
-
-
 
 
 def run(
@@ -492,8 +443,6 @@ def _run_owned(
         output_bytes=storage.dir_size(out, exclude=(lock.LOCK,)),
         damaged=damaged,
     )
-
-
 
 
 def _save_quietly(save: Callable[[str], None], status: str) -> None:

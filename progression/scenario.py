@@ -1,143 +1,43 @@
 """Scenario files: TOML in, a typed and frozen :class:`Scenario` out.
 
 Every section is a frozen dataclass whose fields are the allowed keys; field metadata states the
-valid range. :func:`load_scenario` walks the TOML against these classes, so every error names the
-file, the key path and what was expected, on one line, and an unknown key (a typo) is an error.
-A parameter that differs across patients is a :class:`Dist`: a number (the same for everyone) or an
+valid range. :func:`load_scenario` walks the TOML against these classes
+(:mod:`progression.validation`), so every error names the file, the key path and what was
+expected, on one line, and an unknown key (a typo) is an error. A parameter that differs across
+patients is a :class:`~progression.distributions.Dist`: a number (the same for everyone) or an
 inline table such as ``{ dist = "lognormal", median = 0.05, sigma = 0.5 }``.
+
+This module is the schema: the sections with their documented fields, the checks that span
+several keys, and loading, overriding and hashing a scenario.
 """
 
 from __future__ import annotations
 
-import copy
-import difflib
 import functools
 import hashlib
 import json
-import math
 import os
 import re
-import tomllib
-import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from progression import body as body_map
-from progression import random as rnd
+from progression.distributions import Dist  # also imported from here, with ScenarioError
 from progression.processes import lmn as lmn_patterns
-
-
-class ScenarioError(ValueError):
-    """A scenario file is wrong; the message is one line naming file, key and expectation.
-
-    Control characters (a newline inside a quoted TOML key, say) are escaped so that the
-    message always stays on one line.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(_one_line(message))
-
-
-def _one_line(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped."""
-    return re.sub(r"[\x00-\x1f\x7f\u2028\u2029\x85]", lambda m: repr(m.group())[1:-1], text)
-
-
-def _range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False, **kw):
-    """Field metadata for a numeric range (inclusive unless ``open_lo``)."""
-    return {"lo": lo, "hi": hi, "open_lo": open_lo, **kw}
-
-
-def _interval(meta: dict) -> str:
-    """A field's range as text, e.g. ``(0, inf]``."""
-    lo, hi = meta.get("lo"), meta.get("hi")
-    lo_s = "-inf" if lo is None else f"{lo:g}"
-    hi_s = "inf" if hi is None else f"{hi:g}"
-    return f"{'(' if meta.get('open_lo') else '['}{lo_s}, {hi_s}]"
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributions across patients
-
-
-@dataclass(frozen=True)
-class Dist:
-    """A parameter's distribution across patients.
-
-    Kinds: ``constant`` (value), ``normal`` (mean, sd), ``lognormal`` (median, sigma: the sd of
-    the log), ``uniform`` (low, high). ``min``/``max`` clip any kind. Draws use one standard
-    normal (or uniform) per patient from a stream named after the parameter's key path, so that
-    changing a distribution's parameters moves every patient's value smoothly (common random
-    numbers across sweeps and arms).
-    """
-
-    kind: str
-    params: tuple[tuple[str, float], ...]
-    lo: float = -math.inf
-    hi: float = math.inf
-
-    KINDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "constant": ("value",),
-        "normal": ("mean", "sd"),
-        "lognormal": ("median", "sigma"),
-        "uniform": ("low", "high"),
-    }
-
-    @classmethod
-    def constant(cls, value: float) -> Dist:
-        return cls("constant", (("value", float(value)),))
-
-    @property
-    def p(self) -> dict[str, float]:
-        return dict(self.params)
-
-    def support(self) -> tuple[float, float]:
-        """Smallest and largest values the distribution can give."""
-        p = self.p
-        lo, hi = {
-            "constant": (p.get("value", 0.0), p.get("value", 0.0)),
-            "normal": (-math.inf, math.inf) if p.get("sd", 0) > 0 else (p.get("mean", 0),) * 2,
-            "lognormal": (0.0, math.inf),
-            "uniform": (p.get("low", 0.0), p.get("high", 0.0)),
-        }[self.kind]
-        # Clipping maps both ends into [min, max] (a constant 5 with min = 10 is always 10).
-        return min(max(lo, self.lo), self.hi), min(max(hi, self.lo), self.hi)
-
-    @property
-    def center(self) -> float:
-        """A typical value (mean, median or midpoint), clipped."""
-        p = self.p
-        c = {
-            "constant": p.get("value"),
-            "normal": p.get("mean"),
-            "lognormal": p.get("median"),
-            "uniform": (p.get("low", 0) + p.get("high", 0)) / 2,
-        }[self.kind]
-        return float(np.clip(c, self.lo, self.hi))
-
-    def from_normal(self, z: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Values for standard normals ``z`` (and uniforms ``u`` for the uniform kind)."""
-        p = self.p
-        if self.kind == "constant":
-            x = np.full(z.shape, p["value"])
-        elif self.kind == "normal":
-            x = p["mean"] + p["sd"] * z
-        elif self.kind == "lognormal":
-            x = p["median"] * np.exp(p["sigma"] * z)
-        else:
-            x = p["low"] + (p["high"] - p["low"]) * u
-        return np.clip(x, self.lo, self.hi)
-
-    def sample(self, seed: int, path: str, patient_ids: np.ndarray, n: int = 1) -> np.ndarray:
-        """(patients, n) draws, keyed by (seed, key path, patient id)."""
-        z = rnd.normal(seed, f"param:{path}", patient_ids, n)
-        u = rnd.uniform(seed, f"param-u:{path}", patient_ids, n)
-        return self.from_normal(z, u)
-
+from progression.validation import (
+    ScenarioError,
+    build,
+    canonical,
+    invalid,
+    key_path,
+    parse_toml,
+    plain,
+    set_path,
+    show,
+)
+from progression.validation import field_range as _range  # short: it is on almost every field
 
 # ---------------------------------------------------------------------------------------------
 # Sections
@@ -753,18 +653,18 @@ def parse_scenario(text: str, source: str = "<string>", overrides: dict | None =
     change that can change a result does (including the order of ``onset_region`` and of the
     phenotypes, which the draws follow).
     """
-    raw = _parse_toml(text, source)
+    raw = parse_toml(text, source)
     if not raw:  # 0 bytes, or only whitespace and comments
         raise ScenarioError(f"{source}: the scenario file is empty")
     for key, value in (overrides or {}).items():
-        _set_path(raw, key, value, source)
-    scenario = _build(Scenario, raw, "", source)
+        set_path(raw, key, value, source)
+    scenario = build(Scenario, raw, "", source)
     _check(scenario, source)
     return replace(
         scenario,
         path=source,
         source_text=text,
-        overrides=tuple((k, _plain(v)) for k, v in (overrides or {}).items()),
+        overrides=tuple((k, plain(v)) for k, v in (overrides or {}).items()),
         hash=content_hash(scenario),
     )
 
@@ -772,8 +672,8 @@ def parse_scenario(text: str, source: str = "<string>", overrides: dict | None =
 def content_hash(scenario: Scenario) -> str:
     """sha256 hex of the validated content (every value, defaults included, in an
     order-preserving canonical form; not the path, the text or the comments)."""
-    canonical = json.dumps(_canonical(scenario), separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    text = json.dumps(canonical(scenario), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 OVERRIDES_HEADER = "# The scenario as run: these overrides are written into the text below."
@@ -795,313 +695,14 @@ def effective_text(
 
     doc = tomlkit.parse(text)
     for key, value in overrides:
-        _set_path(doc, key, value, source)
+        set_path(doc, key, value, source)
     listed = "\n".join(
-        f"#   {k} = {'(removed)' if v is None else _show(v, 200)}" for k, v in overrides
+        f"#   {k} = {'(removed)' if v is None else show(v, 200)}" for k, v in overrides
     )
     out = f"{OVERRIDES_HEADER}\n{listed}\n\n{tomlkit.dumps(doc)}"
     if expected_hash is not None and parse_scenario(out, source).hash != expected_hash:
         raise ScenarioError(f"{source}: cannot write the overrides into the scenario text")
     return out
-
-
-#: Where tomllib (Python 3.11-3.13) puts the position: "... (at line 3, column 5)".
-_TOML_WHERE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
-
-
-def _parse_toml(text: str, source: str) -> dict:
-    """``tomllib.loads`` with every failure turned into a one-line error naming the line."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg = getattr(e, "msg", None) or str(e)
-        line, col = getattr(e, "lineno", None), getattr(e, "colno", None)
-        m = _TOML_WHERE.search(msg)
-        if m:
-            msg = msg[: m.start()]
-            if m.group(1):
-                line, col = int(m.group(1)), int(m.group(2))
-        if line is None:  # at the end of the document
-            line, col = max(1, len(text.rstrip("\n").split("\n"))), None
-        where = f"column {col}" if col else "end of file"
-        raise ScenarioError(f"{source}: line {line}: malformed TOML: {msg} ({where})") from None
-    except ValueError as e:  # an integer literal longer than Python converts
-        m = re.search(r"\d[\d_]{1000,}", text)
-        line = text.count("\n", 0, m.start()) + 1 if m else 1
-        raise ScenarioError(
-            f"{source}: line {line}: malformed TOML: a number too long to read ({e})"
-        ) from None
-    except RecursionError:
-        lines = text.split("\n")
-        deepest = max(range(len(lines)), key=lambda i: lines[i].count("[") + lines[i].count("{"))
-        raise ScenarioError(
-            f"{source}: line {deepest + 1}: malformed TOML: arrays or tables nested too deeply"
-        ) from None
-
-
-def _plain(value: Any) -> Any:
-    """An override value as TOML would give it: numpy scalars to Python, tuples to lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _set_path(raw: dict, key: str, value: Any, source: str) -> None:
-    """Apply one override ``key = value`` (``None`` removes the key)."""
-    if not isinstance(key, str) or not all(key.split(".")):
-        raise _err(source, str(key) or "<empty>", "an override key path like disease.lmn.speed")
-    parts = key.split(".")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        nxt = node.get(part)
-        if nxt is None:
-            if value is None:
-                return  # nothing to remove
-            node[part] = {}
-            nxt = node[part]  # read back: a TOML document stores its own table type
-        elif not isinstance(nxt, dict):
-            # A number given where a distribution table is overridden: make it a table.
-            number = isinstance(nxt, int | float) and not isinstance(nxt, bool)
-            if number and i == len(parts) - 2:
-                node[part] = {"dist": "constant", "value": _plain(nxt)}
-                nxt = node[part]
-            else:
-                where = ".".join(parts[: i + 1])
-                raise _err(source, key, f"a key path through tables ({where} is not one)", nxt)
-        node = nxt
-    if value is None:
-        node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = copy.deepcopy(_plain(value))
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters."""
-    try:
-        text = repr(value)
-    except ValueError:  # an integer too long to print
-        text = f"<an integer of {value.bit_length()} bits>"
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-def _err(source: str, path: str, expected: str, got: Any = MISSING) -> ScenarioError:
-    tail = "" if got is MISSING else f", got {_show(got)}"
-    return ScenarioError(f"{source}: {path or '<top level>'}: expected {expected}{tail}")
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _join(path: str, key: str) -> str:
-    """``path.key``, with ``key`` quoted as in TOML unless it is a bare key."""
-    key = str(key)
-    if not _BARE_KEY.fullmatch(key):
-        key = json.dumps(key, ensure_ascii=False)
-    return f"{path}.{key}" if path else key
-
-
-def _check_unknown(table: dict, allowed: typing.Iterable[str], path: str, source: str) -> None:
-    allowed = list(allowed)
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ScenarioError(
-                f"{source}: {_join(path, key)}: unknown key{hint}; "
-                f"expected one of {', '.join(allowed)}"
-            )
-
-
-def _build(cls, table: Any, path: str, source: str):
-    """Build dataclass ``cls`` from a TOML table, checking every key."""
-    if not isinstance(table, dict):
-        raise _err(source, path, f"a table of {cls.__name__} settings", table)
-    hints = typing.get_type_hints(cls)
-    public = [f for f in fields(cls) if not f.metadata.get("internal")]
-    _check_unknown(table, [f.name for f in public], path, source)
-    pattern = table.get("pattern", "focal")
-    values = {}
-    for f in public:
-        key = _join(path, f.name)
-        only = f.metadata.get("pattern_only")
-        if f.name in table and only and pattern != only:
-            raise _err(source, key, f"this key only with pattern = {only!r}", table[f.name])
-        if f.name not in table:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise _err(source, key, f"a value ({_describe(hints[f.name], f)}); it is required")
-            continue
-        values[f.name] = _convert(hints[f.name], table[f.name], key, f, source)
-    return cls(**values)
-
-
-def _describe(tp, f) -> str:
-    origin = typing.get_origin(tp)
-    if tp is Dist:
-        return "a number or a distribution table"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a, f) for a in typing.get_args(tp) if a is not type(None))
-    if origin is tuple:
-        choices = f.metadata.get("choices")
-        return f"a list of {', '.join(choices)}" if choices else "a list of strings"
-    if origin is dict:
-        return "a table"
-    if is_dataclass(tp):
-        return "a table"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, str(tp)
-    )
-
-
-def _check_range(x: float, key: str, f, source: str, got: Any = MISSING) -> None:
-    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
-    open_lo = f.metadata.get("open_lo", False)
-    got = x if got is MISSING else got
-    if (lo is not None and (x < lo or (open_lo and x == lo))) or (hi is not None and x > hi):
-        raise _err(source, key, f"a value in {_interval(f.metadata)}", got)
-
-
-def _number(value: Any, key: str, source: str, integer: bool = False) -> float:
-    """``value`` if it is a finite number (an integer if ``integer``), else an error."""
-    what = "an integer" if integer else "a finite number"
-    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
-        raise _err(source, key, what, value)
-    if integer:
-        return value  # any size: the field's range check reports one too large
-    try:
-        finite = math.isfinite(float(value))
-    except OverflowError:  # an integer beyond the range of a float
-        finite = False
-    if not finite:
-        raise _err(source, key, what, value)
-    return value
-
-
-def _convert(tp, value: Any, key: str, f, source: str):
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if args == [str, float]:  # a choice or a month (Treatment.start)
-            if isinstance(value, str):
-                return _convert(str, value, key, f, source)
-            choices = " or ".join(map(repr, f.metadata.get("choices", ())))
-            what = f"{choices} or a month >= 0"
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _err(source, key, what, value)
-            x = _number(value, key, source)
-            if x < 0:
-                raise _err(source, key, what, value)
-            return float(x)
-        return _convert(args[0], value, key, f, source)
-    if tp is Dist:
-        return _dist(value, key, f, source)
-    if is_dataclass(tp):
-        return _build(tp, value, key, source)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _err(source, key, "a table", value)
-        if "keys" in f.metadata:
-            _check_unknown(value, f.metadata["keys"], key, source)
-        vtype = typing.get_args(tp)[1]
-        out = {}
-        for k, v in value.items():
-            sub = _join(key, k)
-            if is_dataclass(vtype):
-                out[k] = _build(vtype, v, sub, source)
-            else:
-                x = float(_number(v, sub, source))
-                _check_range(x, sub, f, source)
-                out[k] = x
-        return out
-    if origin is tuple and typing.get_args(tp)[0] is float:  # a list of numbers
-        if not isinstance(value, list):
-            raise _err(source, key, "a list of numbers", value)
-        return tuple(float(_number(v, key, source)) for v in value)
-    if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _err(source, key, "a list of strings", value)
-        choices = f.metadata.get("choices")
-        for v in value:
-            if choices and v not in choices:
-                raise _err(source, key, f"items among {', '.join(choices)}", v)
-        if f.metadata.get("nonempty") and not value:
-            raise _err(source, key, "a non-empty list", value)
-        if len(set(value)) != len(value):
-            raise _err(source, key, "a list without repeats", value)
-        return tuple(value)
-    if tp is str:
-        choices = f.metadata.get("choices")
-        if not isinstance(value, str) or (choices and value not in choices):
-            what = f"one of {', '.join(map(repr, choices))}" if choices else "a string"
-            raise _err(source, key, what, value)
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _err(source, key, "true or false", value)
-        return value
-    if tp in (int, float):
-        x = _number(value, key, source, integer=tp is int)
-        _check_range(x, key, f, source)
-        return tp(x)
-    raise TypeError(f"unsupported field type {tp} at {key}")  # a programming error
-
-
-def _dist(value: Any, key: str, f, source: str) -> Dist:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        x = float(_number(value, key, source))
-        _check_range(x, key, f, source)
-        return Dist.constant(x)
-    if not isinstance(value, dict):
-        raise _err(source, key, 'a number or a table like { dist = "lognormal", ... }', value)
-    kinds = ", ".join(map(repr, Dist.KINDS))
-    if "dist" not in value:
-        every = dict.fromkeys(n for names in Dist.KINDS.values() for n in names)
-        _check_unknown(value, ("dist", *every, "min", "max"), key, source)
-        raise _err(source, _join(key, "dist"), f"one of {kinds}; it is required in a table")
-    kind = value["dist"]
-    if not isinstance(kind, str) or kind not in Dist.KINDS:
-        raise _err(source, _join(key, "dist"), f"one of {kinds}", kind)
-    names = Dist.KINDS[kind]
-    _check_unknown(value, ("dist", *names, "min", "max"), key, source)
-    params = []
-    for name in names:
-        if name not in value:
-            raise _err(source, _join(key, name), f"a number (required for dist = {kind!r})")
-        params.append((name, float(_number(value[name], _join(key, name), source))))
-    p = dict(params)
-    if kind == "normal" and p["sd"] < 0:
-        raise _err(source, _join(key, "sd"), "a value >= 0", p["sd"])
-    if kind == "lognormal" and (p["median"] <= 0 or p["sigma"] < 0):
-        bad = "median" if p["median"] <= 0 else "sigma"
-        raise _err(source, _join(key, bad), "median > 0 and sigma >= 0", p[bad])
-    if kind == "uniform" and p["high"] < p["low"]:
-        raise _err(source, _join(key, "high"), f"a value >= low ({p['low']:g})", p["high"])
-    lo, hi = -math.inf, math.inf
-    if "min" in value:
-        lo = float(_number(value["min"], _join(key, "min"), source))
-    if "max" in value:
-        hi = float(_number(value["max"], _join(key, "max"), source))
-    if hi < lo:
-        raise _err(source, _join(key, "max"), f"a value >= min ({lo:g})", hi)
-    dist = Dist(kind, tuple(params), lo, hi)
-    s_lo, s_hi = dist.support()
-    meta = f.metadata
-    r_lo, r_hi = meta.get("lo"), meta.get("hi")
-    # A lognormal never reaches its lower end (0) unless clipped there from above 0.
-    attained = not (kind == "lognormal" and lo <= 0 < hi)
-    at_open_end = meta.get("open_lo") and s_lo == r_lo and attained
-    below = r_lo is not None and (s_lo < r_lo or at_open_end)
-    if below or (r_hi is not None and s_hi > r_hi):
-        raise _err(
-            source,
-            key,
-            f"a distribution within {_interval(meta)} (add min/max to bound it); "
-            f"this one spans [{s_lo:g}, {s_hi:g}]",
-        )
-    return dist
 
 
 #: Arm names become folder names (``arm=<name>``): letters, digits, ``_`` and ``-`` only.
@@ -1114,65 +715,69 @@ def _check(s: Scenario, source: str) -> None:
     """Checks that span several keys."""
     total = sum(s.cohort.onset_region.values())
     if abs(total - 1) > 1e-6:
-        raise _err(source, "cohort.onset_region", "shares summing to 1", round(total, 6))
+        raise invalid(source, "cohort.onset_region", "shares summing to 1", round(total, 6))
     if not s.cohort.arms:
-        raise _err(source, "cohort.arms", "at least one arm, e.g. [cohort.arms.natural_history]")
+        raise invalid(
+            source, "cohort.arms", "at least one arm, e.g. [cohort.arms.natural_history]"
+        )
     for arm in s.cohort.arms:
         if not _ARM_NAME.fullmatch(arm):
-            raise _err(
+            raise invalid(
                 source,
-                _join("cohort.arms", arm),
+                key_path("cohort.arms", arm),
                 "an arm name of letters, digits, _ and - (it names an output folder)",
             )
         if arm == _HIVE_NULL:
-            raise _err(
+            raise invalid(
                 source,
-                _join("cohort.arms", arm),
+                key_path("cohort.arms", arm),
                 f"an arm name other than {_HIVE_NULL} (its folder reads back as a missing arm)",
             )
     if not s.phenotypes:
-        raise _err(source, "phenotypes", "at least one [phenotypes.<NAME>] table")
+        raise invalid(source, "phenotypes", "at least one [phenotypes.<NAME>] table")
     total = sum(p.share for p in s.phenotypes.values())
     if abs(total - 1) > 1e-6:
-        raise _err(source, "phenotypes", "shares summing to 1", round(total, 6))
+        raise invalid(source, "phenotypes", "shares summing to 1", round(total, 6))
     for name, p in s.phenotypes.items():
         for proc in p.processes:
             if getattr(s.disease, proc) is None:
-                raise _err(
+                raise invalid(
                     source,
-                    _join(_join("phenotypes", name), "processes"),
+                    key_path(key_path("phenotypes", name), "processes"),
                     f"a process defined in [disease.{proc}]",
                     proc,
                 )
     for arm, a in s.cohort.arms.items():
         if a.treatment != "none" and a.treatment not in s.treatments:
             valid = ", ".join(["none", *s.treatments])
-            key = _join(_join("cohort.arms", arm), "treatment")
-            raise _err(source, key, f"one of {valid}", a.treatment)
+            key = key_path(key_path("cohort.arms", arm), "treatment")
+            raise invalid(source, key, f"one of {valid}", a.treatment)
     for name, t in s.treatments.items():
         if t.start == "enrolment" and s.trial is None:
-            key = _join(_join("treatments", name), "start")
-            raise _err(source, key, "'enrolment' only with a [trial] section", t.start)
+            key = key_path(key_path("treatments", name), "start")
+            raise invalid(source, key, "'enrolment' only with a [trial] section", t.start)
     if s.trial is not None:
         e = s.trial.eligibility
         if e.max_alsfrs_r < e.min_alsfrs_r:
             key = "trial.eligibility.max_alsfrs_r"
-            raise _err(source, key, f">= min_alsfrs_r ({e.min_alsfrs_r})", e.max_alsfrs_r)
+            raise invalid(source, key, f">= min_alsfrs_r ({e.min_alsfrs_r})", e.max_alsfrs_r)
         if e.max_age_years < e.min_age_years:
-            raise _err(source, "trial.eligibility.max_age_years",
-                       f">= min_age_years ({e.min_age_years:g})", e.max_age_years)
+            raise invalid(source, "trial.eligibility.max_age_years",
+                          f">= min_age_years ({e.min_age_years:g})", e.max_age_years)
     lmn = s.disease.lmn
     if lmn is not None and lmn.pattern == "segmental":
         known = {seg for m in s.muscles() for seg in m.segments}
         if not lmn.segments:
-            raise _err(source, "disease.lmn.segments", "a non-empty list for pattern 'segmental'")
+            what = "a non-empty list for pattern 'segmental'"
+            raise invalid(source, "disease.lmn.segments", what)
         for seg in lmn.segments:
             if seg not in known:
-                raise _err(source, "disease.lmn.segments", f"segments among {sorted(known)}", seg)
+                what = f"segments among {sorted(known)}"
+                raise invalid(source, "disease.lmn.segments", what, seg)
     step = s.time.step_months
     whole = abs(step - round(step)) < 1e-6 if step >= 1 else abs(1 / step - round(1 / step)) < 1e-6
     if not whole:
-        raise _err(
+        raise invalid(
             source,
             "time.step_months",
             "a step that divides a month (1, 0.5, 0.25, ...) or a whole number of months, "
@@ -1180,43 +785,21 @@ def _check(s: Scenario, source: str) -> None:
             step,
         )
     if step > s.visits.interval_months:
-        raise _err(source, "time.step_months", "a step no longer than visits.interval_months", step)
+        what = "a step no longer than visits.interval_months"
+        raise invalid(source, "time.step_months", what, step)
     if step > s.time.duration_months:
-        raise _err(source, "time.step_months", "a step no longer than time.duration_months", step)
+        what = "a step no longer than time.duration_months"
+        raise invalid(source, "time.step_months", what, step)
     for name in s.exam.scans.muscles:
         if name not in s.body.muscles:
-            raise _err(source, "exam.scans.muscles", "muscles among body.muscles", name)
-
-
-def _canonical(obj: Any) -> Any:
-    """A JSON-ready form of a validated section, for the hash (order preserved)."""
-    if isinstance(obj, Dist):
-        out: dict[str, Any] = {"dist": obj.kind, **obj.p}
-        if obj.lo > -math.inf:
-            out["min"] = obj.lo
-        if obj.hi < math.inf:
-            out["max"] = obj.hi
-        return out
-    if is_dataclass(obj):
-        return {
-            f.name: _canonical(getattr(obj, f.name))
-            for f in fields(obj)
-            if not f.metadata.get("internal")
-            # a section hashed only when present, so adding it left older hashes unchanged
-            and not (f.metadata.get("hash_if_set") and getattr(obj, f.name) is None)
-        }
-    if isinstance(obj, dict):
-        return [[k, _canonical(v)] for k, v in obj.items()]
-    if isinstance(obj, tuple | list):
-        return [_canonical(v) for v in obj]
-    return obj
+            raise invalid(source, "exam.scans.muscles", "muscles among body.muscles", name)
 
 
 def dist_fields(obj: Any, path: str = "") -> typing.Iterator[tuple[str, Dist]]:
     """Every (key path, Dist) in a scenario section, in field order."""
     for f in fields(obj):
         value = getattr(obj, f.name)
-        key = _join(path, f.name)
+        key = key_path(path, f.name)
         if isinstance(value, Dist):
             yield key, value
         elif is_dataclass(value):

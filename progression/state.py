@@ -13,8 +13,9 @@ import numpy as np
 
 from progression import random as rnd
 from progression.body import COMPARTMENTS, CONTIGUITY, REGIONS, Body
+from progression.distributions import Dist
 from progression.processes import hazard, lmn, umn
-from progression.scenario import LMN, UMN, Dist, Scenario
+from progression.scenario import LMN, UMN, Scenario
 
 NO_VISIT = np.inf
 

@@ -16,7 +16,7 @@ from analysis import open_run
 from analysis.emergence import STATES
 from analysis.report import ReportError, write_report
 from progression.runner import run as simulate
-from tests.conftest import SCENARIOS, small
+from tests.conftest import small
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +28,7 @@ def als_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mnd_path(tmp_path_factory):
-    """A mixed population (latent ALS, PMA and PLS), if the scenario is shipped."""
-    if not (SCENARIOS / "mnd_population.toml").is_file():
-        pytest.skip("scenarios/mnd_population.toml not shipped")
+    """A mixed population (latent ALS, PMA and PLS)."""
     out = tmp_path_factory.mktemp("mnd") / "run"
     simulate(small("mnd_population", patients=120), out, workers=1, chunk_size=60)
     return out

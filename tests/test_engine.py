@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from progression.literal import LiteralCohort
-from progression.model import Cohort, simulate_chunk
+from progression.model import CohortModel, simulate_chunk
 from tests.conftest import small
 
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _run_checking(cohort: Cohort, steps: int) -> None:
+def _run_checking(cohort: CohortModel, steps: int) -> None:
     """Step a cohort and check every invariant after every step."""
     s = cohort.state
     healthy = cohort.body.healthy_fibres
@@ -61,17 +61,17 @@ def test_fibres_conserved_and_units_never_revive(speed, capacity, tau, window, s
             "time.step_months": step,
         },
     )
-    cohort = Cohort(scenario, np.arange(6), "natural_history")
+    cohort = CohortModel(scenario, np.arange(6), "natural_history")
     _run_checking(cohort, steps=int(24 / step))
 
 
 def test_pma_has_no_umn_loss_and_pls_no_lmn_loss():
-    pma = Cohort(
+    pma = CohortModel(
         small("als_natural_history", 20, **{"phenotypes.ALS.processes": ["lmn"]}),
         np.arange(20),
         "natural_history",
     )
-    pls = Cohort(
+    pls = CohortModel(
         small("als_natural_history", 20, **{"phenotypes.ALS.processes": ["umn"]}),
         np.arange(20),
         "natural_history",
@@ -124,7 +124,7 @@ def test_threshold_deaths_are_exact_for_any_step():
     }
     alive = {}
     for step in (1.0, 0.5, 0.25):
-        c = Cohort(
+        c = CohortModel(
             small(patients=10, **common, **{"time.step_months": step}),
             np.arange(10),
             "natural_history",
@@ -140,7 +140,7 @@ def test_reinnervation_converges_as_the_step_shrinks():
     common = {"body.muscles": ["APB", "TA"], "mortality.gompertz_a_per_year": 0.0}
     fibres = {}
     for step in (1.0, 0.25, 0.125):
-        c = Cohort(
+        c = CohortModel(
             small(patients=10, **common, **{"time.step_months": step}),
             np.arange(10),
             "natural_history",
@@ -154,6 +154,15 @@ def test_reinnervation_converges_as_the_step_shrinks():
     np.testing.assert_allclose(
         fibres[0.25], fibres[0.125], rtol=0.05, atol=0.01 * fibres[0.125].max()
     )
+
+
+def test_a_step_runs_the_phases_in_their_stated_order():
+    """``CohortModel.PHASES`` is the order: every phase runs, each timed under its name."""
+    cohort = CohortModel(small(patients=2), np.arange(2), "natural_history")
+    assert cohort.respiration_now is cohort.respiration  # set before the first step
+    cohort.step()
+    assert list(cohort.timings) == [name for name, _ in CohortModel.PHASES]
+    assert cohort.month == cohort.dt
 
 
 @pytest.mark.parametrize("pattern", ["focal", "segmental", "length_dependent"])
@@ -190,12 +199,12 @@ def test_a_treated_patient_does_not_depend_on_its_chunk(start):
     assert placebo["lmn_speed"].equals(treated["lmn_speed"])  # common random numbers
 
 
-@pytest.mark.parametrize("model", [Cohort, LiteralCohort])
+@pytest.mark.parametrize("model", [CohortModel, LiteralCohort])
 def test_a_finished_cohort_is_freed(model):
     """Nothing keeps a cohort (and its unit arrays) alive once it is dropped: mesa 3.3's
     class-level agent id counters did, and a worker grew by one chunk's memory per chunk."""
     scenario = small(patients=3)
-    args = (scenario, np.arange(3)) + (("natural_history",) if model is Cohort else ())
+    args = (scenario, np.arange(3)) + (("natural_history",) if model is CohortModel else ())
     cohort = model(*args)
     cohort.run(6) if model is LiteralCohort else cohort.run()
     ref = weakref.ref(cohort)

@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from progression import random as rnd
 from progression.body import default_muscles
 from progression.exam import Examiner, alsfrs, criteria, subject_noise, visit_noise
-from progression.model import Cohort, simulate_chunk
+from progression.model import CohortModel, simulate_chunk
 from progression.state import State
 from tests.conftest import small
 
@@ -460,7 +460,7 @@ def test_outputs_are_bounded_and_categorical(cohort):
 # ------------------------------------------------------------------- examinations are read-only
 
 
-def _snapshot(cohort: Cohort) -> dict[str, np.ndarray]:
+def _snapshot(cohort: CohortModel) -> dict[str, np.ndarray]:
     s = cohort.state
     out = {f.name: getattr(s, f.name).copy() for f in dataclasses.fields(State)}
     for name in (
@@ -478,13 +478,13 @@ def _snapshot(cohort: Cohort) -> dict[str, np.ndarray]:
 
 def test_examinations_never_change_the_state():
     scenario = small(patients=20, **{"time.duration_months": 60})
-    cohort = Cohort(scenario, np.arange(20), "natural_history")
+    cohort = CohortModel(scenario, np.arange(20), "natural_history")
     for _ in range(24):
         cohort.step()
     before = _snapshot(cohort)
     assert not before["alive"].all() and (cohort.integrity() < 1).any()
     rows = np.flatnonzero(cohort.state.living)
-    examiner = Examiner(scenario, cohort.body, cohort.ids, cohort.latent)
+    examiner = Examiner(scenario, cohort.body, cohort.ids)
     for _ in range(2):
         examiner.examine(cohort, rows, cohort.month)
     after = _snapshot(cohort)
@@ -548,7 +548,7 @@ def test_pls_needs_two_years_and_soft_findings_need_two_visits():
     assert criteria.classify(umn, none, np.array([np.nan]))[0][0] == "none"  # asymptomatic
 
     scenario = small(patients=1, **{"body.muscles": list(MAP)})
-    cohort = Cohort(scenario, np.arange(1), "natural_history")
+    cohort = CohortModel(scenario, np.arange(1), "natural_history")
     ex = cohort.examiner
     rows = np.arange(1)
     soft = np.array([[True, False, False, False]])
@@ -563,7 +563,7 @@ def test_a_soft_finding_counts_once_seen_at_two_consecutive_visits(monkeypatch):
     """The examiner's wiring: a soft UMN finding (here forced) at one visit is not counted,
     the same finding at the next visit is, and a repeat examination is not a new visit."""
     scenario = small(patients=4, **{"body.muscles": list(MAP)})
-    cohort = Cohort(scenario, np.arange(4), "natural_history")
+    cohort = CohortModel(scenario, np.arange(4), "natural_history")
     rows = np.arange(4)
     soft = np.zeros((4, 4), dtype=bool)
     soft[:2, 1] = True  # patients 0 and 1: cervical soft finding
@@ -574,7 +574,7 @@ def test_a_soft_finding_counts_once_seen_at_two_consecutive_visits(monkeypatch):
         return np.zeros_like(lmn), np.zeros_like(umn), soft.copy()
 
     monkeypatch.setattr(criteria, "region_findings", forced)
-    ex = Examiner(scenario, cohort.body, cohort.ids, cohort.latent)
+    ex = Examiner(scenario, cohort.body, cohort.ids)
     ex.examine(cohort, rows, 3.0)
     ex.examine(cohort, rows, 3.0)
     assert not ex.umn_seen.any()
@@ -643,11 +643,11 @@ def test_visit_noise_settings_scale_every_visit_draw(noisy):
     the defaults it does not."""
     over = {} if noisy else {f"exam.{name}": 0.0 for name in VISIT_NOISE_SETTINGS}
     scenario = small(patients=20, **{"time.duration_months": 60}, **over)
-    cohort = Cohort(scenario, np.arange(20), "natural_history")
+    cohort = CohortModel(scenario, np.arange(20), "natural_history")
     for _ in range(24):
         cohort.step()
     rows = np.flatnonzero(cohort.state.living)
-    ex = Examiner(scenario, cohort.body, cohort.ids, cohort.latent)
+    ex = Examiner(scenario, cohort.body, cohort.ids)
     ex.examine(cohort, rows, 30.0)
     ex.examine(cohort, rows, 31.0)
     (m1, m2), (v1, v2) = ex.muscle_rows, ex.visit_rows

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from progression.exam import units
-from progression.model import Cohort
+from progression.model import CohortModel
 from progression.processes import excitability, lmn
 from tests.conftest import small
 
 
-def _numpy_sums(cohort: Cohort, rows: np.ndarray):
+def _numpy_sums(cohort: CohortModel, rows: np.ndarray):
     """The sums as whole-array numpy: sickness, margin, rate and enlargement per unit."""
     s, body, exc = cohort.state, cohort.body, cohort.scenario.excitability
     comp = body.compartment_of_muscle[body.muscle_of]
@@ -39,7 +39,7 @@ def _numpy_sums(cohort: Cohort, rows: np.ndarray):
 )
 def test_muscle_sums_match_numpy(overrides):
     scenario = small(patients=30, **overrides)
-    cohort = Cohort(scenario, np.arange(30), "natural_history")
+    cohort = CohortModel(scenario, np.arange(30), "natural_history")
     for _ in range(30):
         cohort.step()
     rows = np.flatnonzero(cohort.state.living)[::2]

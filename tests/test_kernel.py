@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from progression.model import Cohort
+from progression.model import CohortModel
 from tests.conftest import small
 
 
@@ -20,8 +20,8 @@ from tests.conftest import small
 def test_kernel_matches_numpy_phases(overrides):
     scenario = small(patients=25, **overrides)
     ids = np.arange(25)
-    fast = Cohort(scenario, ids, "natural_history", engine="kernel")
-    ref = Cohort(scenario, ids, "natural_history", engine="numpy")
+    fast = CohortModel(scenario, ids, "natural_history", engine="kernel")
+    ref = CohortModel(scenario, ids, "natural_history", engine="numpy")
     for _ in range(int(40 / scenario.time.step_months)):
         fast.step()
         ref.step()

@@ -72,3 +72,14 @@ def test_trial_design_reads_the_schema_defaults() -> None:
     assert Arm().treatment == SCENARIO_DEFAULTS["cohort.arms.treatment"]
     interval = Trial.__dataclass_fields__["visit_interval_months"].default
     assert interval == SCENARIO_DEFAULTS["trial.visit_interval_months"]
+
+
+@pytest.mark.parametrize(("module", "allowed"), [
+    ("distributions", {"progression.random"}),
+    ("validation", {"progression.distributions"}),
+])
+def test_the_sampler_and_the_validator_know_no_schema(module: str, allowed: set[str]) -> None:
+    """``Dist`` and the generic TOML validator sit below the scenario schema, never above it."""
+    ours = {n for n in _imports(ROOT / "progression" / f"{module}.py")
+            if n.startswith("progression.")}
+    assert all(any(n == a or n.startswith(a + ".") for a in allowed) for n in ours), ours

@@ -26,7 +26,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from progression.literal import LiteralCohort, time_literal, unit_steps_per_second
-from progression.model import Cohort
+from progression.model import CohortModel
 from tests.conftest import small
 
 SEED = 20261125
@@ -92,7 +92,7 @@ def _snapshot(units, fibres, orphans, atrophied, integrity, living, onset, death
 
 def observe_engine(scenario, ids) -> dict[int, dict[str, np.ndarray]]:
     """Step the engine month by month; snapshots at MONTHS."""
-    c = Cohort(scenario, ids, scenario.arm_names[0])
+    c = CohortModel(scenario, ids, scenario.arm_names[0])
     out = {}
     for month in range(1, max(MONTHS) + 1):
         c.step()

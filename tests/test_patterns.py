@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from progression.model import Cohort, simulate_chunk
+from progression.model import CohortModel, simulate_chunk
 from progression.scenario import load_scenario
 from tests.conftest import SCENARIOS
 
@@ -24,7 +24,7 @@ LENGTH_DEPENDENT = {"disease.lmn.pattern": "length_dependent", "disease.lmn.segm
 def _alive_fraction_by_month(scenario, months: int, every: int = 6) -> dict[int, dict[str, float]]:
     """Mean living-unit fraction per muscle name (both sides), every ``every`` months."""
     n = scenario.cohort.patients
-    cohort = Cohort(scenario, np.arange(n), scenario.arm_names[0])
+    cohort = CohortModel(scenario, np.arange(n), scenario.arm_names[0])
     units = np.array([m.units for m in cohort.body.muscles])
     names = [m.name for m in cohort.body.muscles]
     out = {}

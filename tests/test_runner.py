@@ -1,7 +1,7 @@
 """Runner: chunk planning, folder rules, resume, identical tables whatever the workers or chunks.
 
 Most tests use a small deterministic fake engine defined here (a patient's rows depend only on
-(seed, patient id), as the real engine promises); a few use the real engine when it imports.
+(seed, patient id), as the real engine promises); a few use the real engine.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from progression.chunking import plan_chunks
 from progression.manifest import Manifest
 from progression.progress import ProgressBar
 from progression.runner import RunError, RunInterrupted, run
+from progression.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -513,21 +514,11 @@ def test_ctrl_c_on_a_terminal(tmp_path: Path, reference: Path) -> None:
 # ---------------------------------------------------------------------------------- real engine
 
 
-def _real_scenario_file() -> Path:
-    pytest.importorskip("progression.model", reason="engine not written yet", exc_type=ImportError)
-    files = sorted((ROOT / "scenarios").glob("*.toml")) + sorted(
-        (ROOT / "progression" / "scenarios").glob("*.toml")
-    )
-    if not files:
-        pytest.skip("no scenario file yet")
-    return files[0]
+ALS = ROOT / "scenarios" / "als_natural_history.toml"
 
 
 def test_real_engine_same_tables_for_any_chunk_size(tmp_path: Path) -> None:
-    path = _real_scenario_file()
-    from progression.scenario import load_scenario
-
-    scenario = load_scenario(path, patients=6, seed=11)
+    scenario = load_scenario(ALS, patients=6, seed=11)
     a = run(scenario, tmp_path / "a", workers=1, chunk_size=2, progress=False)
     run(scenario, tmp_path / "b", workers=1, chunk_size=4, progress=False)
     assert a.patients == 6 and a.unit_steps > 0
@@ -537,10 +528,7 @@ def test_real_engine_same_tables_for_any_chunk_size(tmp_path: Path) -> None:
 
 
 def test_real_engine_on_local_cluster(tmp_path: Path) -> None:
-    path = _real_scenario_file()
-    from progression.scenario import load_scenario
-
-    scenario = load_scenario(path, patients=6, seed=11)
+    scenario = load_scenario(ALS, patients=6, seed=11)
     run(scenario, tmp_path / "a", workers=1, chunk_size=3, progress=False)
     run(scenario, tmp_path / "b", workers=2, chunk_size=2, progress=False)
     assert_same_tables(tmp_path / "a", tmp_path / "b")

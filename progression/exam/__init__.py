@@ -222,10 +222,9 @@ class Examiner:
         scenario: the scenario (its ``exam`` section sets noise and methods).
         body: the body map.
         ids: (patients,) patient ids of the chunk.
-        latent: the patients' latent draws.
     """
 
-    def __init__(self, scenario, body: Body, ids: np.ndarray, latent) -> None:
+    def __init__(self, scenario, body: Body, ids: np.ndarray) -> None:
         self.scenario = scenario
         self.body = body
         self.ids = ids
