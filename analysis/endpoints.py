@@ -16,7 +16,7 @@ Endpoint kinds and their summaries:
 ``slope``
     A value measured at visits (ALSFRS-R total, SVC, muscle sums). Per patient and arm copy: the
     visit count and the sums ``t, t^2, y, t y, y^2`` over observed visits, enough for the exact
-    random-intercept-and-slope analysis (:func:`analysis.trials.slope_test`).
+    random-intercept-and-slope analysis (:func:`analysis.trial_tests.slope_test`).
 ``change``
     The same values: change from baseline at trial month ``T`` among patients observed at ``T``.
 ``time``
