@@ -1,6 +1,6 @@
 """Calibration: the shipped scenarios against published figures, and fitting your own.
 
-Two tools, both reading the simulation only through its tables (:mod:`analysis.targets`
+Two tools, both reading the simulation only through its tables (:mod:`analysis.estimators`
 computes every figure from them):
 
 - :func:`validate_model` (``progression validate-model``) runs each scenario a set of targets
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis import estimators as E
 from analysis import targets as T
 
 #: The repository (scenarios/ lives beside progression/).
@@ -174,7 +175,7 @@ class FitTarget:
     """One figure to fit.
 
     Attributes:
-        statistic: a target id of :data:`analysis.targets.ESTIMATORS` (its first component is
+        statistic: a target id of :data:`analysis.estimators.ESTIMATORS` (its first component is
             used) or a function of the named runs returning a number.
         value: the published (observed) figure.
         sd: its uncertainty (standard error); the residual is ``(simulated - value) / sd``.
@@ -205,14 +206,14 @@ class FitTarget:
 
     def needs(self) -> tuple[str, ...]:
         if isinstance(self.statistic, str):
-            if self.statistic not in T.ESTIMATORS:
+            if self.statistic not in E.ESTIMATORS:
                 raise KeyError(f"unknown target id {self.statistic!r}")
-            return T.NEEDS[self.statistic]
+            return E.NEEDS[self.statistic]
         return self.runs or ("main",)
 
     def compute(self, runs: Mapping[str, Any]) -> float:
         if isinstance(self.statistic, str):
-            value = T.ESTIMATORS[self.statistic][0](runs).value[0]
+            value = E.ESTIMATORS[self.statistic][0](runs).value[0]
             return math.nan if value is None else float(value)
         return float(self.statistic(runs))
 
@@ -514,7 +515,7 @@ def fit(
         params: key path -> (low, high) bounds, e.g.
             ``{"disease.lmn.speed.median": (0.03, 0.15)}``.
         targets: :class:`FitTarget` or tuples ``(statistic, value[, sd])``: a target id of
-            :data:`analysis.targets.ESTIMATORS` (``"als_survival_median_months"``) or a function
+            :data:`analysis.estimators.ESTIMATORS` (``"als_survival_median_months"``) or a function
             of the named runs, the observed value and its standard error (default 5% of it).
         patients: patients simulated at every evaluation (the same ids each time).
         seed: the cohort seed (default the scenario's).
