@@ -38,8 +38,8 @@ import numpy as np
 from analysis import estimators as E
 from analysis import targets as T
 
-#: The repository (scenarios/ lives beside progression/).
-ROOT = Path(__file__).resolve().parent.parent
+#: The repository (scenarios/ lives beside progression/; this file is progression/studies/).
+ROOT = Path(__file__).resolve().parents[2]
 #: Scenario folder used by :func:`validate_model` unless told otherwise.
 SCENARIOS = ROOT / "scenarios"
 #: Default published targets: ../shared/calibration/targets.toml beside the repository.
