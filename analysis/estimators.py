@@ -74,6 +74,7 @@ from analysis.intervals import (
     weighted_median,
 )
 from analysis.io import ONSET_SITE, Run, frames, patients, strings
+from analysis.least_squares import slopes_by
 from analysis.survival import kaplan_meier_estimate, km_medians, survival_at, survival_times
 
 #: Months of follow-up from the first visit over which ALS slopes are fitted.
@@ -122,28 +123,6 @@ def _est(value, lower, upper, n: int, detail: str = "", checks=None) -> Estimate
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-patient slopes
-
-
-def _ols_slopes(ids: np.ndarray, x: np.ndarray, y: np.ndarray, min_n: int) -> pl.DataFrame:
-    """Per id: least-squares slope of y on x (ids with at least ``min_n`` points)."""
-    df = pl.DataFrame({"id": ids, "x": x, "y": y}).drop_nulls().filter(pl.col("y").is_not_nan())
-    xs, ys = pl.col("x"), pl.col("y")
-    return (
-        df.group_by("id")
-        .agg(
-            pl.len().alias("n"),
-            ((xs - xs.mean()) * (ys - ys.mean())).sum().alias("sxy"),
-            ((xs - xs.mean()) ** 2).sum().alias("sxx"),
-            ys.first().alias("y0"),
-        )
-        .filter((pl.col("n") >= min_n) & (pl.col("sxx") > 0))
-        .with_columns((pl.col("sxy") / pl.col("sxx")).alias("slope"))
-        .sort("id")
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # Shared queries
 
 
@@ -177,12 +156,7 @@ def _visits_in_window(run: Run, column: str, window: float | None) -> pl.DataFra
 
 def _slope_estimate(run: Run, column: str, window: float | None, scale: float) -> Estimate:
     v = _visits_in_window(run, column, window)
-    s = _ols_slopes(
-        v["patient_id"].to_numpy(),
-        v["month"].to_numpy(),
-        v[column].cast(pl.Float64).to_numpy(),
-        SLOPE_MIN_VISITS,
-    )
+    s = slopes_by(v, column, ["patient_id"], min_points=SLOPE_MIN_VISITS).collect()
     m, lo, hi = mean_ci(s["slope"].to_numpy() * scale)
     span = "all visits" if window is None else f"first {window:g} months of follow-up"
     return _est(m, lo, hi, s.height, f"per-patient OLS over {span}")
@@ -406,9 +380,10 @@ def munix_decline_als(runs: Mapping[str, Run]) -> Estimate:
         .sort("patient_id", "month")
         .collect()
     )
-    sl = _ols_slopes(s["patient_id"].to_numpy(), s["month"].to_numpy(), s["sum"].to_numpy(),
-                     SLOPE_MIN_VISITS).filter(pl.col("y0") > 0)
-    pct = -100.0 * (sl["slope"] / sl["y0"]).to_numpy()
+    sl = slopes_by(s, "sum", ["patient_id"], min_points=SLOPE_MIN_VISITS).filter(
+        pl.col("first") > 0
+    ).collect()
+    pct = -100.0 * (sl["slope"] / sl["first"]).to_numpy()
     m, lo, hi = mean_ci(pct)
     return _est(m, lo, hi, sl.height,
                 f"sum of {', '.join(MUNIX_MUSCLES)} (both sides), first "

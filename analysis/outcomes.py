@@ -17,6 +17,7 @@ import polars as pl
 
 from analysis.emergence import time_to_diagnosis
 from analysis.io import Run, RunStatus, frames, open_run, patients, run_status
+from analysis.least_squares import slopes_by
 from analysis.survival import median_survival
 from analysis.trajectories import slopes
 
@@ -57,22 +58,16 @@ def mune_decline(run: Run) -> float | None:
     sym = patients(run, ["symptom_onset_month"]).filter(
         pl.col("symptom_onset_month").is_not_null()
     ).select("patient_id")
-    x, y = pl.col("month"), pl.col("mune").cast(pl.Float64)
-    per = (
+    series = (
         t["muscles"]
         .select("patient_id", "month", pl.col("muscle").cast(pl.String),
                 pl.col("side").cast(pl.String), "mune")
-        .filter(pl.col("mune").is_not_null())
         .join(sym, on="patient_id", how="semi")
-        .group_by("patient_id", "muscle", "side")
-        .agg(
-            pl.len().alias("n"),
-            ((x - x.mean()) * (y - y.mean())).sum().alias("sxy"),
-            ((x - x.mean()) ** 2).sum().alias("sxx"),
-            y.sort_by(x).first().alias("first"),
-        )
-        .filter((pl.col("n") >= 2) & (pl.col("sxx") > 0) & (pl.col("first") > 0))
-        .select((-100.0 * pl.col("sxy") / pl.col("sxx") / pl.col("first")).median().alias("d"))
+    )
+    per = (
+        slopes_by(series, "mune", ["patient_id", "muscle", "side"], min_points=2)
+        .filter(pl.col("first") > 0)
+        .select((-100.0 * pl.col("slope") / pl.col("first")).median().alias("d"))
         .collect()
     )
     return _first(per, "d")

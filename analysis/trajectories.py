@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from analysis.io import Run, aggregate, frames, group_columns, patients
+from analysis.least_squares import slopes_by
 from analysis.quantiles import pack, patient_groups, quartiles, unpack
 
 #: Muscle-level tests and their units.
@@ -132,22 +133,9 @@ def slopes(
         pts, on="patient_id", how="inner"
     )
     parts = []
-    x = pl.col("month")
     for t in tests:
-        y = pl.col(t).cast(pl.Float64)
-        ok = y.is_not_null()
-        xs, ys = x.filter(ok), y.filter(ok)
-        per = (
-            vis.group_by("patient_id", *by)
-            .agg(
-                ys.count().alias("_n"),
-                ((xs - xs.mean()) * (ys - ys.mean())).sum().alias("_sxy"),
-                ((xs - xs.mean()) ** 2).sum().alias("_sxx"),
-            )
-            .filter((pl.col("_n") >= min_visits) & (pl.col("_sxx") > 0))
-            .with_columns((pl.col("_sxy") / pl.col("_sxx")).alias("_slope"))
-        )
-        s = pl.col("_slope")
+        per = slopes_by(vis, t, ["patient_id", *by], min_points=min_visits)
+        s = pl.col("slope")
         agg = aggregate(
             per,
             by,

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import special, stats
 
 from analysis.endpoints import SLOPE_FIELDS, Summary
+from analysis.least_squares import line_from_sums
 from analysis.reml import gls, reml, slope_cells, visit_patterns
 
 
@@ -95,30 +96,27 @@ def _t_to_z(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     return np.sign(t) * -special.ndtri(special.stdtr(df, -a))  # lower tail: no rounding to 1
 
 
-def _ols_lines(s: dict[str, np.ndarray]):
-    """Per-patient OLS slope, residual SS and the slope's ``(X'X)^-1`` entry, and a mask."""
-    n, st, stt, sy, sty, syy = (s[f] for f in SLOPE_FIELDS)
-    det = n * stt - st * st
-    ok = (n >= 2) & (det > 1e-9)
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    a = (stt * sy - st * sty) * inv
-    b = (n * sty - st * sy) * inv
-    rss = np.where(ok, np.maximum(syy - a * sy - b * sty, 0.0), 0.0)
-    return b, rss, ok, n * inv
+def _patient_slopes(sums: dict[str, np.ndarray]) -> np.ndarray:
+    """Each patient's least-squares slope from his visit sums (nan with fewer than two visits)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _, b = line_from_sums(*(sums[f] for f in ("n", "st", "stt", "sy", "sty")))
+    return np.where(np.isfinite(b), b, np.nan)
 
 
 def _naive_slope_test(trt, pl_):
-    sums = [{f: np.sum(g[f], axis=-1) for f in SLOPE_FIELDS} for g in (trt, pl_)]
-    out = []
-    rss_total = 0.0
-    for s in sums:
-        b, rss, _, ibb = _ols_lines(s)
-        out.append((b, ibb))
-        rss_total = rss_total + rss
-    nobs = sums[0]["n"] + sums[1]["n"]
-    sigma2 = rss_total / np.maximum(nobs - 4, 1.0)
-    est = out[0][0] - out[1][0]
-    return est, est / np.sqrt(sigma2 * (out[0][1] + out[1][1]))
+    """Pooled OLS over all visits of each arm, the errors taken as independent (the wrong
+    analysis that :func:`slope_test` offers as ``method="naive"``)."""
+    slopes, spreads, rss, nobs = [], [], 0.0, 0.0
+    for g in (trt, pl_):
+        n, st, stt, sy, sty, syy = (np.sum(g[f], axis=-1) for f in SLOPE_FIELDS)
+        a, b = line_from_sums(n, st, stt, sy, sty)
+        rss = rss + np.maximum(syy - a * sy - b * sty, 0.0)
+        nobs = nobs + n
+        slopes.append(b)
+        spreads.append(stt - st * st / n)  # sum (t - mean t)^2: var(b) = sigma2 / spread
+    sigma2 = rss / np.maximum(nobs - 4, 1.0)
+    est = slopes[0] - slopes[1]
+    return est, est / np.sqrt(sigma2 * (1 / spreads[0] + 1 / spreads[1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,9 +245,9 @@ def true_effect(summary: Summary, copy: int) -> float:
     if copy == 0:
         return {"slope": 0.0, "change": 0.0, "time": 1.0, "rank": 0.5}[kind]
     if kind == "slope":
-        b1, _, ok1, _ = _ols_lines({k: v[copy] for k, v in f.items()})
-        b0, _, ok0, _ = _ols_lines({k: v[0] for k, v in f.items()})
-        both = ok1 & ok0
+        b1 = _patient_slopes({k: v[copy] for k, v in f.items()})
+        b0 = _patient_slopes({k: v[0] for k, v in f.items()})
+        both = np.isfinite(b1) & np.isfinite(b0)
         return float(np.mean(b1[both] - b0[both])) if both.any() else math.nan
     if kind == "change":
         d = f["change"][copy] - f["change"][0]
