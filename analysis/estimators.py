@@ -23,9 +23,10 @@ Definitions (the choices a paper would state in its methods):
 - Diagnostic delay: months from symptom onset to the first visit whose diagnosis is ``ALS``
   (``events``), median over the patients so diagnosed, distribution-free interval.
 - ALSFRS-R and SVC slopes: each patient's least-squares slope over the visits in the first
-  :data:`SLOPE_WINDOW_MONTHS` months from the first visit (PRO-ACT and EMPOWER pool trials of
-  6-18 months), at least 3 visits; the mean over patients, t interval. PLS (Lester 2025, years
-  of clinic follow-up) uses the first :data:`PLS_WINDOW_MONTHS` and reports points per year.
+  12 months from the first visit (PRO-ACT and EMPOWER pool trials of 6-18 months), at least 3
+  visits (:func:`analysis.trajectories.patient_slopes`, the slope the sweep outcomes report
+  too); the mean over patients, t interval. PLS (Lester 2025, years of clinic follow-up) uses
+  the first :data:`PLS_WINDOW_MONTHS` and reports points per year.
 - Onset site (bulbar versus limb): where the first symptoms appeared (``region_onset``
   events), as a clinic records it, not the latent region where degeneration started.
 - MUNIX decline: per patient the sum of MUNIX over the muscles with published MUNIX (APB, ADM,
@@ -76,13 +77,10 @@ from analysis.intervals import (
 from analysis.io import ONSET_SITE, Run, frames, patients, strings
 from analysis.least_squares import slopes_by
 from analysis.survival import kaplan_meier_estimate, km_medians, survival_at, survival_times
+from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
 
-#: Months of follow-up from the first visit over which ALS slopes are fitted.
-SLOPE_WINDOW_MONTHS = 12.0
 #: Months of follow-up over which PLS slopes are fitted (a clinic cohort followed for years).
 PLS_WINDOW_MONTHS = 60.0
-#: Least visits in that window for a patient's slope.
-SLOPE_MIN_VISITS = 3
 #: Months of follow-up for the MUNIX decline (Neuwirth 2015: 15 months).
 MUNIX_WINDOW_MONTHS = 15.0
 #: Muscles with published healthy MUNIX (Cao 2020), in the order of target ``munix_healthy``.
@@ -138,28 +136,10 @@ def _km(run: Run) -> Estimate:
                 f"{row['deaths']} deaths of {row['patients']}")
 
 
-def _visits_in_window(run: Run, column: str, window: float | None) -> pl.DataFrame:
-    """Visits of symptomatic patients with ``column``, months since the first visit."""
-    pts = patients(run, ["symptom_onset_month", "first_visit_month"]).filter(
-        pl.col("first_visit_month").is_not_null() & pl.col("symptom_onset_month").is_not_null()
-    )
-    v = (
-        frames(run)["visits"]
-        .select("patient_id", "month", column)
-        .join(pts, on="patient_id", how="inner")
-        .with_columns((pl.col("month") - pl.col("first_visit_month")).alias("since_first"))
-    )
-    if window is not None:
-        v = v.filter(pl.col("since_first") <= window + 1e-9)
-    return v.sort("patient_id", "month").collect()
-
-
-def _slope_estimate(run: Run, column: str, window: float | None, scale: float) -> Estimate:
-    v = _visits_in_window(run, column, window)
-    s = slopes_by(v, column, ["patient_id"], min_points=SLOPE_MIN_VISITS).collect()
+def _slope_estimate(run: Run, column: str, window: float, scale: float) -> Estimate:
+    s = patient_slopes(run, column, window).collect()
     m, lo, hi = mean_ci(s["slope"].to_numpy() * scale)
-    span = "all visits" if window is None else f"first {window:g} months of follow-up"
-    return _est(m, lo, hi, s.height, f"per-patient OLS over {span}")
+    return _est(m, lo, hi, s.height, f"per-patient OLS over first {window:g} months of follow-up")
 
 
 def _muscles(run: Run, columns: Sequence[str], muscles: Sequence[str] | None = None):
@@ -547,8 +527,6 @@ __all__ = [
     "MUNIX_WINDOW_MONTHS",
     "NEEDS",
     "PLS_WINDOW_MONTHS",
-    "SLOPE_MIN_VISITS",
-    "SLOPE_WINDOW_MONTHS",
     "SPLIT_RATIO",
     "Estimate",
     "als_alsfrs_slope",

@@ -19,14 +19,20 @@ from analysis.emergence import time_to_diagnosis
 from analysis.io import Run, RunStatus, frames, open_run, patients, run_status
 from analysis.least_squares import slopes_by
 from analysis.survival import median_survival
-from analysis.trajectories import slopes
+from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
 
 #: Outcome columns of :func:`outcomes`, with their meaning and unit.
 OUTCOMES: dict[str, str] = {
     "symptomatic": "patients with symptom onset in the run (the others are left out below)",
     "survival_median_months": "median survival from symptom onset, Kaplan-Meier (months)",
-    "alsfrs_slope_per_month": "mean per-patient least-squares ALSFRS-R slope (points/month)",
-    "svc_slope_per_month": "mean per-patient slow vital capacity slope (% predicted/month)",
+    "alsfrs_slope_per_month": (
+        f"mean per-patient least-squares ALSFRS-R slope over the first {SLOPE_WINDOW_MONTHS:g} "
+        f"months of follow-up, at least {SLOPE_MIN_VISITS} visits (points/month; the "
+        "calibration target's slope)"
+    ),
+    "svc_slope_per_month": (
+        "mean per-patient slow vital capacity slope, the same way (% predicted/month)"
+    ),
     "diagnostic_delay_months": "median months from symptom onset to the first diagnosis",
     "als_criteria_delay_months": "median months from symptom onset to a visit diagnosing ALS",
     "share_ALS": "share of symptomatic patients whose last diagnosis is ALS",
@@ -84,10 +90,10 @@ def outcomes(run: Run) -> dict[str, float | None]:
     n = sym.height
     out: dict[str, float | None] = {"symptomatic": float(n)}
     out["survival_median_months"] = _first(median_survival(run, by=None), "median")
-    sl = slopes(run, ("alsfrs_r", "svc_percent"), by=None)
     for test, name in (("alsfrs_r", "alsfrs_slope_per_month"),
                        ("svc_percent", "svc_slope_per_month")):
-        out[name] = _first(sl.filter(pl.col("test") == test), "mean")
+        out[name] = _first(patient_slopes(run, test).select(pl.col("slope").mean()).collect(),
+                           "slope")
     dx = time_to_diagnosis(run, by=None)
     out["diagnostic_delay_months"] = _first(dx.filter(pl.col("diagnosis") == "any"), "median")
     out["als_criteria_delay_months"] = _first(dx.filter(pl.col("diagnosis") == "ALS"), "median")

@@ -117,6 +117,18 @@ def test_targets_land_in_their_ranges_within_monte_carlo_error():
             assert r.status == "pass", (r.target.id, r.estimate)
 
 
+def test_sweep_outcomes_report_the_calibration_targets_slopes():
+    """One ALSFRS-R and SVC slope (first 12 months of follow-up): a sweep's outcome is the
+    validation target's estimate."""
+    from analysis.outcomes import outcomes
+
+    runs = {"als_natural_history": _runs()["als_natural_history"]}
+    out = outcomes(runs["als_natural_history"])
+    for outcome, estimator in (("alsfrs_slope_per_month", E.als_alsfrs_slope),
+                               ("svc_slope_per_month", E.als_svc_slope)):
+        assert out[outcome] == pytest.approx(estimator(runs).value[0], rel=1e-12), outcome
+
+
 def test_trial_and_population_scenarios_keep_the_als_physiology():
     from progression.scenario import load_scenario
 
