@@ -14,7 +14,7 @@ import polars as pl
 
 from analysis.io import Run, aggregate, frames, group_columns, patients
 from analysis.least_squares import slopes_by
-from analysis.quantiles import pack, patient_groups, quartiles, unpack
+from analysis.quantiles import median_quartiles, pack, patient_groups, quartiles, unpack
 
 #: Muscle-level tests and their units.
 MUSCLE_TESTS = {
@@ -175,9 +175,7 @@ def slopes(
             by,
             pl.len().cast(pl.Int64).alias("patients"),
             s.mean().alias("mean"),
-            s.median().alias("median"),
-            s.quantile(0.25, interpolation="linear").alias("q25"),
-            s.quantile(0.75, interpolation="linear").alias("q75"),
+            *median_quartiles(s),
         )
         parts.append(agg.with_columns(pl.lit(t).alias("test")))
     order = {t: i for i, t in enumerate(tests)}
