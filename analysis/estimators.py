@@ -60,7 +60,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from analysis.compensation import _crossing
+from analysis import spread
+from analysis.compensation import first_below
 from analysis.intervals import (
     BOOTSTRAP,
     bootstrap_rng,
@@ -85,8 +86,6 @@ PLS_WINDOW_MONTHS = 60.0
 MUNIX_WINDOW_MONTHS = 15.0
 #: Muscles with published healthy MUNIX (Cao 2020), in the order of target ``munix_healthy``.
 MUNIX_MUSCLES = ("APB", "ADM", "biceps", "TA")
-#: APB/ADM CMAP ratio below which a hand is split (Lu 2022).
-SPLIT_RATIO = 0.6
 #: Fraction of the baseline CMAP that marks a fall (target ``reinnervation_hides_loss``).
 CMAP_FALL = 0.8
 
@@ -315,7 +314,7 @@ def reinnervation_hides_loss(runs: Mapping[str, Run], bins: int = 20, min_n: int
             if w[sel].sum() >= min_n:
                 x.append(centres[k])
                 y.append(weighted_median(rel[sel], w[sel]))
-        c = _crossing(np.array(x), np.array(y), CMAP_FALL)
+        c = first_below(np.array(x), np.array(y), CMAP_FALL)
         return math.nan if c is None else c
 
     point = stat(np.ones(len(lost)))
@@ -455,12 +454,8 @@ def fasciculation_rate_ratio(runs: Mapping[str, Run]) -> Estimate:
 
 
 def _hands(run: Run) -> pl.DataFrame:
-    m = _muscles(run, ["cmap_mv"], ["APB", "ADM"]).collect()
-    return (
-        m.pivot(on="muscle", index=["patient_id", "month", "side"], values="cmap_mv")
-        .filter(pl.col("ADM") > 0)
-        .with_columns((pl.col("APB") / pl.col("ADM")).alias("ratio"))
-    )
+    """Every hand examined with an ADM response (:func:`analysis.spread.split_hand`)."""
+    return spread.split_hand(run, by=None).filter(pl.col("adm_mv") > 0).collect()
 
 
 def split_hand(runs: Mapping[str, Run]) -> Estimate:
@@ -472,17 +467,17 @@ def split_hand(runs: Mapping[str, Run]) -> Estimate:
     hands = _hands(run).join(dx.select("patient_id", pl.col("als_month").alias("month")),
                              on=["patient_id", "month"], how="inner")
     healthy = _hands(runs["als_natural_history@month0"]).filter(pl.col("month") == 0)
-    low_apb = float(healthy["APB"].quantile(0.05)) if healthy.height else math.nan
+    low_apb = float(healthy["apb_mv"].quantile(0.05)) if healthy.height else math.nan
     per = hands.group_by("patient_id").agg(
-        pl.col("ratio").min(), (pl.col("APB") < low_apb).any().alias("involved")
+        pl.col("apb_adm_ratio").min(), (pl.col("apb_mv") < low_apb).any().alias("involved")
     )
     involved = per.filter(pl.col("involved"))
-    k, n = int((involved["ratio"] < SPLIT_RATIO).sum()), involved.height
+    k, n = int((involved["apb_adm_ratio"] < spread.SPLIT_RATIO).sum()), involved.height
     share, lo, hi = share_ci(k, n)
-    k_all, n_all = int((per["ratio"] < SPLIT_RATIO).sum()), per.height
+    k_all, n_all = int((per["apb_adm_ratio"] < spread.SPLIT_RATIO).sum()), per.height
     share_all = k_all / n_all if n_all else math.nan
-    als_med = float(hands["ratio"].median()) if hands.height else math.nan
-    h_med = float(healthy["ratio"].median()) if healthy.height else math.nan
+    als_med = float(hands["apb_adm_ratio"].median()) if hands.height else math.nan
+    h_med = float(healthy["apb_adm_ratio"].median()) if healthy.height else math.nan
     return _est(share, lo, hi, n,
                 f"{share_all:.2f} of all {n_all} ALS patients at diagnosis; median APB/ADM "
                 f"{als_med:.2f} vs healthy {h_med:.2f} (difference {als_med - h_med:+.2f})",
@@ -527,7 +522,6 @@ __all__ = [
     "MUNIX_WINDOW_MONTHS",
     "NEEDS",
     "PLS_WINDOW_MONTHS",
-    "SPLIT_RATIO",
     "Estimate",
     "als_alsfrs_slope",
     "als_five_year_survival",
