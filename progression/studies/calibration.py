@@ -95,21 +95,6 @@ class Validation:
         return T.to_text(self.results)
 
 
-def load_targets(path: str | Path | None) -> list[T.Target]:
-    """Targets from ``path`` (default :data:`DEFAULT_TARGETS`), or a one-line error."""
-    path = Path(path) if path is not None else DEFAULT_TARGETS
-    if not path.is_file():
-        raise CalibrationError(
-            f"targets file {path} not found; pass --targets FILE (a targets.toml)"
-        )
-    try:
-        return T.load_targets(path)
-    except ValueError as e:  # one line that names the file
-        raise CalibrationError(str(e)) from None
-    except OSError as e:
-        raise CalibrationError(f"{path}: cannot read targets: {e.strerror or e}") from None
-
-
 def validate_model(
     targets: str | Path | None = None,
     out: str | Path = "validation",
@@ -138,7 +123,17 @@ def validate_model(
     from progression.scenario import load_scenario
 
     start = time.monotonic()
-    chosen = load_targets(targets)
+    targets_path = Path(targets) if targets is not None else DEFAULT_TARGETS
+    try:
+        chosen = T.load_targets(targets_path)
+    except FileNotFoundError:
+        raise CalibrationError(
+            f"targets file {targets_path} not found; pass --targets FILE (a targets.toml)"
+        ) from None
+    except OSError as e:
+        raise CalibrationError(f"{targets_path}: cannot read targets: {e.strerror or e}") from None
+    except ValueError as e:  # one line that names the file
+        raise CalibrationError(str(e)) from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     folders: dict[str, Path] = {}
@@ -154,7 +149,7 @@ def validate_model(
     header = (
         f"Simulated with {patients} patients per scenario"
         + (f", seed {seed}" if seed is not None else " (each scenario's own seed)")
-        + f"; targets from `{Path(targets).name if targets else DEFAULT_TARGETS.name}`."
+        + f"; targets from `{targets_path.name}`."
         + " 95% confidence intervals; `status` compares the simulated value with the range."
     )
     md = out / "validation.md"
@@ -634,7 +629,6 @@ __all__ = [
     "FitTarget",
     "Validation",
     "fit",
-    "load_targets",
     "run_spec",
     "validate_model",
 ]
