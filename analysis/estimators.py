@@ -75,7 +75,7 @@ from analysis.intervals import (
     weighted_mean,
     weighted_median,
 )
-from analysis.io import ONSET_SITE, Run, frames, patients, strings
+from analysis.io import Run, frames, onset_sites, patients, strings
 from analysis.least_squares import slopes_by
 from analysis.survival import kaplan_meier_estimate, km_medians, survival_at, survival_times
 from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
@@ -191,25 +191,6 @@ def als_five_year_survival(runs: Mapping[str, Run]) -> Estimate:
                 f"{s['at_risk']} still followed at 60 months")
 
 
-def _clinical_onset_site(run: Run) -> pl.LazyFrame:
-    """Per patient, the site of the first symptoms (``region_onset`` events) as clinical
-    papers group it: bulbar, limb (cervical or lumbosacral) or trunk (thoracic)."""
-    ev = strings(
-        frames(run)["events"].select("patient_id", "event", "month", "region"),
-        ["event", "region"],
-    )
-    return (
-        ev.filter(pl.col("event") == "region_onset")
-        .sort("patient_id", "month")
-        .group_by("patient_id")
-        .agg(pl.col("region").first())
-        .select(
-            "patient_id",
-            pl.col("region").replace_strict(ONSET_SITE, default="other").alias("site"),
-        )
-    )
-
-
 def bulbar_onset_survival_shorter(runs: Mapping[str, Run]) -> Estimate:
     """Median survival of bulbar-onset minus limb-onset ALS (months), patient bootstrap.
 
@@ -217,10 +198,10 @@ def bulbar_onset_survival_shorter(runs: Mapping[str, Run]) -> Estimate:
     not the latent region where degeneration started.
     """
     run = runs["als_natural_history"]
-    st = _survival(run).join(_clinical_onset_site(run).collect(), on="patient_id", how="inner")
+    st = _survival(run, ["onset_site"])
     t, d = st["months"].to_numpy(), st["died"].to_numpy()
-    bulbar = (st["site"] == "bulbar").to_numpy()
-    limb = (st["site"] == "limb").to_numpy()
+    bulbar = (st["onset_site"] == "bulbar").to_numpy()
+    limb = (st["onset_site"] == "limb").to_numpy()
     diff = km_median(t[bulbar], d[bulbar]) - km_median(t[limb], d[limb])
     rng = bootstrap_rng()
     reps = np.empty(BOOTSTRAP)
@@ -272,8 +253,9 @@ def pma_survival_median_months(runs: Mapping[str, Run]) -> Estimate:
 
 
 def onset_region_mix(runs: Mapping[str, Run]) -> Estimate:
-    """Shares of limb, bulbar and trunk onset (an input, reported with Wilson intervals)."""
-    p = patients(runs["als_natural_history"], ["onset_site"]).collect()
+    """Shares of limb, bulbar and trunk onset among symptomatic patients, by the site of the
+    first symptoms (an input, reported with Wilson intervals)."""
+    p = onset_sites(runs["als_natural_history"]).collect()
     n = p.height
     parts = [share_ci(int((p["onset_site"] == s).sum()), n) for s in ("limb", "bulbar", "trunk")]
     return _est(*[tuple(x[i] for x in parts) for i in range(3)], n)
