@@ -505,8 +505,6 @@ ENDPOINTS: dict[str, Endpoint] = {
     )
 }
 
-KINDS = ("slope", "change", "time", "rank")
-
 
 def resolve(names: Sequence[str] | str | None) -> list[Endpoint]:
     """Endpoints by name (``None``: all); an unknown name lists the valid ones."""

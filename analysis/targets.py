@@ -70,10 +70,6 @@ class Target:
     source: str = ""
     note: str = ""
 
-    @property
-    def scalar(self) -> bool:
-        return len(self.value) == 1
-
 
 def load_targets(path: str | Path) -> list[Target]:
     """The targets of a ``targets.toml`` file, in file order.
