@@ -78,14 +78,19 @@ def _xtx(n, st, stt) -> _M2:
     return _M2(n, st, st, stt)
 
 
+def pattern_index(sums: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each patient's visit pattern (his ``n, sum t, sum t^2``) as an index into the table of
+    the distinct patterns: ``(index shaped like sums["n"], table (patterns, 3))``."""
+    key = np.stack([sums["n"].ravel(), sums["st"].ravel(), sums["stt"].ravel()], -1)
+    table, index = np.unique(key, axis=0, return_inverse=True)
+    return index.reshape(sums["n"].shape), table
+
+
 def visit_patterns(s: Summary) -> tuple[np.ndarray, np.ndarray]:
-    """Each (copy, patient)'s visit pattern index and the patterns' ``(n, sum t, sum t^2)``
-    (patterns, 3), cached on the summary."""
+    """:func:`pattern_index` of every (copy, patient) as the trial sees it, cached on the
+    summary."""
     if "patterns" not in s.cache:
-        o = s.obs
-        key = np.stack([o["n"].ravel(), o["st"].ravel(), o["stt"].ravel()], -1)
-        uniq, inv = np.unique(key, axis=0, return_inverse=True)
-        s.cache["patterns"] = (inv.reshape(o["n"].shape), uniq)
+        s.cache["patterns"] = pattern_index(s.obs)
     return s.cache["patterns"]
 
 
@@ -278,10 +283,17 @@ def _scoring_step(
 def variance_components(s: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
     """REML ``(sigma2, D)`` of one group of patients (arrays ``(patients,)`` of sums)."""
     one = {k: v[None] for k, v in s.items()}
-    key = np.stack([s["n"], s["st"], s["stt"]], -1)
-    table, inv = np.unique(key, axis=0, return_inverse=True)
-    sigma2, d = reml(slope_cells([inv.reshape(1, -1)], [one], table), iterations=30)
+    index, table = pattern_index(one)
+    sigma2, d = reml(slope_cells([index], [one], table), iterations=30)
     return float(sigma2[0]), np.array([[d.a[0], d.b[0]], [d.c[0], d.d[0]]])
 
 
-__all__ = ["Cells", "gls", "reml", "slope_cells", "variance_components", "visit_patterns"]
+__all__ = [
+    "Cells",
+    "gls",
+    "pattern_index",
+    "reml",
+    "slope_cells",
+    "variance_components",
+    "visit_patterns",
+]

@@ -38,7 +38,7 @@ from scipy import special, stats
 
 from analysis.endpoints import SLOPE_FIELDS, Summary
 from analysis.least_squares import line_from_sums
-from analysis.reml import gls, reml, slope_cells, visit_patterns
+from analysis.reml import gls, pattern_index, reml, slope_cells, visit_patterns
 
 
 def _take(arrays: dict[str, np.ndarray], copy: int, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -47,16 +47,6 @@ def _take(arrays: dict[str, np.ndarray], copy: int, idx: np.ndarray) -> dict[str
 
 # ---------------------------------------------------------------------------------------------
 # Slopes
-
-
-def _patterns_of(trt: dict[str, np.ndarray], pl_: dict[str, np.ndarray]):
-    key = np.stack(
-        [np.concatenate([g[f] for g in (trt, pl_)], -1).ravel() for f in ("n", "st", "stt")], -1
-    )
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
-    inv = inv.reshape(trt["sy"].shape[0], -1)
-    k = trt["sy"].shape[-1]
-    return [inv[:, :k], inv[:, k:]], uniq
 
 
 def slope_test(
@@ -70,17 +60,21 @@ def slope_test(
     Args:
         trt, pl_: per-patient sums (``n, st, stt, sy, sty, syy``), arrays ``(replicates, n)``
             (with ``patterns`` given, ``sy, sty, syy`` suffice).
-        method: ``"lmm"`` (random intercept and slope, REML, see above); for showing what goes
-            wrong without a random slope: ``"intercept"`` (random intercept only) or
-            ``"naive"`` (pooled OLS over all visits, independent errors).
-        patterns: ``([pattern_trt, pattern_pl], table)`` as from :func:`visit_patterns`;
-            computed here when not given.
+        method: ``"lmm"`` (random intercept and slope by REML, :mod:`analysis.reml`); for
+            showing what goes wrong without a random slope: ``"intercept"`` (random intercept
+            only) or ``"naive"`` (pooled OLS over all visits, independent errors).
+        patterns: ``([pattern_trt, pattern_pl], table)`` as from
+            :func:`analysis.reml.visit_patterns`; computed here when not given.
     """
     if method == "naive":
         return _naive_slope_test(trt, pl_)
     if method not in ("lmm", "intercept"):
         raise ValueError(f"method must be 'lmm', 'intercept' or 'naive', got {method!r}")
-    pattern, table = patterns if patterns is not None else _patterns_of(trt, pl_)
+    if patterns is None:
+        both = {f: np.concatenate([trt[f], pl_[f]], -1) for f in ("n", "st", "stt")}
+        index, table = pattern_index(both)
+        patterns = [index[:, : trt["n"].shape[-1]], index[:, trt["n"].shape[-1] :]], table
+    pattern, table = patterns
     cells = slope_cells(pattern, [trt, pl_], table)
     sigma2, d = reml(cells, random_slope=method == "lmm")
     (_, by), f, _, _ = gls(cells, sigma2, d)
