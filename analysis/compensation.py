@@ -225,15 +225,18 @@ def loss_at(
     for key, g in curve.group_by([*by, "measure"], maintain_order=True):
         g = g.sort("units_lost")
         x, y = g["units_lost"].to_numpy(), g["median"].to_numpy()
-        rows.append((*key, _crossing(x, y, threshold)))
+        rows.append((*key, first_below(x, y, threshold)))
     schema = {**{c: curve.schema[c] for c in by}, "measure": pl.String, "units_lost": pl.Float64}
     out = pl.DataFrame(rows, schema=schema, orient="row")
     order = {m: i for i, m in enumerate(measures)}
     return out.sort(pl.col("measure").replace_strict(order, default=len(order)), *by)
 
 
-def _crossing(x: np.ndarray, y: np.ndarray, level: float) -> float | None:
-    """First x where the piecewise-linear curve (x, y) falls below ``level``."""
+def first_below(x: np.ndarray, y: np.ndarray, level: float) -> float | None:
+    """The first ``x`` at which the curve through the points ``(x, y)`` (``x`` increasing,
+    straight between points) falls below ``level``; None if it never does or starts below it.
+    How much true unit loss a measure's median hides (:func:`loss_at`; calibration target
+    ``reinnervation_hides_loss``)."""
     below = np.flatnonzero(y < level)
     if not len(below) or below[0] == 0:
         return None

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from analysis.io import Run, aggregate, frames, group_columns, patients
+from analysis.quantiles import median_quartiles
 
 #: Diagnoses a visit can give (besides ``none``).
 DIAGNOSES = ("PMA", "PLS", "ALS")
@@ -21,16 +22,6 @@ DIAGNOSES = ("PMA", "PLS", "ALS")
 STATES = ("unseen", "none", *DIAGNOSES, "dead")
 #: Default months since onset for :func:`emergence` (every 3 months for 10 years).
 MONTHS = tuple(range(0, 121, 3))
-
-
-def _quartiles(col: str | pl.Expr, name: str = "") -> list[pl.Expr]:
-    e = pl.col(col) if isinstance(col, str) else col
-    p = f"{name}_" if name else ""
-    return [
-        e.median().alias(f"{p}median"),
-        e.quantile(0.25, interpolation="linear").alias(f"{p}q25"),
-        e.quantile(0.75, interpolation="linear").alias(f"{p}q75"),
-    ]
 
 
 def diagnosis_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.DataFrame:
@@ -235,7 +226,7 @@ def time_to_diagnosis(run: Run, by: str | Sequence[str] | None = "phenotype") ->
         aggs = [
             pl.len().cast(pl.Int64).alias("patients"),
             m.count().cast(pl.Int64).alias("diagnosed"),
-            *_quartiles(m),
+            *median_quartiles(m),
             (m - pl.col("months_to_first_visit")).median().alias("median_after_first_visit"),
         ]
         g = aggregate(base, by, *aggs)
@@ -299,7 +290,7 @@ def conversions(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.Da
         c = conv.filter(pl.col("conversion") == name)
         aggs = [
             pl.len().alias("converted"),
-            *_quartiles("months_between"),
+            *median_quartiles("months_between"),
             pl.col("months_to_ALS").median().alias("median_months_to_ALS"),
         ]
         c = aggregate(c, by, *aggs)

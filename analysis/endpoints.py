@@ -16,7 +16,7 @@ Endpoint kinds and their summaries:
 ``slope``
     A value measured at visits (ALSFRS-R total, SVC, muscle sums). Per patient and arm copy: the
     visit count and the sums ``t, t^2, y, t y, y^2`` over observed visits, enough for the exact
-    random-intercept-and-slope analysis (:func:`analysis.trials.slope_test`).
+    random-intercept-and-slope analysis (:func:`analysis.trial_tests.slope_test`).
 ``change``
     The same values: change from baseline at trial month ``T`` among patients observed at ``T``.
 ``time``
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from analysis.io import Run, frames
+from analysis.io import Run, frames, onset_sites
 
 #: Limb muscles whose MUNE, MUNIX and CMAP are summed (both sides): the MUNIX-sum muscles of
 #: Neuwirth et al. (2011, JNNP 82:1175) that the body map has (abductor hallucis is not in it).
@@ -99,7 +99,7 @@ SCREENING_VARIABLES = {
     "svc_percent": "slow vital capacity at screening (% predicted)",
     "months_since_onset": "months from symptom onset to randomisation",
     "age": "age at randomisation (years)",
-    "bulbar_onset": "1 for bulbar onset, else 0",
+    "bulbar_onset": "1 if the first symptoms were bulbar (analysis.io.onset_sites), else 0",
 }
 
 
@@ -224,8 +224,9 @@ def trial_patients(
             "death_month",
             "symptom_onset_month",
             "age_at_degeneration_years",
-            pl.col("onset_region").cast(pl.String),
         )
+        .join(_arm_str(onset_sites(t)), on=["patient_id", "arm"], how="left",
+              maintain_order="left")
         .collect()
     )
     arms = (design.placebo, *design.treatments)
@@ -243,7 +244,7 @@ def trial_patients(
         .with_columns(
             months_since_onset=pl.col("enrolment_month") - pl.col("symptom_onset_month"),
             age=pl.col("age_at_degeneration_years") + pl.col("enrolment_month") / 12.0,
-            bulbar_onset=(pl.col("onset_region") == "bulbar").cast(pl.Float64),
+            bulbar_onset=(pl.col("onset_site") == "bulbar").cast(pl.Float64),
         )
         .with_columns(
             dfs=(48.0 - pl.col("alsfrs_r")) / pl.col("months_since_onset").clip(lower_bound=0.5)
@@ -503,8 +504,6 @@ ENDPOINTS: dict[str, Endpoint] = {
                  doc="CMCT mean over TMS targets with a motor evoked potential: slope"),
     )
 }
-
-KINDS = ("slope", "change", "time", "rank")
 
 
 def resolve(names: Sequence[str] | str | None) -> list[Endpoint]:

@@ -210,7 +210,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object] | bytes | str) 
 #: A run as the analysis functions accept it: the dict from :func:`open_run`, or its folder.
 Run = Mapping[str, pl.LazyFrame] | str | Path
 
-#: Onset region -> onset site as clinical papers group it (limb = arm or leg).
+#: Region -> onset site as clinical papers group it (limb = arm or leg).
 ONSET_SITE = {"bulbar": "bulbar", "cervical": "limb", "lumbosacral": "limb", "thoracic": "trunk"}
 
 
@@ -227,21 +227,63 @@ def frames(run: Run) -> Mapping[str, pl.LazyFrame]:
 def patients(run: Run, columns: Sequence[str] = ()) -> pl.LazyFrame:
     """The patients table with ``columns`` (plus ``patient_id``), categories as plain strings.
 
-    Besides the stored columns, ``onset_site`` is available: ``bulbar``, ``limb`` (cervical or
-    lumbosacral onset) or ``trunk`` (thoracic onset), the grouping of clinical papers.
+    Besides the stored columns two are derived, each ``bulbar``, ``limb`` (cervical or
+    lumbosacral) or ``trunk`` (thoracic), the grouping of clinical papers:
+
+    - ``onset_site``: where the first symptoms appeared (:func:`onset_sites`), as a clinic
+      records it and as the papers mean it; null for a patient never symptomatic in the run.
+    - ``degeneration_onset_site``: the latent region where degeneration started
+      (``onset_region``), which only the simulation knows.
     """
     wanted = list(dict.fromkeys(["patient_id", *columns]))
-    stored = [c for c in wanted if c != "onset_site"]
-    if "onset_site" in wanted and "onset_region" not in stored:
+    stored = [c for c in wanted if c not in ("onset_site", "degeneration_onset_site")]
+    if "degeneration_onset_site" in wanted:
         stored.append("onset_region")
-    lf = frames(run)["patients"].select(stored).with_columns(
+    t = frames(run)
+    keys = _patient_keys(t)
+    if "onset_site" in wanted:
+        stored += keys
+    stored = list(dict.fromkeys(stored))
+    lf = t["patients"].select(stored).with_columns(
         pl.col(c).cast(pl.String) for c in stored if c in _CATEGORIES
     )
-    if "onset_site" in wanted:
+    if "degeneration_onset_site" in wanted:
         lf = lf.with_columns(
-            onset_site=pl.col("onset_region").replace_strict(ONSET_SITE, default="other")
+            degeneration_onset_site=pl.col("onset_region").replace_strict(
+                ONSET_SITE, default="other"
+            )
         )
+    if "onset_site" in wanted:
+        lf = lf.join(onset_sites(t), on=keys, how="left", maintain_order="left")
     return lf.select(wanted)
+
+
+def onset_sites(run: Run) -> pl.LazyFrame:
+    """Where each patient's first symptoms appeared: the region of the earliest
+    ``region_onset`` event (the first recorded if several share its month), as the onset site
+    of clinical papers (:data:`ONSET_SITE`). Patients never symptomatic have no row.
+
+    Returns:
+        A LazyFrame: ``patient_id`` (with ``arm`` and ``point`` where the run has them) and
+        ``onset_site``.
+    """
+    t = frames(run)
+    keys = _patient_keys(t)
+    return (
+        t["events"]
+        .filter(pl.col("event") == "region_onset")
+        .group_by(keys)
+        .agg(pl.col("region").get(pl.col("month").arg_min()).cast(pl.String))
+        .select(*keys, pl.col("region").replace_strict(ONSET_SITE, default="other")
+                .alias("onset_site"))
+    )
+
+
+def _patient_keys(t: Mapping[str, pl.LazyFrame]) -> list[str]:
+    """The columns that name one patient's rows in every table: ``patient_id``, and the
+    partitions ``arm`` (a trial holds every patient once per arm) and ``point`` (a sweep)."""
+    names = set(t["patients"].collect_schema().names())
+    return ["patient_id", *(c for c in ("arm", "point") if c in names)]
 
 
 def group_columns(by: str | Sequence[str] | None) -> list[str]:

@@ -17,15 +17,22 @@ import polars as pl
 
 from analysis.emergence import time_to_diagnosis
 from analysis.io import Run, RunStatus, frames, open_run, patients, run_status
+from analysis.least_squares import slopes_by
 from analysis.survival import median_survival
-from analysis.trajectories import slopes
+from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
 
 #: Outcome columns of :func:`outcomes`, with their meaning and unit.
 OUTCOMES: dict[str, str] = {
     "symptomatic": "patients with symptom onset in the run (the others are left out below)",
     "survival_median_months": "median survival from symptom onset, Kaplan-Meier (months)",
-    "alsfrs_slope_per_month": "mean per-patient least-squares ALSFRS-R slope (points/month)",
-    "svc_slope_per_month": "mean per-patient slow vital capacity slope (% predicted/month)",
+    "alsfrs_slope_per_month": (
+        f"mean per-patient least-squares ALSFRS-R slope over the first {SLOPE_WINDOW_MONTHS:g} "
+        f"months of follow-up, at least {SLOPE_MIN_VISITS} visits (points/month; the "
+        "calibration target's slope)"
+    ),
+    "svc_slope_per_month": (
+        "mean per-patient slow vital capacity slope, the same way (% predicted/month)"
+    ),
     "diagnostic_delay_months": "median months from symptom onset to the first diagnosis",
     "als_criteria_delay_months": "median months from symptom onset to a visit diagnosing ALS",
     "share_ALS": "share of symptomatic patients whose last diagnosis is ALS",
@@ -57,22 +64,16 @@ def mune_decline(run: Run) -> float | None:
     sym = patients(run, ["symptom_onset_month"]).filter(
         pl.col("symptom_onset_month").is_not_null()
     ).select("patient_id")
-    x, y = pl.col("month"), pl.col("mune").cast(pl.Float64)
-    per = (
+    series = (
         t["muscles"]
         .select("patient_id", "month", pl.col("muscle").cast(pl.String),
                 pl.col("side").cast(pl.String), "mune")
-        .filter(pl.col("mune").is_not_null())
         .join(sym, on="patient_id", how="semi")
-        .group_by("patient_id", "muscle", "side")
-        .agg(
-            pl.len().alias("n"),
-            ((x - x.mean()) * (y - y.mean())).sum().alias("sxy"),
-            ((x - x.mean()) ** 2).sum().alias("sxx"),
-            y.sort_by(x).first().alias("first"),
-        )
-        .filter((pl.col("n") >= 2) & (pl.col("sxx") > 0) & (pl.col("first") > 0))
-        .select((-100.0 * pl.col("sxy") / pl.col("sxx") / pl.col("first")).median().alias("d"))
+    )
+    per = (
+        slopes_by(series, "mune", ["patient_id", "muscle", "side"], min_points=2)
+        .filter(pl.col("first") > 0)
+        .select((-100.0 * pl.col("slope") / pl.col("first")).median().alias("d"))
         .collect()
     )
     return _first(per, "d")
@@ -89,10 +90,10 @@ def outcomes(run: Run) -> dict[str, float | None]:
     n = sym.height
     out: dict[str, float | None] = {"symptomatic": float(n)}
     out["survival_median_months"] = _first(median_survival(run, by=None), "median")
-    sl = slopes(run, ("alsfrs_r", "svc_percent"), by=None)
     for test, name in (("alsfrs_r", "alsfrs_slope_per_month"),
                        ("svc_percent", "svc_slope_per_month")):
-        out[name] = _first(sl.filter(pl.col("test") == test), "mean")
+        out[name] = _first(patient_slopes(run, test).select(pl.col("slope").mean()).collect(),
+                           "slope")
     dx = time_to_diagnosis(run, by=None)
     out["diagnostic_delay_months"] = _first(dx.filter(pl.col("diagnosis") == "any"), "median")
     out["als_criteria_delay_months"] = _first(dx.filter(pl.col("diagnosis") == "ALS"), "median")

@@ -62,6 +62,17 @@ def unpack(key: str = "_k") -> list[pl.Expr]:
     ]
 
 
+def median_quartiles(column: str | pl.Expr, prefix: str = "") -> list[pl.Expr]:
+    """Aggregations ``<prefix>median``, ``<prefix>q25`` and ``<prefix>q75`` of ``column``
+    (nulls ignored; quartiles by linear interpolation, as numpy)."""
+    e = pl.col(column) if isinstance(column, str) else column
+    return [
+        e.median().alias(f"{prefix}median"),
+        e.quantile(0.25, interpolation="linear").alias(f"{prefix}q25"),
+        e.quantile(0.75, interpolation="linear").alias(f"{prefix}q75"),
+    ]
+
+
 def quartiles(
     lf: pl.LazyFrame, columns: Sequence[str], keep: Sequence[str] = (), name: str = "test"
 ) -> pl.LazyFrame:
@@ -82,9 +93,7 @@ def quartiles(
         v = pl.col(c).cast(pl.Float64)
         aggs += [
             v.count().cast(pl.Float64).alias(f"{c}\x1fn"),
-            v.median().alias(f"{c}\x1fmedian"),
-            v.quantile(0.25, interpolation="linear").alias(f"{c}\x1fq25"),
-            v.quantile(0.75, interpolation="linear").alias(f"{c}\x1fq75"),
+            *median_quartiles(v, f"{c}\x1f"),
         ]
     index = ["_k", *keep]
     return (

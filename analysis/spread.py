@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from analysis.emergence import _quartiles
 from analysis.io import Run, aggregate, frames, group_columns, patients, strings
+from analysis.quantiles import median_quartiles
 
 #: APB / ADM CMAP ratio below which a hand counts as split (Lu 2022).
 SPLIT_RATIO = 0.6
@@ -78,7 +78,7 @@ def spread_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.D
     )
     n = aggregate(pts, by, pl.len().cast(pl.Int64).alias("patients"))
     stats = ons.group_by([*by, "order"]).agg(
-        pl.len().cast(pl.Int64).alias("reached"), *_quartiles("months_since_onset")
+        pl.len().cast(pl.Int64).alias("reached"), *median_quartiles("months_since_onset")
     )
     grid = pl.LazyFrame({"order": [2, 3, 4]}, schema={"order": pl.Int32})
     full = n.join(grid, how="cross")
@@ -108,7 +108,7 @@ def spread_matrix(run: Run) -> pl.DataFrame:
         ons.filter(pl.col("order") >= 2)
         .join(first, on="patient_id")
         .group_by("first_region", "region")
-        .agg(pl.len().cast(pl.Int64).alias("reached"), *_quartiles("months_since_onset"))
+        .agg(pl.len().cast(pl.Int64).alias("reached"), *median_quartiles("months_since_onset"))
     )
     regions = ons.select("region").unique()
     return (
@@ -192,8 +192,8 @@ def split_hand_summary(
     )
     aggs = [
         pl.len().cast(pl.Int64).alias("n"),
-        *_quartiles("split_hand_index", "index"),
-        *_quartiles("apb_adm_ratio", "ratio"),
+        *median_quartiles("split_hand_index", "index_"),
+        *median_quartiles("apb_adm_ratio", "ratio_"),
         (pl.col("apb_adm_ratio") < SPLIT_RATIO).mean().alias("split_share"),
     ]
     binned = (

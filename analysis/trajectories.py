@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from analysis.io import Run, aggregate, frames, group_columns, patients
-from analysis.quantiles import pack, patient_groups, quartiles, unpack
+from analysis.least_squares import slopes_by
+from analysis.quantiles import median_quartiles, pack, patient_groups, quartiles, unpack
 
 #: Muscle-level tests and their units.
 MUSCLE_TESTS = {
@@ -32,6 +33,11 @@ VISIT_TESTS = {
 }
 #: Every test :func:`trajectories` summarises by default, with its label.
 TESTS = {**MUSCLE_TESTS, **VISIT_TESTS}
+#: Months of follow-up from the first visit over which the published ALSFRS-R and SVC slopes
+#: are fitted (:func:`patient_slopes`).
+SLOPE_WINDOW_MONTHS = 12.0
+#: Least visits in that window for a patient's slope.
+SLOPE_MIN_VISITS = 3
 
 
 def trajectory_quartiles(
@@ -108,54 +114,68 @@ def trajectory_quartiles(
     )
 
 
+def patient_slopes(
+    run: Run,
+    test: str,
+    window_months: float | None = SLOPE_WINDOW_MONTHS,
+    min_visits: int = SLOPE_MIN_VISITS,
+    by: str | Sequence[str] | None = None,
+) -> pl.LazyFrame:
+    """Each symptomatic patient's least-squares slope of a visit-level test (lazy).
+
+    The default is the slope as the published figures define it: over the visits in the first
+    :data:`SLOPE_WINDOW_MONTHS` months of follow-up from the patient's first visit, at least
+    :data:`SLOPE_MIN_VISITS` of them with the test measured (PRO-ACT and EMPOWER pool trials
+    of 6-18 months). The calibration targets and the sweep outcomes both read this slope;
+    ``window_months=None`` fits all visits.
+
+    Returns:
+        A LazyFrame: ``patient_id``, the ``by`` columns, ``points`` (visits fitted), ``slope``
+        (units of the test per month) and ``first`` (the value at the first visit fitted).
+    """
+    by = group_columns(by)
+    pts = patients(run, [*by, "symptom_onset_month", "first_visit_month"]).filter(
+        pl.col("symptom_onset_month").is_not_null() & pl.col("first_visit_month").is_not_null()
+    )
+    vis = frames(run)["visits"].select("patient_id", "month", test).join(
+        pts, on="patient_id", how="inner"
+    )
+    if window_months is not None:
+        vis = vis.filter(pl.col("month") - pl.col("first_visit_month") <= window_months + 1e-9)
+    return slopes_by(vis, test, ["patient_id", *by], min_points=min_visits)
+
+
 def slopes(
     run: Run,
     tests: Sequence[str] = ("alsfrs_r", "svc_percent"),
     by: str | Sequence[str] | None = "phenotype",
     min_visits: int = 2,
+    window_months: float | None = None,
 ) -> pl.DataFrame:
-    """Per-patient least-squares slopes of visit-level tests, summarised by group.
+    """Per-patient least-squares slopes of visit-level tests (:func:`patient_slopes`),
+    summarised by group.
 
-    Each patient's slope is fitted over all their visits (at least ``min_visits`` with the
-    test measured), in units per month; the mean slope is what trials and registries report
-    (e.g. ALSFRS-R about -1 point per month in ALS).
+    By default each patient's slope is fitted over all their visits (at least ``min_visits``
+    with the test measured), in units per month; the mean slope is what trials and registries
+    report (e.g. ALSFRS-R about -1 point per month in ALS). ``window_months=SLOPE_WINDOW_MONTHS,
+    min_visits=SLOPE_MIN_VISITS`` gives the published definition that the calibration and
+    sweep outcomes use.
 
     Returns:
         The ``by`` columns, ``test``, ``patients`` (with a slope), ``mean``, ``median``,
         ``q25``, ``q75`` (units per month).
     """
     by = group_columns(by)
-    pts = patients(run, [*by, "symptom_onset_month"]).filter(
-        pl.col("symptom_onset_month").is_not_null()
-    )
-    vis = frames(run)["visits"].select("patient_id", "month", *tests).join(
-        pts, on="patient_id", how="inner"
-    )
     parts = []
-    x = pl.col("month")
     for t in tests:
-        y = pl.col(t).cast(pl.Float64)
-        ok = y.is_not_null()
-        xs, ys = x.filter(ok), y.filter(ok)
-        per = (
-            vis.group_by("patient_id", *by)
-            .agg(
-                ys.count().alias("_n"),
-                ((xs - xs.mean()) * (ys - ys.mean())).sum().alias("_sxy"),
-                ((xs - xs.mean()) ** 2).sum().alias("_sxx"),
-            )
-            .filter((pl.col("_n") >= min_visits) & (pl.col("_sxx") > 0))
-            .with_columns((pl.col("_sxy") / pl.col("_sxx")).alias("_slope"))
-        )
-        s = pl.col("_slope")
+        per = patient_slopes(run, t, window_months, min_visits, by)
+        s = pl.col("slope")
         agg = aggregate(
             per,
             by,
             pl.len().cast(pl.Int64).alias("patients"),
             s.mean().alias("mean"),
-            s.median().alias("median"),
-            s.quantile(0.25, interpolation="linear").alias("q25"),
-            s.quantile(0.75, interpolation="linear").alias("q75"),
+            *median_quartiles(s),
         )
         parts.append(agg.with_columns(pl.lit(t).alias("test")))
     order = {t: i for i, t in enumerate(tests)}

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.endpoints import ENDPOINTS, load_trial  # noqa: E402
-from analysis.trials import simulate_power, write_outputs  # noqa: E402
+from analysis.power_report import write_outputs  # noqa: E402
+from analysis.trials import simulate_power  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "trial_als.toml"
 SIZES = (50, 100, 200, 400, 800, 1600)

@@ -277,6 +277,27 @@ def test_kaplan_meier_agrees_with_scipy(rows):
         assert np.allclose(sel["upper"], ci.high.evaluate(sel["time"].to_numpy()), atol=1e-9)
 
 
+def test_onset_site_is_where_the_first_symptoms_appeared(run):
+    """``onset_site`` as clinical papers mean it: the region of the earliest region_onset event
+    (null if never symptomatic); the latent start of degeneration is degeneration_onset_site."""
+    from analysis.io import ONSET_SITE, patients
+
+    p = patients(run, ["onset_site", "degeneration_onset_site", "onset_region",
+                       "symptom_onset_month"]).collect()
+    assert p["onset_site"].is_null().to_list() == p["symptom_onset_month"].is_null().to_list()
+    assert p["degeneration_onset_site"].to_list() == [ONSET_SITE[r] for r in p["onset_region"]]
+    ev = (
+        run["events"].filter(pl.col("event") == "region_onset")
+        .with_columns(pl.col("region").cast(pl.String))
+        .filter(pl.col("month") == pl.col("month").min().over("patient_id"))
+        .group_by("patient_id").agg(pl.col("region").replace_strict(ONSET_SITE).alias("first"))
+        .collect()
+    )
+    got = p.join(ev, on="patient_id", how="inner")
+    assert got.height == p["onset_site"].count() > 0
+    assert all(site in first for site, first in zip(got["onset_site"], got["first"], strict=True))
+
+
 def test_run_survival_is_monotone_and_consistent(run):
     km = analysis.kaplan_meier(run, by=["phenotype", "onset_site"])
     assert km["survival"].is_between(0, 1).all()

@@ -15,7 +15,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from analysis import estimators as E
 from analysis import targets as T
+from analysis.intervals import km_median
 from analysis.survival import kaplan_meier_estimate, km_medians
 from progression.exam import alsfrs
 from progression.model import simulate_chunk
@@ -61,7 +63,7 @@ def test_km_median_agrees_with_the_analysis_kaplan_meier():
         d = rng.uniform(size=n) < 0.7
         km = km_medians(kaplan_meier_estimate(pl.DataFrame({"months": t, "died": d})))
         expected = km["median"][0]
-        got = T.km_median(t, d)
+        got = km_median(t, d)
         assert (expected is None and np.isnan(got)) or got == pytest.approx(expected)
 
 
@@ -69,8 +71,8 @@ def test_every_published_target_has_an_estimator_and_its_runs():
     targets = _targets()
     assert targets, "no targets read"
     for t in targets:
-        assert t.id in T.ESTIMATORS, t.id
-        for run in T.NEEDS[t.id]:
+        assert t.id in E.ESTIMATORS, t.id
+        for run in E.NEEDS[t.id]:
             scenario, _ = C.run_spec(run)
             assert (SCENARIOS / f"{scenario}.toml").is_file(), run
     assert {t.kind for t in targets} <= {"emergent", "input"}
@@ -113,6 +115,18 @@ def test_targets_land_in_their_ranges_within_monte_carlo_error():
     for r in judged:
         if r.target.scenario == "any":
             assert r.status == "pass", (r.target.id, r.estimate)
+
+
+def test_sweep_outcomes_report_the_calibration_targets_slopes():
+    """One ALSFRS-R and SVC slope (first 12 months of follow-up): a sweep's outcome is the
+    validation target's estimate."""
+    from analysis.outcomes import outcomes
+
+    runs = {"als_natural_history": _runs()["als_natural_history"]}
+    out = outcomes(runs["als_natural_history"])
+    for outcome, estimator in (("alsfrs_slope_per_month", E.als_alsfrs_slope),
+                               ("svc_slope_per_month", E.als_svc_slope)):
+        assert out[outcome] == pytest.approx(estimator(runs).value[0], rel=1e-12), outcome
 
 
 def test_trial_and_population_scenarios_keep_the_als_physiology():
@@ -199,7 +213,7 @@ def test_fit_recovers_a_known_lmn_speed_with_common_random_numbers(engine):
     truth = 0.075
     runs = {"als_natural_history": _tables("als_natural_history", 60, **fixed,
                                            **{"disease.lmn.speed.median": truth})}
-    observed = T.als_survival_median_months(runs).value[0]
+    observed = E.als_survival_median_months(runs).value[0]
     result = C.fit(
         scenario,
         {"disease.lmn.speed.median": (0.04, 0.14)},
@@ -263,9 +277,9 @@ def test_fit_through_sweeps_equals_the_inline_fit_and_keeps_every_batch(tmp_path
     start = {"disease.lmn.speed.median": 0.09, "reinnervation.capacity.mean": 6.0}
     here = simulate_chunk(load_scenario(scenario, patients=12, overrides={**fixed, **start}),
                           np.arange(12)).tables
-    expected = T.als_alsfrs_slope(
+    expected = E.als_alsfrs_slope(
         {"als_natural_history": {k: pl.from_arrow(v).lazy() for k, v in here.items()}})
-    got = T.als_alsfrs_slope({"als_natural_history": point_frames(first, 0)})
+    got = E.als_alsfrs_slope({"als_natural_history": point_frames(first, 0)})
     assert expected.value[0] is not None and got.value == expected.value
 
     with pytest.raises(ValueError, match="not empty"):

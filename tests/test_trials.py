@@ -1,4 +1,5 @@
-"""Power by simulated trials (analysis.endpoints, analysis.trials, ``progression power``).
+"""Power by simulated trials (analysis.endpoints, .trial_tests, .trials, .sample_size,
+``progression power``).
 
 One small trial run (300 patients, both arms) is made once for the module; everything else draws
 replicate trials from it or from data simulated exactly from a random-slope model.
@@ -15,17 +16,14 @@ from scipy import stats
 
 from analysis.endpoints import ENDPOINTS, TrialOptions, load_trial, trial_values
 from analysis.power import power_random_slope
+from analysis.sample_size import sample_size
+from analysis.trial_tests import analyse, change_test, rank_test, survival_test
 from analysis.trials import (
-    analyse,
-    change_test,
     closed_form_n,
     draw_indices,
     power_command,
     random_slope_trial,
-    rank_test,
-    sample_size,
     simulate_power,
-    survival_test,
 )
 from progression.runner import run
 from progression.scenario import load_scenario

@@ -1,6 +1,6 @@
 """Calibration: the shipped scenarios against published figures, and fitting your own.
 
-Two tools, both reading the simulation only through its tables (:mod:`analysis.targets`
+Two tools, both reading the simulation only through its tables (:mod:`analysis.estimators`
 computes every figure from them):
 
 - :func:`validate_model` (``progression validate-model``) runs each scenario a set of targets
@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from analysis import estimators as E
 from analysis import targets as T
 
-#: The repository (scenarios/ lives beside progression/).
-ROOT = Path(__file__).resolve().parent.parent
+#: The repository (scenarios/ lives beside progression/; this file is progression/studies/).
+ROOT = Path(__file__).resolve().parents[2]
 #: Scenario folder used by :func:`validate_model` unless told otherwise.
 SCENARIOS = ROOT / "scenarios"
 #: Default published targets: ../shared/calibration/targets.toml beside the repository.
@@ -94,21 +95,6 @@ class Validation:
         return T.to_text(self.results)
 
 
-def load_targets(path: str | Path | None) -> list[T.Target]:
-    """Targets from ``path`` (default :data:`DEFAULT_TARGETS`), or a one-line error."""
-    path = Path(path) if path is not None else DEFAULT_TARGETS
-    if not path.is_file():
-        raise CalibrationError(
-            f"targets file {path} not found; pass --targets FILE (a targets.toml)"
-        )
-    try:
-        return T.load_targets(path)
-    except ValueError as e:  # one line that names the file
-        raise CalibrationError(str(e)) from None
-    except OSError as e:
-        raise CalibrationError(f"{path}: cannot read targets: {e.strerror or e}") from None
-
-
 def validate_model(
     targets: str | Path | None = None,
     out: str | Path = "validation",
@@ -140,7 +126,17 @@ def validate_model(
     from progression.scenario import load_scenario
 
     start = time.monotonic()
-    chosen = load_targets(targets)
+    targets_path = Path(targets) if targets is not None else DEFAULT_TARGETS
+    try:
+        chosen = T.load_targets(targets_path)
+    except FileNotFoundError:
+        raise CalibrationError(
+            f"targets file {targets_path} not found; pass --targets FILE (a targets.toml)"
+        ) from None
+    except OSError as e:
+        raise CalibrationError(f"{targets_path}: cannot read targets: {e.strerror or e}") from None
+    except ValueError as e:  # one line that names the file
+        raise CalibrationError(str(e)) from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     folders: dict[str, Path] = {}
@@ -157,7 +153,7 @@ def validate_model(
     header = (
         f"Simulated with {patients} patients per scenario"
         + (f", seed {seed}" if seed is not None else " (each scenario's own seed)")
-        + f"; targets from `{Path(targets).name if targets else DEFAULT_TARGETS.name}`."
+        + f"; targets from `{targets_path.name}`."
         + " 95% confidence intervals; `status` compares the simulated value with the range."
     )
     md = out / "validation.md"
@@ -178,7 +174,7 @@ class FitTarget:
     """One figure to fit.
 
     Attributes:
-        statistic: a target id of :data:`analysis.targets.ESTIMATORS` (its first component is
+        statistic: a target id of :data:`analysis.estimators.ESTIMATORS` (its first component is
             used) or a function of the named runs returning a number.
         value: the published (observed) figure.
         sd: its uncertainty (standard error); the residual is ``(simulated - value) / sd``.
@@ -209,14 +205,14 @@ class FitTarget:
 
     def needs(self) -> tuple[str, ...]:
         if isinstance(self.statistic, str):
-            if self.statistic not in T.ESTIMATORS:
+            if self.statistic not in E.ESTIMATORS:
                 raise KeyError(f"unknown target id {self.statistic!r}")
-            return T.NEEDS[self.statistic]
+            return E.NEEDS[self.statistic]
         return self.runs or ("main",)
 
     def compute(self, runs: Mapping[str, Any]) -> float:
         if isinstance(self.statistic, str):
-            value = T.ESTIMATORS[self.statistic][0](runs).value[0]
+            value = E.ESTIMATORS[self.statistic][0](runs).value[0]
             return math.nan if value is None else float(value)
         return float(self.statistic(runs))
 
@@ -519,7 +515,7 @@ def fit(
         params: key path -> (low, high) bounds, e.g.
             ``{"disease.lmn.speed.median": (0.03, 0.15)}``.
         targets: :class:`FitTarget` or tuples ``(statistic, value[, sd])``: a target id of
-            :data:`analysis.targets.ESTIMATORS` (``"als_survival_median_months"``) or a function
+            :data:`analysis.estimators.ESTIMATORS` (``"als_survival_median_months"``) or a function
             of the named runs, the observed value and its standard error (default 5% of it).
         patients: patients simulated at every evaluation (the same ids each time).
         seed: the cohort seed (default the scenario's).
@@ -638,7 +634,6 @@ __all__ = [
     "FitTarget",
     "Validation",
     "fit",
-    "load_targets",
     "run_spec",
     "validate_model",
 ]

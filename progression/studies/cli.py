@@ -244,15 +244,130 @@ def _sensitivity(args: argparse.Namespace) -> int:
 
 
 def _power(args: argparse.Namespace) -> int:
-    """``progression power``: simulated trials per endpoint (:mod:`analysis.trials`)."""
-    from analysis.trials import PowerError, power_cli
+    """``progression power``: simulated trials per endpoint (:func:`analysis.trials.power_command`),
+    with a progress bar on a terminal."""
+    from analysis.trials import PowerError, power_command
 
+    progress = _TrialsProgress(sys.stderr)
     try:
-        paths = power_cli(args, log=lambda line: print(line, file=sys.stderr))
+        _, paths = power_command(
+            **_power_request(args), progress=progress,
+            log=lambda line: print(line, file=sys.stderr),
+        )
     except PowerError as e:
         return _fail(str(e))
+    finally:
+        progress.close()
     print(paths["html"])
     return 0
+
+
+def _power_request(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`analysis.trials.power_command` from ``progression
+    power``'s (string) options, each checked.
+
+    Raises:
+        analysis.trials.PowerError: one line naming the option (exit code 2).
+    """
+    from analysis.endpoints import TrialOptions
+    from analysis.trials import PowerError
+
+    alpha = _number(args.alpha, "--alpha", float)
+    if not 0 < alpha < 1:
+        raise PowerError(f"--alpha: must lie strictly between 0 and 1, got {args.alpha!r}")
+    replicates = _number(args.replicates, "--replicates", int)
+    if replicates < 10:
+        raise PowerError(f"--replicates: at least 10 replicate trials, got {args.replicates!r}")
+    sided = _number(args.sided, "--sided", int)
+    if sided not in (1, 2):
+        raise PowerError(f"--sided: 1 or 2, got {args.sided!r}")
+    seed = _number(args.seed, "--seed", int, 0)
+    if seed < 0:
+        raise PowerError(f"--seed: an integer >= 0, got {args.seed!r}")
+    dropout = _number(args.dropout, "--dropout", float, 0.0)
+    if dropout < 0:
+        raise PowerError(f"--dropout: extra dropout per month must be >= 0, got {args.dropout!r}")
+    options = TrialOptions(
+        trial_months=_number(args.trial_months, "--trial-months", float),
+        visit_interval=_number(args.visit_interval, "--visit-interval", float, 1.0),
+        dropout_per_month=dropout,
+        enrich=args.enrich,
+        seed=seed,
+    )
+    return dict(
+        run=args.run, out=args.out, n_per_arm=_sizes(args.n_per_arm), replicates=replicates,
+        alpha=alpha, sided=sided, seed=seed, endpoints=args.endpoints, options=options,
+        overwrite=args.overwrite, allow_incomplete=args.allow_incomplete,
+    )
+
+
+def _number(text: str | None, option: str, cast, default=None):
+    """``text`` as an int or a finite float (``cast``), ``default`` if absent; a
+    :class:`analysis.trials.PowerError` naming ``option`` otherwise."""
+    import math
+
+    from analysis.trials import PowerError
+
+    if text is None:
+        return default
+    try:
+        value = cast(str(text).strip())
+    except ValueError:
+        what = "an integer" if cast is int else "a number"
+        raise PowerError(f"{option}: expected {what}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PowerError(f"{option}: expected a finite number, got {text!r}")
+    return value
+
+
+def _sizes(text: str) -> list[int]:
+    """``--n-per-arm 50,100,200`` -> ``[50, 100, 200]`` (sorted, unique); one-line errors."""
+    from analysis.trials import PowerError
+
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    if not parts:
+        raise PowerError(f"--n-per-arm: expected sizes like 50,100,200, got {text!r}")
+    sizes = []
+    for p in parts:
+        try:
+            n = int(p)
+        except ValueError:
+            raise PowerError(f"--n-per-arm: {p!r} is not a whole number of patients") from None
+        if n < 2:
+            raise PowerError(f"--n-per-arm: {n} is too small (at least 2 patients per arm)")
+        sizes.append(n)
+    return sorted(set(sizes))
+
+
+class _TrialsProgress:
+    """``progress(done, total)`` for :func:`analysis.trials.simulate_power`: the runner's
+    progress bar on ``stream`` when it is a terminal (counting replicate trials), closed when
+    the last trial is done or by :meth:`close`."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = _progress_bar()(total, 0, self.stream, self.stream.isatty())
+        self.bar.update(done - self.bar.done)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _progress_bar():
+    """The runner's progress bar class."""
+    try:
+        from progression.runner import ProgressBar
+    except ImportError:  # until the runner's split (branch split-runner) names it ProgressBar
+        from progression.runner import _Progress as ProgressBar
+    return ProgressBar
 
 
 def _fail(message: str) -> int:

@@ -1,0 +1,528 @@
+"""The calibration estimators: each target id's published figure computed from runs' tables.
+
+Each target in ``../shared/calibration/targets.toml`` (:mod:`analysis.targets`) names a quantity
+that clinicians have measured (survival, functional decline, diagnostic delay, healthy test
+values, ...). Here every target id has an *estimator*: a function of one or more runs (the dict
+from :func:`analysis.open_run`, or a folder) that computes the same quantity from the tables,
+with a 95% confidence interval (:mod:`analysis.intervals`), so that
+:func:`analysis.targets.evaluate` can judge whether the simulation lands in the published range.
+Nothing here reads the engine: only the tables an analyst would read.
+
+Runs are named: a scenario's natural history by the scenario's name (``als_natural_history``),
+and the same cohort examined from month 0 (``visits.start = "degeneration"``, as in studies of
+presymptomatic carriers) by ``<scenario>@month0``. :data:`NEEDS` says which runs each target
+reads; targets with ``scenario = "any"`` (healthy values) read the month-0 visits of the ALS
+cohort, which are healthy because nothing has degenerated yet.
+
+Definitions (the choices a paper would state in its methods):
+
+- Survival: Kaplan-Meier from symptom onset, death of any cause, censored at ``end_month``
+  (:mod:`analysis.survival`); the median's interval is Brookmeyer-Crowley, differences and
+  bootstrapped quantities resample patients (:data:`analysis.intervals.BOOTSTRAP`
+  replicates, fixed seed).
+- Diagnostic delay: months from symptom onset to the first visit whose diagnosis is ``ALS``
+  (``events``), median over the patients so diagnosed, distribution-free interval.
+- ALSFRS-R and SVC slopes: each patient's least-squares slope over the visits in the first
+  12 months from the first visit (PRO-ACT and EMPOWER pool trials of 6-18 months), at least 3
+  visits (:func:`analysis.trajectories.patient_slopes`, the slope the sweep outcomes report
+  too); the mean over patients, t interval. PLS (Lester 2025, years of clinic follow-up) uses
+  the first :data:`PLS_WINDOW_MONTHS` and reports points per year.
+- Onset site (bulbar versus limb): where the first symptoms appeared (``region_onset``
+  events), as a clinic records it, not the latent region where degeneration started.
+- MUNIX decline: per patient the sum of MUNIX over the muscles with published MUNIX (APB, ADM,
+  biceps, TA, both sides), its least-squares slope over the first 15 months of follow-up
+  (Neuwirth 2015 followed 15 months) as % of the first visit's sum, mean over patients.
+- Reinnervation hides loss: in a cohort visited from month 0, every muscle's CMAP relative to
+  its own month-0 value; the median over examinations in bins of the true fraction of units
+  lost (20 bins), and the loss at which that median first falls below 0.8 (interpolated).
+- Healthy MUNE, MUNIX, CMCT: means over the month-0 examinations (both sides).
+- MUNIX test-retest CoV: consecutive visits of muscles with every unit still alive (so nothing
+  changed but the measurement): ``sd(log(x2 / x1)) / sqrt(2)``.
+- Fasciculations: mean biceps rate of ALS patients at visits where biceps is clinically strong
+  (MRC 5) and weak (MRC < 5), over the healthy month-0 biceps rate (the model has no benign
+  fasciculation syndrome; healthy rest is its reference).
+- Split hand: share of ALS patients with APB/ADM CMAP ratio below 0.6 in either hand at the
+  visit where ALS criteria are first met (the diagnostic nerve conduction study), among those
+  with hand involvement (APB CMAP below the healthy month-0 5th percentile) and among all;
+  and the median ratio there against the healthy month-0 median.
+
+Targets without a published range get a derived one
+(:data:`analysis.targets.DERIVED_RANGES`, stated in the report); ``kind = "input"`` targets
+(population mix, onset sites) are reported but not judged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from analysis import spread
+from analysis.compensation import first_below
+from analysis.intervals import (
+    BOOTSTRAP,
+    bootstrap_rng,
+    cluster_bootstrap,
+    cluster_codes,
+    km_median,
+    mean_ci,
+    median_ci,
+    percentile_ci,
+    share_ci,
+    weighted_mean,
+    weighted_median,
+)
+from analysis.io import Run, frames, onset_sites, patients, strings
+from analysis.least_squares import slopes_by
+from analysis.survival import kaplan_meier_estimate, km_medians, survival_at, survival_times
+from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
+
+#: Months of follow-up over which PLS slopes are fitted (a clinic cohort followed for years).
+PLS_WINDOW_MONTHS = 60.0
+#: Months of follow-up for the MUNIX decline (Neuwirth 2015: 15 months).
+MUNIX_WINDOW_MONTHS = 15.0
+#: Muscles with published healthy MUNIX (Cao 2020), in the order of target ``munix_healthy``.
+MUNIX_MUSCLES = ("APB", "ADM", "biceps", "TA")
+#: Fraction of the baseline CMAP that marks a fall (target ``reinnervation_hides_loss``).
+CMAP_FALL = 0.8
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A simulated figure with its 95% confidence interval.
+
+    Attributes:
+        value: the estimate (one number per component of the target's value).
+        lower, upper: the interval per component (None where not estimable).
+        n: patients the estimate rests on.
+        detail: a short note (e.g. the share of patients diagnosed).
+        checks: extra pass/fail conditions beside the ranges (name -> passed).
+    """
+
+    value: tuple[float | None, ...]
+    lower: tuple[float | None, ...]
+    upper: tuple[float | None, ...]
+    n: int
+    detail: str = ""
+    checks: dict[str, bool] = field(default_factory=dict)
+
+
+def _est(value, lower, upper, n: int, detail: str = "", checks=None) -> Estimate:
+    def tup(x):
+        if isinstance(x, tuple | list):
+            return tuple(None if v is None or not np.isfinite(v) else float(v) for v in x)
+        return (None if x is None or not np.isfinite(x) else float(x),)
+
+    return Estimate(tup(value), tup(lower), tup(upper), int(n), detail, dict(checks or {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared queries
+
+
+def _survival(run: Run, by: Sequence[str] = ()) -> pl.DataFrame:
+    return survival_times(run, list(by) or None).collect()
+
+
+def _km(run: Run) -> Estimate:
+    st = _survival(run)
+    km = km_medians(kaplan_meier_estimate(st))
+    row = km.row(0, named=True)
+    return _est(row["median"], row["lower"], row["upper"], st.height,
+                f"{row['deaths']} deaths of {row['patients']}")
+
+
+def _slope_estimate(run: Run, column: str, window: float, scale: float) -> Estimate:
+    s = patient_slopes(run, column, window).collect()
+    m, lo, hi = mean_ci(s["slope"].to_numpy() * scale)
+    return _est(m, lo, hi, s.height, f"per-patient OLS over first {window:g} months of follow-up")
+
+
+def _muscles(run: Run, columns: Sequence[str], muscles: Sequence[str] | None = None):
+    lf = frames(run)["muscles"].select("patient_id", "month", "muscle", "side", *columns)
+    lf = strings(lf, ["muscle", "side"])
+    if muscles is not None:
+        lf = lf.filter(pl.col("muscle").is_in(list(muscles)))
+    return lf
+
+
+def _month0(run: Run, column: str, muscles: Sequence[str]) -> pl.DataFrame:
+    return (
+        _muscles(run, [column, "units_alive_fraction"], muscles)
+        .filter((pl.col("month") == 0) & pl.col(column).is_not_null())
+        .collect()
+    )
+
+
+def _als_diagnosis(run: Run) -> pl.DataFrame:
+    """Per symptomatic patient: onset and the month of the first visit diagnosing ALS."""
+    dx = (
+        strings(frames(run)["events"].select("patient_id", "event", "month", "detail"),
+                ["event", "detail"])
+        .filter((pl.col("event") == "diagnosis") & (pl.col("detail") == "ALS"))
+        .group_by("patient_id")
+        .agg(pl.col("month").min().alias("als_month"))
+    )
+    return (
+        patients(run, ["symptom_onset_month", "phenotype"])
+        .filter(pl.col("symptom_onset_month").is_not_null())
+        .join(dx, on="patient_id", how="left")
+        .collect()
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimators, one per target id
+
+
+def als_survival_median_months(runs: Mapping[str, Run]) -> Estimate:
+    """Kaplan-Meier median survival from symptom onset (months), ALS natural history."""
+    return _km(runs["als_natural_history"])
+
+
+def als_five_year_survival(runs: Mapping[str, Run]) -> Estimate:
+    """Kaplan-Meier survival 60 months after symptom onset, with its log-log interval."""
+    run = runs["als_natural_history"]
+    s = survival_at(run, [60.0], by=None).row(0, named=True)
+    return _est(s["survival"], s["lower"], s["upper"], _survival(run).height,
+                f"{s['at_risk']} still followed at 60 months")
+
+
+def bulbar_onset_survival_shorter(runs: Mapping[str, Run]) -> Estimate:
+    """Median survival of bulbar-onset minus limb-onset ALS (months), patient bootstrap.
+
+    The onset site is clinical: where the first symptoms appeared (``region_onset`` events),
+    not the latent region where degeneration started.
+    """
+    run = runs["als_natural_history"]
+    st = _survival(run, ["onset_site"])
+    t, d = st["months"].to_numpy(), st["died"].to_numpy()
+    bulbar = (st["onset_site"] == "bulbar").to_numpy()
+    limb = (st["onset_site"] == "limb").to_numpy()
+    diff = km_median(t[bulbar], d[bulbar]) - km_median(t[limb], d[limb])
+    rng = bootstrap_rng()
+    reps = np.empty(BOOTSTRAP)
+    ib, il = np.flatnonzero(bulbar), np.flatnonzero(limb)
+    for b in range(BOOTSTRAP):
+        sb = rng.choice(ib, len(ib))
+        sl = rng.choice(il, len(il))
+        reps[b] = km_median(t[sb], d[sb]) - km_median(t[sl], d[sl])
+    lo, hi = percentile_ci(reps)
+    return _est(diff, lo, hi, int(bulbar.sum() + limb.sum()),
+                f"bulbar {km_median(t[bulbar], d[bulbar]):.1f} (n={bulbar.sum()}), "
+                f"limb {km_median(t[limb], d[limb]):.1f} (n={limb.sum()})")
+
+
+def als_alsfrs_slope(runs: Mapping[str, Run]) -> Estimate:
+    """Mean per-patient ALSFRS-R slope (points/month) over the first year of follow-up."""
+    return _slope_estimate(runs["als_natural_history"], "alsfrs_r", SLOPE_WINDOW_MONTHS, 1.0)
+
+
+def als_svc_slope(runs: Mapping[str, Run]) -> Estimate:
+    """Mean per-patient SVC slope (% predicted/month) over the first year of follow-up."""
+    return _slope_estimate(runs["als_natural_history"], "svc_percent", SLOPE_WINDOW_MONTHS, 1.0)
+
+
+def diagnostic_delay_median_months(runs: Mapping[str, Run]) -> Estimate:
+    """Median months from symptom onset to the first visit meeting ALS criteria."""
+    p = _als_diagnosis(runs["als_natural_history"])
+    delay = (p["als_month"] - p["symptom_onset_month"]).drop_nulls().to_numpy()
+    m, lo, hi = median_ci(delay)
+    return _est(m, lo, hi, len(delay),
+                f"{len(delay)} of {p.height} symptomatic patients ever diagnosed ALS")
+
+
+def pls_survival_median_years(runs: Mapping[str, Run]) -> Estimate:
+    """Kaplan-Meier median survival from onset (years), PLS natural history."""
+    e = _km(runs["pls_natural_history"])
+    conv = tuple(None if v is None else v / 12.0 for v in e.value + e.lower + e.upper)
+    return Estimate(conv[:1], conv[1:2], conv[2:3], e.n, e.detail)
+
+
+def pls_alsfrs_slope(runs: Mapping[str, Run]) -> Estimate:
+    """Mean per-patient ALSFRS-R slope (points/year) over the first years of follow-up, PLS."""
+    return _slope_estimate(runs["pls_natural_history"], "alsfrs_r", PLS_WINDOW_MONTHS, 12.0)
+
+
+def pma_survival_median_months(runs: Mapping[str, Run]) -> Estimate:
+    """Kaplan-Meier median survival from onset of weakness (months), PMA natural history."""
+    return _km(runs["pma_natural_history"])
+
+
+def onset_region_mix(runs: Mapping[str, Run]) -> Estimate:
+    """Shares of limb, bulbar and trunk onset among symptomatic patients, by the site of the
+    first symptoms (an input, reported with Wilson intervals)."""
+    p = onset_sites(runs["als_natural_history"]).collect()
+    n = p.height
+    parts = [share_ci(int((p["onset_site"] == s).sum()), n) for s in ("limb", "bulbar", "trunk")]
+    return _est(*[tuple(x[i] for x in parts) for i in range(3)], n)
+
+
+def mnd_phenotype_mix(runs: Mapping[str, Run]) -> Estimate:
+    """Shares of latent ALS, PMA and PLS (an input, reported with Wilson intervals)."""
+    p = patients(runs["mnd_population"], ["phenotype"]).collect()
+    n = p.height
+    parts = [share_ci(int((p["phenotype"] == s).sum()), n) for s in ("ALS", "PMA", "PLS")]
+    return _est(*[tuple(x[i] for x in parts) for i in range(3)], n)
+
+
+def reinnervation_hides_loss(runs: Mapping[str, Run], bins: int = 20, min_n: int = 5) -> Estimate:
+    """Fraction of units lost when the median CMAP (over its month-0 value) falls below 0.8."""
+    m = _muscles(runs["als_natural_history@month0"], ["cmap_mv", "units_alive_fraction"]).collect()
+    base = m.filter(pl.col("month") == 0).select(
+        "patient_id", "muscle", "side", pl.col("cmap_mv").alias("_b")
+    )
+    r = (
+        m.join(base, on=["patient_id", "muscle", "side"], how="inner")
+        .filter(pl.col("_b") > 0)
+        .select(
+            "patient_id",
+            (1.0 - pl.col("units_alive_fraction")).alias("lost"),
+            (pl.col("cmap_mv") / pl.col("_b")).alias("rel"),
+        )
+    )
+    lost, rel = r["lost"].to_numpy(), r["rel"].to_numpy()
+    b = np.clip(np.floor(lost * bins).astype(int), 0, bins - 1)
+    centres = (np.arange(bins) + 0.5) / bins
+    groups = cluster_codes(r["patient_id"].to_numpy())
+
+    def stat(w: np.ndarray) -> float:
+        x, y = [], []
+        for k in range(bins):
+            sel = b == k
+            if w[sel].sum() >= min_n:
+                x.append(centres[k])
+                y.append(weighted_median(rel[sel], w[sel]))
+        c = first_below(np.array(x), np.array(y), CMAP_FALL)
+        return math.nan if c is None else c
+
+    point = stat(np.ones(len(lost)))
+    lo, hi = percentile_ci(cluster_bootstrap(groups, stat))
+    return _est(point, lo, hi, int(groups.max()) + 1 if len(groups) else 0,
+                "median CMAP over month-0 CMAP against true units lost, all muscles")
+
+
+def mune_healthy_thenar(runs: Mapping[str, Run]) -> Estimate:
+    """Mean APB MUNE at month 0 (healthy), both sides."""
+    m = _month0(runs["als_natural_history@month0"], "mune", ["APB"])
+    mean, lo, hi = mean_ci(m["mune"].to_numpy())
+    sd = float(m["mune"].std()) if m.height > 1 else math.nan
+    return _est(mean, lo, hi, m["patient_id"].n_unique(), f"SD {sd:.0f}")
+
+
+def munix_healthy(runs: Mapping[str, Run]) -> Estimate:
+    """Mean MUNIX at month 0 (healthy) in APB, ADM, biceps and TA, both sides."""
+    m = _month0(runs["als_natural_history@month0"], "munix", MUNIX_MUSCLES)
+    vals, los, his, sds = [], [], [], []
+    for name in MUNIX_MUSCLES:
+        x = m.filter(pl.col("muscle") == name)["munix"].to_numpy()
+        mean, lo, hi = mean_ci(x)
+        vals.append(mean)
+        los.append(lo)
+        his.append(hi)
+        sds.append(float(np.std(x, ddof=1)) if len(x) > 1 else math.nan)
+    return _est(tuple(vals), tuple(los), tuple(his), m["patient_id"].n_unique(),
+                "SD " + "/".join(f"{s:.0f}" for s in sds))
+
+
+def munix_decline_als(runs: Mapping[str, Run]) -> Estimate:
+    """Mean per-patient decline of the MUNIX sum score (% of first visit per month)."""
+    run = runs["als_natural_history"]
+    pts = patients(run, ["first_visit_month"]).filter(pl.col("first_visit_month").is_not_null())
+    s = (
+        _muscles(run, ["munix"], MUNIX_MUSCLES)
+        .group_by("patient_id", "month")
+        .agg(pl.col("munix").sum().alias("sum"), pl.len().alias("k"))
+        .join(pts, on="patient_id", how="inner")
+        .filter(pl.col("month") - pl.col("first_visit_month") <= MUNIX_WINDOW_MONTHS + 1e-9)
+        .sort("patient_id", "month")
+        .collect()
+    )
+    sl = slopes_by(s, "sum", ["patient_id"], min_points=SLOPE_MIN_VISITS).filter(
+        pl.col("first") > 0
+    ).collect()
+    pct = -100.0 * (sl["slope"] / sl["first"]).to_numpy()
+    m, lo, hi = mean_ci(pct)
+    return _est(m, lo, hi, sl.height,
+                f"sum of {', '.join(MUNIX_MUSCLES)} (both sides), first "
+                f"{MUNIX_WINDOW_MONTHS:g} months")
+
+
+def munix_test_retest_cov(runs: Mapping[str, Run]) -> Estimate:
+    """MUNIX CoV (%) between consecutive visits of muscles with every unit alive."""
+    m = (
+        _muscles(runs["als_natural_history@month0"], ["munix", "units_alive_fraction",
+                                                       "fibres_fraction"])
+        .filter(pl.col("munix") > 0)
+        .sort("patient_id", "muscle", "side", "month")
+        .with_columns(
+            pl.col("munix").shift(1).over(["patient_id", "muscle", "side"]).alias("_prev"),
+            pl.col("fibres_fraction").shift(1).over(["patient_id", "muscle", "side"])
+            .alias("_fprev"),
+        )
+        .filter(
+            pl.col("_prev").is_not_null()
+            & (pl.col("units_alive_fraction") >= 1.0)
+            & (pl.col("fibres_fraction") == pl.col("_fprev"))
+        )
+        .select("patient_id", (pl.col("munix") / pl.col("_prev")).log().alias("d"))
+        .collect()
+    )
+    d = m["d"].to_numpy()
+    groups = cluster_codes(m["patient_id"].to_numpy())
+
+    def stat(w: np.ndarray) -> float:
+        mu = weighted_mean(d, w)
+        return 100.0 * math.sqrt(weighted_mean((d - mu) ** 2, w) / 2.0)
+
+    point = stat(np.ones(len(d)))
+    lo, hi = percentile_ci(cluster_bootstrap(groups, stat))
+    return _est(point, lo, hi, int(groups.max()) + 1 if len(groups) else 0,
+                f"{len(d)} pairs of consecutive visits")
+
+
+def _cmct(runs: Mapping[str, Run], muscles: Sequence[str]) -> Estimate:
+    m = _month0(runs["als_natural_history@month0"], "cmct_ms", muscles)
+    mean, lo, hi = mean_ci(m["cmct_ms"].to_numpy())
+    sd = float(m["cmct_ms"].std()) if m.height > 1 else math.nan
+    return _est(mean, lo, hi, m["patient_id"].n_unique(), f"SD {sd:.2f} ms")
+
+
+def cmct_normal_upper_ms(runs: Mapping[str, Run]) -> Estimate:
+    """Mean CMCT to APB at month 0 (healthy), ms."""
+    return _cmct(runs, ["APB"])
+
+
+def cmct_normal_lower_ms(runs: Mapping[str, Run]) -> Estimate:
+    """Mean CMCT to EDB and TA at month 0 (healthy), ms."""
+    return _cmct(runs, ["EDB", "TA"])
+
+
+def fasciculation_rate_ratio(runs: Mapping[str, Run]) -> Estimate:
+    """Biceps fasciculation rate in ALS (strong: MRC 5; weak: MRC < 5) over the healthy rate."""
+    healthy = _month0(runs["als_natural_history@month0"], "fasciculations_per_min", ["biceps"])
+    pts = patients(runs["als_natural_history"], ["symptom_onset_month"]).filter(
+        pl.col("symptom_onset_month").is_not_null()
+    )
+    als = (
+        _muscles(runs["als_natural_history"], ["fasciculations_per_min", "mrc_grade"], ["biceps"])
+        .join(pts, on="patient_id", how="inner")
+        .filter(pl.col("month") >= pl.col("symptom_onset_month"))
+        .collect()
+    )
+    h = healthy["fasciculations_per_min"].to_numpy()
+    hg = cluster_codes(healthy["patient_id"].to_numpy())
+    rate = als["fasciculations_per_min"].to_numpy()
+    strong = (als["mrc_grade"] == 5).to_numpy()
+    ag = cluster_codes(als["patient_id"].to_numpy())
+    h_reps = cluster_bootstrap(hg, lambda w: weighted_mean(h, w))
+    h0 = float(h.mean()) if len(h) else math.nan
+    vals, los, his = [], [], []
+    for sel in (strong, ~strong):
+        point = float(rate[sel].mean()) / h0 if sel.any() and h0 > 0 else math.nan
+        reps = cluster_bootstrap(ag, lambda w, sel=sel: weighted_mean(rate[sel], w[sel]))
+        lo, hi = percentile_ci(reps / h_reps)
+        vals.append(point)
+        los.append(lo)
+        his.append(hi)
+    checks = {"weak above strong": bool(vals[1] > vals[0])}
+    return _est(tuple(vals), tuple(los), tuple(his), int(ag.max()) + 1 if len(ag) else 0,
+                f"healthy biceps {h0:.3f}/min; {int(strong.sum())} strong, "
+                f"{int((~strong).sum())} weak examinations; weak/strong "
+                f"{vals[1] / vals[0] if vals[0] else math.nan:.1f} (published 4)", checks)
+
+
+def _hands(run: Run) -> pl.DataFrame:
+    """Every hand examined with an ADM response (:func:`analysis.spread.split_hand`)."""
+    return spread.split_hand(run, by=None).filter(pl.col("adm_mv") > 0).collect()
+
+
+def split_hand(runs: Mapping[str, Run]) -> Estimate:
+    """Share with a split hand (APB/ADM < 0.6, either hand) among ALS patients with hand
+    involvement (APB CMAP below the healthy 5th percentile, either hand) at diagnosis; checks:
+    the share among all ALS patients there, and their median ratio against the healthy one."""
+    run = runs["als_natural_history"]
+    dx = _als_diagnosis(run).filter(pl.col("als_month").is_not_null())
+    hands = _hands(run).join(dx.select("patient_id", pl.col("als_month").alias("month")),
+                             on=["patient_id", "month"], how="inner")
+    healthy = _hands(runs["als_natural_history@month0"]).filter(pl.col("month") == 0)
+    low_apb = float(healthy["apb_mv"].quantile(0.05)) if healthy.height else math.nan
+    per = hands.group_by("patient_id").agg(
+        pl.col("apb_adm_ratio").min(), (pl.col("apb_mv") < low_apb).any().alias("involved")
+    )
+    involved = per.filter(pl.col("involved"))
+    k, n = int((involved["apb_adm_ratio"] < spread.SPLIT_RATIO).sum()), involved.height
+    share, lo, hi = share_ci(k, n)
+    k_all, n_all = int((per["apb_adm_ratio"] < spread.SPLIT_RATIO).sum()), per.height
+    share_all = k_all / n_all if n_all else math.nan
+    als_med = float(hands["apb_adm_ratio"].median()) if hands.height else math.nan
+    h_med = float(healthy["apb_adm_ratio"].median()) if healthy.height else math.nan
+    return _est(share, lo, hi, n,
+                f"{share_all:.2f} of all {n_all} ALS patients at diagnosis; median APB/ADM "
+                f"{als_med:.2f} vs healthy {h_med:.2f} (difference {als_med - h_med:+.2f})",
+                {"all ALS within 35-65%": bool(0.35 <= share_all <= 0.65),
+                 "ALS ratio below healthy": bool(als_med < h_med)})
+
+
+#: Target id -> (estimator, runs it reads).
+ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, ...]]] = {
+    "als_survival_median_months": (als_survival_median_months, ("als_natural_history",)),
+    "als_five_year_survival": (als_five_year_survival, ("als_natural_history",)),
+    "bulbar_onset_survival_shorter": (bulbar_onset_survival_shorter, ("als_natural_history",)),
+    "als_alsfrs_slope": (als_alsfrs_slope, ("als_natural_history",)),
+    "als_svc_slope": (als_svc_slope, ("als_natural_history",)),
+    "diagnostic_delay_median_months": (diagnostic_delay_median_months, ("als_natural_history",)),
+    "pls_survival_median_years": (pls_survival_median_years, ("pls_natural_history",)),
+    "pls_alsfrs_slope": (pls_alsfrs_slope, ("pls_natural_history",)),
+    "pma_survival_median_months": (pma_survival_median_months, ("pma_natural_history",)),
+    "onset_region_mix": (onset_region_mix, ("als_natural_history",)),
+    "mnd_phenotype_mix": (mnd_phenotype_mix, ("mnd_population",)),
+    "reinnervation_hides_loss": (reinnervation_hides_loss, ("als_natural_history@month0",)),
+    "mune_healthy_thenar": (mune_healthy_thenar, ("als_natural_history@month0",)),
+    "munix_healthy": (munix_healthy, ("als_natural_history@month0",)),
+    "munix_decline_als": (munix_decline_als, ("als_natural_history",)),
+    "munix_test_retest_cov": (munix_test_retest_cov, ("als_natural_history@month0",)),
+    "cmct_normal_upper_ms": (cmct_normal_upper_ms, ("als_natural_history@month0",)),
+    "cmct_normal_lower_ms": (cmct_normal_lower_ms, ("als_natural_history@month0",)),
+    "fasciculation_rate_ratio": (
+        fasciculation_rate_ratio,
+        ("als_natural_history", "als_natural_history@month0"),
+    ),
+    "split_hand": (split_hand, ("als_natural_history", "als_natural_history@month0")),
+}
+#: Target id -> the named runs it reads.
+NEEDS = {k: runs for k, (_, runs) in ESTIMATORS.items()}
+
+
+__all__ = [
+    "CMAP_FALL",
+    "ESTIMATORS",
+    "MUNIX_MUSCLES",
+    "MUNIX_WINDOW_MONTHS",
+    "NEEDS",
+    "PLS_WINDOW_MONTHS",
+    "Estimate",
+    "als_alsfrs_slope",
+    "als_five_year_survival",
+    "als_survival_median_months",
+    "als_svc_slope",
+    "bulbar_onset_survival_shorter",
+    "cmct_normal_lower_ms",
+    "cmct_normal_upper_ms",
+    "diagnostic_delay_median_months",
+    "fasciculation_rate_ratio",
+    "mnd_phenotype_mix",
+    "mune_healthy_thenar",
+    "munix_decline_als",
+    "munix_healthy",
+    "munix_test_retest_cov",
+    "onset_region_mix",
+    "pls_alsfrs_slope",
+    "pls_survival_median_years",
+    "pma_survival_median_months",
+    "reinnervation_hides_loss",
+    "split_hand",
+]
