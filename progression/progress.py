@@ -7,16 +7,18 @@ from typing import TextIO
 
 
 class ProgressBar:
-    """One-line progress bar on ``stream`` (patients done, rate, ETA), redrawn with ``\\r``."""
+    """One-line progress bar on ``stream`` (``unit`` done, rate, ETA), redrawn with ``\\r``."""
 
-    def __init__(self, total: int, done: int, stream: TextIO, enabled: bool) -> None:
+    def __init__(self, total: int, done: int, stream: TextIO, enabled: bool,
+                 unit: str = "patients") -> None:
         self.total, self.done, self.stream, self.enabled = total, done, stream, enabled
+        self.unit = unit
         self.start_done, self.start = done, time.monotonic()
         self.last_draw = 0.0
         self.draw(force=True)
 
-    def update(self, patients: int) -> None:
-        self.done += patients
+    def update(self, n: int) -> None:
+        self.done += n
         self.draw()
 
     def draw(self, force: bool = False) -> None:
@@ -31,7 +33,7 @@ class ProgressBar:
         filled = int(width * self.done / self.total) if self.total else width
         bar = "#" * filled + "." * (width - filled)
         self.stream.write(
-            f"\r[{bar}] {self.done:,}/{self.total:,} patients | {rate:,.1f}/s | ETA {eta} "
+            f"\r[{bar}] {self.done:,}/{self.total:,} {self.unit} | {rate:,.1f}/s | ETA {eta} "
         )
         self.stream.flush()
 

@@ -35,19 +35,23 @@ def _modules(folder: str) -> list[Path]:
     return sorted((ROOT / folder).rglob("*.py"))
 
 
+def _name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
 def _forbidden(path: Path, prefixes: tuple[str, ...]) -> list[str]:
     return sorted(n for n in _imports(path) if any(n == p or n.startswith(p + ".")
                                                    for p in prefixes))
 
 
-@pytest.mark.parametrize("path", _modules("progression"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _modules("progression"), ids=_name)
 def test_the_engine_imports_no_analysis_and_no_study(path: Path) -> None:
     if "studies" in path.relative_to(ROOT).parts or path.name == "__main__.py":
         return  # the studies sit above both; ``python -m progression`` is the command line
     assert not _forbidden(path, ("analysis", "progression.studies")), path
 
 
-@pytest.mark.parametrize("path", _modules("analysis"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _modules("analysis"), ids=_name)
 def test_analysis_imports_nothing_of_the_engine(path: Path) -> None:
     assert not _forbidden(path, ("progression",)), path
 
@@ -83,3 +87,17 @@ def test_the_sampler_and_the_validator_know_no_schema(module: str, allowed: set[
     ours = {n for n in _imports(ROOT / "progression" / f"{module}.py")
             if n.startswith("progression.")}
     assert all(any(n == a or n.startswith(a + ".") for a in allowed) for n in ours), ours
+
+
+@pytest.mark.parametrize("path", _modules("progression") + _modules("analysis"),
+                         ids=_name)
+def test_no_private_name_crosses_modules(path: Path) -> None:
+    """A module imports only public names of the project's other modules."""
+    crossing = [
+        f"{node.module}.{a.name}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in
+        ("progression", "analysis")
+        for a in node.names if a.name.startswith("_") and not a.name.startswith("__")
+    ]
+    assert not crossing, path

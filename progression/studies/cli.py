@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from progression import __version__
+from progression.progress import ProgressBar
 
 
 def _cohort_maximum(key: str) -> int:
@@ -350,7 +351,7 @@ class _TrialsProgress:
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            self.bar = _progress_bar()(total, 0, self.stream, self.stream.isatty())
+            self.bar = ProgressBar(total, 0, self.stream, self.stream.isatty(), "trials")
         self.bar.update(done - self.bar.done)
         if done >= total:
             self.close()
@@ -359,15 +360,6 @@ class _TrialsProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _progress_bar():
-    """The runner's progress bar class."""
-    try:
-        from progression.runner import ProgressBar
-    except ImportError:  # until the runner's split (branch split-runner) names it ProgressBar
-        from progression.runner import _Progress as ProgressBar
-    return ProgressBar
 
 
 def _fail(message: str) -> int:
