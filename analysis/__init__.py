@@ -6,7 +6,9 @@ DataFrame, computed lazily so that only the columns and rows it needs are read;
 per-patient or per-examination rows for further queries. The modules hold: ``emergence``
 (diagnoses against the latent phenotype), ``trajectories`` (every test over time),
 ``compensation`` (measures against true unit loss), ``survival`` (Kaplan-Meier), ``spread``
-(regions reached, split hand) and ``report`` (the HTML report).
+(regions reached, split hand) and ``report`` (the HTML report). Trial power (``endpoints``,
+``trials`` and the modules beside them), sweep outcomes and sensitivity, and the calibration
+targets build on the same tables; the README's code map lists every module.
 """
 
 from analysis.compensation import (

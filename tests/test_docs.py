@@ -14,6 +14,19 @@ def test_readme_schema_matches_the_tables():
     assert schema_markdown().strip() in (ROOT / "README.md").read_text()
 
 
+def test_the_code_map_names_every_module():
+    """The README's code map lists every module of the engine, the studies and analysis."""
+    readme = (ROOT / "README.md").read_text()
+    code_map = readme[readme.index("## Code map"):readme.index("## Command line")]
+    named = set(re.findall(r"`([a-z_/]+)`", code_map))
+    for package in ("progression", "analysis"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path.stem in ("__init__", "__main__"):
+                continue
+            folder = path.parent.name + "/"
+            assert path.stem in named or folder in named, path.relative_to(ROOT)
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"```bash\n(.+?)\n```", readme)
