@@ -623,13 +623,13 @@ def run_sweep(
     if not yes:
         size = chunk_size or min(
             plan.base.cohort.patients,
-            chunking.default_chunkformat_bytes(
+            chunking.default_chunk_size(
                 plan.base, workers=workers or chunking.usable_cores(),
                 patients=plan.base.cohort.patients * len(plan.points),
             ),
         )
         estimate = estimate_bytes(plan, size, simulate)
-        have = storage.dirformat_bytes(out) if out.is_dir() and (resume or overwrite) else 0
+        have = storage.dir_size(out) if out.is_dir() and (resume or overwrite) else 0
         needed = max(0, estimate - have) if resume else estimate
         free = free_bytes(out) + (have if overwrite else 0)
         if needed > free:
