@@ -35,6 +35,7 @@ from tests.test_runner import (
     make_scenario,
     read_tables,
     run_fake,
+    wait_for_a_chunk,
 )
 
 ALS = SCENARIOS / "als_natural_history.toml"
@@ -163,14 +164,7 @@ def _held_cli_run(out: Path, patients: int, gate: Path) -> subprocess.Popen[str]
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if Manifest.load(out).completed:
-                break
-        except (FileNotFoundError, ValueError):
-            pass
-        time.sleep(0.05)
+    wait_for_a_chunk(out, proc, timeout=120)
     return proc
 
 

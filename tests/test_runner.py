@@ -466,6 +466,18 @@ def live_group_members(pgid: int, wait: float = 10.0) -> list[int]:
         time.sleep(0.1)
 
 
+def wait_for_a_chunk(out: Path, proc: subprocess.Popen, timeout: float) -> None:
+    """Wait until the run in ``out`` (by process ``proc``) has recorded a chunk, or ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if Manifest.load(out).completed:
+                return
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.05)
+
+
 def test_ctrl_c_on_a_terminal(tmp_path: Path, reference: Path) -> None:
     """SIGINT to the whole process group, as a terminal sends it: clean stop, then resume."""
     out = tmp_path / "run"
@@ -488,16 +500,9 @@ def test_ctrl_c_on_a_terminal(tmp_path: Path, reference: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                # A chunk recorded in the manifest: the cluster is up and the client is
-                # collecting results, where Ctrl-C must be handled (not while workers start).
-                if Manifest.load(out).completed:
-                    break
-            except (FileNotFoundError, ValueError):
-                pass
-            time.sleep(0.1)
+        # A chunk recorded in the manifest: the cluster is up and the client is collecting
+        # results, where Ctrl-C must be handled (not while workers start).
+        wait_for_a_chunk(out, proc, timeout=60)
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
