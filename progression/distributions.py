@@ -4,7 +4,8 @@ and draws).
 A scenario gives a parameter that differs across patients as a number (the same for everyone) or
 an inline table such as ``{ dist = "lognormal", median = 0.05, sigma = 0.5 }``; reading and
 checking that table is :mod:`progression.validation`'s job, drawing from it is this module's.
-Imports only :mod:`progression.random` (the keyed streams).
+Imports only :mod:`progression.random` (the keyed streams), numpy and scipy's normal CDF.
+:func:`correlate` couples parameters through a Gaussian copula (``[cohort.correlations]``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import typing
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from progression import random as rnd
 
@@ -91,3 +93,39 @@ class Dist:
         z = rnd.normal(seed, f"param:{path}", patient_ids, n)
         u = rnd.uniform(seed, f"param-u:{path}", patient_ids, n)
         return self.from_normal(z, u)
+
+    def normal_scores(
+        self, seed: int, path: str, patient_ids: np.ndarray, n: int = 1
+    ) -> np.ndarray:
+        """(patients, n) standard normal scores of the draws :meth:`sample` makes: its normals,
+        or for the uniform kind the normal quantiles of its uniforms."""
+        if self.kind == "uniform":
+            return special.ndtri(rnd.uniform(seed, f"param-u:{path}", patient_ids, n))
+        return rnd.normal(seed, f"param:{path}", patient_ids, n)
+
+    def from_scores(self, z: np.ndarray) -> np.ndarray:
+        """Values for standard normal scores ``z`` (the uniform kind through the normal CDF)."""
+        return self.from_normal(z, special.ndtr(z) if self.kind == "uniform" else z)
+
+
+def correlate(scores: dict[str, np.ndarray], matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Standard normal scores of several parameters, correlated across parameters (a Gaussian
+    copula) and nothing else changed.
+
+    Each parameter's patient-level score is ``t = sqrt(n) * mean of its n scores`` (its only
+    score when ``n = 1``); the patients' ``t`` are correlated by the Cholesky factor ``L`` of
+    ``matrix``, ``t' = L t``, and each score moves by ``(t' - t) / sqrt(n)``. So every score
+    stays standard normal, the n scores of one patient stay independent of each other, the
+    patient-level scores of different parameters have correlation ``matrix``, and an identity
+    ``matrix`` changes nothing, to the last bit.
+
+    Args:
+        scores: parameter -> (patients, n) standard normal scores, in the order of ``matrix``.
+        matrix: (k, k) correlation matrix, symmetric positive definite.
+    """
+    names = list(scores)
+    width = np.sqrt([scores[k].shape[1] for k in names])
+    t = np.column_stack([scores[k].mean(axis=1) * w for k, w in zip(names, width, strict=True)])
+    moved = t @ np.linalg.cholesky(np.asarray(matrix, dtype=float)).T
+    return {k: scores[k] + ((moved[:, i] - t[:, i]) / width[i])[:, None]
+            for i, k in enumerate(names)}

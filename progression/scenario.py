@@ -13,6 +13,7 @@ several keys, and loading, overriding and hashing a scenario.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
@@ -22,6 +23,8 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from progression import body as body_map
 from progression.distributions import Dist  # also imported from here, with ScenarioError
@@ -51,6 +54,28 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class Correlations:
+    """Correlated patient traits: a Gaussian copula over per-patient parameters.
+
+    Each named parameter keeps its own distribution; the standard normal behind each patient's
+    value (for a parameter drawn several times per patient, such as the spread delay of every
+    pair of neighbouring compartments: the patient's mean of those normals, rescaled) is
+    correlated with the others' by ``matrix``. So one patient's disease can be fast in every
+    respect at once, while every marginal distribution, every patient's random numbers and the
+    tables' independence of chunking stay as they are.
+
+    Attributes:
+        parameters: key paths of per-patient parameters (distributions), e.g.
+            ``disease.lmn.speed`` or ``disease.lmn.spread_delay_months``.
+        matrix: correlations of their normal scores, rows and columns in the order of
+            ``parameters``: symmetric, ones on the diagonal, positive definite.
+    """
+
+    parameters: tuple[str, ...] = field(metadata={"nonempty": True})
+    matrix: tuple[tuple[float, ...], ...] = field(metadata=_range(-1, 1))
+
+
+@dataclass(frozen=True)
 class Cohort:
     """Who is simulated.
 
@@ -60,6 +85,7 @@ class Cohort:
         arms: arm name -> :class:`Arm`.
         age_years: age at the start of degeneration (years).
         onset_region: share of patients whose disease starts in each region (sums to 1).
+        correlations: correlated per-patient parameters (``[cohort.correlations]``), or None.
     """
 
     patients: int = field(metadata=_range(1, 10**9))
@@ -67,6 +93,7 @@ class Cohort:
     age_years: Dist = field(metadata=_range(0, 120))
     onset_region: dict[str, float] = field(metadata={"keys": body_map.REGIONS, "lo": 0, "hi": 1})
     arms: dict[str, Arm] = field(default_factory=lambda: {"natural_history": Arm()})
+    correlations: Correlations | None = field(default=None, metadata={"hash_if_set": True})
 
 
 @dataclass(frozen=True)
@@ -711,6 +738,43 @@ _ARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
+def patient_parameters(s: Scenario) -> list[str]:
+    """Key paths of the per-patient parameters the engine draws (each a distribution)."""
+    return [k for k, _ in dist_fields(s) if not k.startswith("treatments.")]
+
+
+def _check_correlations(s: Scenario, source: str) -> None:
+    """Names that are per-patient parameters; a symmetric, positive definite correlation matrix
+    of matching size with ones on its diagonal."""
+    c = s.cohort.correlations
+    where = "cohort.correlations"
+    known = patient_parameters(s)
+    for i, name in enumerate(c.parameters):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise invalid(source, f"{where}.parameters[{i}]",
+                          f"a per-patient parameter (a distribution){hint}", name)
+    k = len(c.parameters)
+    m = np.array(c.matrix, dtype=float) if all(len(r) == k for r in c.matrix) else None
+    if m is None or m.shape != (k, k):
+        raise invalid(source, f"{where}.matrix",
+                      f"a {k} x {k} matrix (one row and column per parameter)")
+    if not np.allclose(np.diag(m), 1.0):
+        raise invalid(source, f"{where}.matrix", "ones on the diagonal", list(np.diag(m)))
+    asym = np.argwhere(np.abs(m - m.T) > 1e-9)
+    if len(asym):
+        i, j = asym[0]
+        raise invalid(source, f"{where}.matrix",
+                      f"a symmetric matrix (row {i + 1}, column {j + 1} is {m[i, j]:g}, "
+                      f"row {j + 1}, column {i + 1} is {m[j, i]:g})")
+    low = float(np.linalg.eigvalsh(m).min())
+    if low <= 1e-9:
+        raise invalid(source, f"{where}.matrix",
+                      f"a positive definite matrix (its smallest eigenvalue is {low:.3g}): "
+                      "no set of correlations can be that way at once")
+
+
 def _check(s: Scenario, source: str) -> None:
     """Checks that span several keys."""
     total = sum(s.cohort.onset_region.values())
@@ -733,6 +797,8 @@ def _check(s: Scenario, source: str) -> None:
                 key_path("cohort.arms", arm),
                 f"an arm name other than {_HIVE_NULL} (its folder reads back as a missing arm)",
             )
+    if s.cohort.correlations is not None:
+        _check_correlations(s, source)
     if not s.phenotypes:
         raise invalid(source, "phenotypes", "at least one [phenotypes.<NAME>] table")
     total = sum(p.share for p in s.phenotypes.values())

@@ -13,9 +13,9 @@ import numpy as np
 
 from progression import random as rnd
 from progression.body import COMPARTMENTS, CONTIGUITY, REGIONS, Body
-from progression.distributions import Dist
+from progression.distributions import Dist, correlate
 from progression.processes import hazard, lmn, umn
-from progression.scenario import LMN, UMN, Scenario
+from progression.scenario import LMN, UMN, Scenario, dist_fields
 
 NO_VISIT = np.inf
 
@@ -98,9 +98,38 @@ def buckets(scenario: Scenario) -> int:
     )
 
 
-def _draw(dist: Dist, scenario: Scenario, path: str, ids: np.ndarray, n: int = 1) -> np.ndarray:
-    out = dist.sample(scenario.cohort.seed, path, ids, n)
-    return out[:, 0] if n == 1 else out
+#: Draws per patient of the parameters drawn more than once (one per pair of neighbouring
+#: compartments); every other per-patient parameter is drawn once.
+DRAWS_PER_PATIENT = {
+    f"disease.{proc}.{delay}": len(CONTIGUITY)
+    for proc in ("lmn", "umn") for delay in ("spread_delay_months", "contralateral_delay_months")
+}
+
+
+class PatientDraws:
+    """Every per-patient parameter's values: each from its own keyed stream, and those named in
+    ``[cohort.correlations]`` correlated through a Gaussian copula
+    (:func:`progression.distributions.correlate`). ``drawn`` records the key paths asked for."""
+
+    def __init__(self, scenario: Scenario, ids: np.ndarray) -> None:
+        self.seed, self.ids = scenario.cohort.seed, ids
+        self.drawn: set[str] = set()
+        self.correlated: dict[str, np.ndarray] = {}
+        c = scenario.cohort.correlations
+        if c is not None:
+            dists = dict(dist_fields(scenario))
+            scores = {p: dists[p].normal_scores(self.seed, p, ids, DRAWS_PER_PATIENT.get(p, 1))
+                      for p in c.parameters}
+            self.correlated = correlate(scores, np.array(c.matrix))
+
+    def __call__(self, dist: Dist, path: str, n: int = 1) -> np.ndarray:
+        """(patients,) values of ``dist`` at key path ``path`` ((patients, n) if ``n > 1``)."""
+        if n != DRAWS_PER_PATIENT.get(path, 1):
+            raise ValueError(f"{path} is drawn {DRAWS_PER_PATIENT.get(path, 1)} times, not {n}")
+        self.drawn.add(path)
+        z = self.correlated.get(path)
+        out = dist.sample(self.seed, path, self.ids, n) if z is None else dist.from_scores(z)
+        return out[:, 0] if n == 1 else out
 
 
 def _choice(u: np.ndarray, shares: list[float]) -> np.ndarray:
@@ -108,19 +137,15 @@ def _choice(u: np.ndarray, shares: list[float]) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(shares), u, side="right"), len(shares) - 1)
 
 
-def _onsets(proc: LMN | UMN, spreads: bool, path: str, scenario, ids, origin, start) -> np.ndarray:
+def _onsets(
+    proc: LMN | UMN, spreads: bool, path: str, scenario, ids, origin, start, draw: PatientDraws
+) -> np.ndarray:
     n_edges = len(CONTIGUITY)
     if not spreads:
         return np.repeat(start[:, None], len(COMPARTMENTS), axis=1)
     seed = scenario.cohort.seed
-    rostro = _draw(proc.spread_delay_months, scenario, f"{path}.spread_delay_months", ids, n_edges)
-    contra = _draw(
-        proc.contralateral_delay_months,
-        scenario,
-        f"{path}.contralateral_delay_months",
-        ids,
-        n_edges,
-    )
+    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
+    contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
     u = rnd.uniform(seed, f"{path}.jump", ids, 3)
     jump = u[:, 0] < proc.noncontiguous_probability
     target = np.minimum((u[:, 1] * len(COMPARTMENTS)).astype(np.int64), len(COMPARTMENTS) - 1)
@@ -132,6 +157,7 @@ def _onsets(proc: LMN | UMN, spreads: bool, path: str, scenario, ids, origin, st
 def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
     """Every per-patient draw that does not depend on the simulation (see :class:`Latent`)."""
     seed = scenario.cohort.seed
+    draw = PatientDraws(scenario, ids)
     names = list(scenario.phenotypes)
     u = rnd.uniform(seed, "cohort", ids, 3)
     phen = _choice(u[:, 0], [scenario.phenotypes[n].share for n in names])
@@ -159,9 +185,9 @@ def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
             start[proc] = np.full(n, np.inf)
             speed[proc] = np.zeros(n)
             continue
-        s0 = _draw(spec.onset_month, scenario, f"disease.{proc}.onset_month", ids)
+        s0 = draw(spec.onset_month, f"disease.{proc}.onset_month")
         start[proc] = np.where(has[proc], s0, np.inf)
-        k = _draw(spec.speed, scenario, f"disease.{proc}.speed", ids) * factor
+        k = draw(spec.speed, f"disease.{proc}.speed") * factor
         speed[proc] = np.where(has[proc], k, 0.0)
     shift = np.minimum(start["lmn"], start["umn"])  # month 0 = start of degeneration
     shift = np.where(np.isfinite(shift), shift, 0.0)
@@ -172,9 +198,9 @@ def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
             continue
         spreads = lmn.PATTERNS[spec.pattern].spreads if proc == "lmn" else True
         onsets[proc] = _onsets(
-            spec, spreads, f"disease.{proc}", scenario, ids, origin, start[proc] - shift
+            spec, spreads, f"disease.{proc}", scenario, ids, origin, start[proc] - shift, draw
         )
-    age = _draw(scenario.cohort.age_years, scenario, "cohort.age_years", ids)
+    age = draw(scenario.cohort.age_years, "cohort.age_years")
     r = scenario.reinnervation
     return Latent(
         phenotype=phen,
@@ -184,18 +210,13 @@ def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
         umn_speed=speed["umn"],
         lmn_onset=onsets["lmn"],
         umn_onset=onsets["umn"],
-        capacity=_draw(r.capacity, scenario, "reinnervation.capacity", ids),
-        adoption_rate=1.0
-        / _draw(r.time_constant_months, scenario, "reinnervation.time_constant_months", ids),
-        symptom_threshold=_draw(
-            scenario.symptoms.function_threshold, scenario, "symptoms.function_threshold", ids
+        capacity=draw(r.capacity, "reinnervation.capacity"),
+        adoption_rate=1.0 / draw(r.time_constant_months, "reinnervation.time_constant_months"),
+        symptom_threshold=draw(scenario.symptoms.function_threshold, "symptoms.function_threshold"),
+        respiratory_threshold=draw(
+            scenario.respiration.failure_threshold, "respiration.failure_threshold"
         ),
-        respiratory_threshold=_draw(
-            scenario.respiration.failure_threshold, scenario, "respiration.failure_threshold", ids
-        ),
-        referral_delay=_draw(
-            scenario.visits.referral_delay_months, scenario, "visits.referral_delay_months", ids
-        ),
+        referral_delay=draw(scenario.visits.referral_delay_months, "visits.referral_delay_months"),
         background_death=background_death(scenario, ids, age),
     )
 

@@ -220,6 +220,10 @@ def _describe(tp, f) -> str:
         return "a number or a distribution table"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a, f) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple and typing.get_origin(typing.get_args(tp)[0]) is tuple:
+        return "a list of lists of numbers"
+    if origin is tuple and typing.get_args(tp)[0] is float:
+        return "a list of numbers"
     if origin is tuple:
         choices = f.metadata.get("choices")
         return f"a list of {', '.join(choices)}" if choices else "a list of strings"
@@ -268,6 +272,17 @@ def _convert(tp, value: Any, key: str, f, source: str):
                 _check_range(x, sub, f, source)
                 out[k] = x
         return out
+    if origin is tuple and typing.get_origin(typing.get_args(tp)[0]) is tuple:  # a matrix
+        if not isinstance(value, list) or not all(isinstance(r, list) for r in value):
+            raise invalid(source, key, "a list of lists of numbers", value)
+        rows = []
+        for i, row in enumerate(value):
+            sub = f"{key}[{i}]"
+            numbers = tuple(float(_number(v, sub, source)) for v in row)
+            for x in numbers:
+                _check_range(x, sub, f, source)
+            rows.append(numbers)
+        return tuple(rows)
     if origin is tuple and typing.get_args(tp)[0] is float:  # a list of numbers
         if not isinstance(value, list):
             raise invalid(source, key, "a list of numbers", value)

@@ -944,7 +944,7 @@ def test_python_m_progression_validate_bad_file(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert proc.stderr.splitlines() == [
         f"progression: error: {bad}: cohort.patiens: unknown key (did you mean 'patients'?); "
-        "expected one of patients, seed, age_years, onset_region, arms"
+        "expected one of patients, seed, age_years, onset_region, arms, correlations"
     ]
 
 
