@@ -155,6 +155,7 @@ class Result:
         ranges: the range judged per component (published, or derived: see ``range_note``).
         range_note: how a derived range was set (empty for a published one).
         status: ``pass``, ``fail``, ``input`` (reported, not judged) or ``n/a``.
+        seeds: the status at each cohort seed when judged at several (:func:`combine`).
     """
 
     target: Target
@@ -162,10 +163,12 @@ class Result:
     ranges: tuple[tuple[float, float], ...] | None
     range_note: str
     status: str
+    seeds: tuple[str, ...] = ()
 
 
 def judge(target: Target, estimate: Estimate | None) -> Result:
-    """Pass when every component's estimate lies in its range and every extra check holds."""
+    """Pass when every component's 95% interval lies inside its range (not merely touches it;
+    the point value where an estimate has no interval) and every extra check holds."""
     if target.range is not None:
         ranges, note = (target.range,) * len(target.value), ""
     elif target.id in DERIVED_RANGES:
@@ -178,9 +181,29 @@ def judge(target: Target, estimate: Estimate | None) -> Result:
         return Result(target, estimate, ranges, note, "input")
     if ranges is None or any(v is None for v in estimate.value):
         return Result(target, estimate, ranges, note, "n/a")
-    ok = all(lo <= v <= hi for v, (lo, hi) in zip(estimate.value, ranges, strict=False))
+    ok = all(
+        lo <= (v if low is None else low) and (v if high is None else high) <= hi
+        for v, low, high, (lo, hi) in zip(
+            estimate.value, estimate.lower, estimate.upper, ranges, strict=False
+        )
+    )
     ok = ok and all(estimate.checks.values())
     return Result(target, estimate, ranges, note, "pass" if ok else "fail")
+
+
+def combine(per_seed: Sequence[Sequence[Result]]) -> list[Result]:
+    """One result per target from its results at several cohort seeds (same targets, same
+    order): the first seed's estimate, ``pass`` only when every seed passes."""
+    out = []
+    for results in zip(*per_seed, strict=True):
+        first = results[0]
+        statuses = tuple(r.status for r in results)
+        status = first.status
+        if first.status in ("pass", "fail"):
+            status = "pass" if all(st == "pass" for st in statuses) else "fail"
+        out.append(Result(first.target, first.estimate, first.ranges, first.range_note, status,
+                          statuses if len(results) > 1 else ()))
+    return out
 
 
 def evaluate(targets: Sequence[Target], runs: Mapping[str, Run]) -> list[Result]:
@@ -238,7 +261,10 @@ def rows(results: Sequence[Result]) -> list[dict[str, str]]:
                 "simulated": sim,
                 "ci95": ci,
                 "n": "-" if e is None else str(e.n),
-                "status": r.status,
+                "status": r.status + (
+                    f" ({sum(st == 'pass' for st in r.seeds)}/{len(r.seeds)} seeds)"
+                    if r.seeds and r.status in ("pass", "fail") else ""
+                ),
                 "detail": "" if e is None else "; ".join(
                     [e.detail, *[f"{k}: {'yes' if v else 'no'}" for k, v in e.checks.items()]]
                 ).strip("; "),
@@ -291,6 +317,7 @@ __all__ = [
     "Estimate",
     "Result",
     "Target",
+    "combine",
     "evaluate",
     "judge",
     "load_targets",

@@ -23,9 +23,9 @@ from progression.exam import alsfrs
 from progression.model import simulate_chunk
 from progression.studies import calibration as C
 from progression.studies import cli
-from tests.conftest import SCENARIOS, small
+from tests.conftest import ROOT, SCENARIOS, small
 
-SHARED_TARGETS = C.DEFAULT_TARGETS
+SHARED_TARGETS = ROOT.parent / "shared" / "calibration" / "targets.toml"
 
 
 def _tables(name: str, patients: int, **overrides) -> dict[str, pl.LazyFrame]:
@@ -48,9 +48,20 @@ def _runs() -> dict[str, dict[str, pl.LazyFrame]]:
 
 
 def _targets() -> list[T.Target]:
-    if SHARED_TARGETS.is_file():
-        return T.load_targets(SHARED_TARGETS)
-    pytest.skip(f"{SHARED_TARGETS} not present")
+    return T.load_targets(C.DEFAULT_TARGETS)
+
+
+def test_the_project_targets_keep_every_shared_target():
+    """``validation/targets.toml`` is the project's; the steering group's shared copy (beside
+    the repository, where there is one) must not hold a target it lacks or gives otherwise."""
+    ours = {t.id: t for t in _targets()}
+    assert C.DEFAULT_TARGETS.is_relative_to(ROOT) and ours
+    if not SHARED_TARGETS.is_file():
+        return
+    for t in T.load_targets(SHARED_TARGETS):
+        assert t.id in ours, t.id
+        o = ours[t.id]
+        assert (o.value, o.range, o.kind, o.scenario) == (t.value, t.range, t.kind, t.scenario)
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -286,3 +297,23 @@ def test_fit_through_sweeps_equals_the_inline_fit_and_keeps_every_batch(tmp_path
         C.fit(scenario, params, targets, out=out, **common)
     with pytest.raises(ValueError, match="engine='sweep'"):
         C.fit(scenario, params, targets, engine="inline", workers=2, **common)
+
+
+def _result(lower: float, upper: float, value: float = 10.0) -> T.Result:
+    target = T.Target(id="x", scenario="any", quantity="q", value=(10.0,), range=(8.0, 12.0))
+    return T.judge(target, E.Estimate((value,), (lower,), (upper,), n=100))
+
+
+def test_a_target_passes_only_with_its_interval_inside_the_range():
+    assert _result(8.5, 11.5).status == "pass"
+    assert _result(7.9, 11.5).status == "fail"  # touches the range, not inside it
+    assert _result(11.0, 12.5).status == "fail"
+    assert _result(12.5, 13.0, value=12.7).status == "fail"
+
+
+def test_several_seeds_pass_only_when_every_seed_passes():
+    a, b = [_result(8.5, 11.5)], [_result(7.0, 9.5, value=8.2)]
+    both = T.combine([a, b])
+    assert both[0].status == "fail" and both[0].seeds == ("pass", "fail")
+    assert T.rows(both)[0]["status"] == "fail (1/2 seeds)"
+    assert T.combine([a, a])[0].status == "pass" and T.combine([a])[0].seeds == ()

@@ -42,8 +42,8 @@ from analysis import targets as T
 ROOT = Path(__file__).resolve().parents[2]
 #: Scenario folder used by :func:`validate_model` unless told otherwise.
 SCENARIOS = ROOT / "scenarios"
-#: Default published targets: ../shared/calibration/targets.toml beside the repository.
-DEFAULT_TARGETS = ROOT.parent / "shared" / "calibration" / "targets.toml"
+#: Default published targets: the project's own ``validation/targets.toml`` (sources kept).
+DEFAULT_TARGETS = ROOT / "validation" / "targets.toml"
 #: Patients per scenario for :func:`validate_model` by default: a few minutes on 2 cores.
 DEFAULT_PATIENTS = 500
 #: Overrides of a run variant (the part of a run name after ``@``).
@@ -97,7 +97,7 @@ class Validation:
 
 def validate_model(
     targets: str | Path | None = None,
-    out: str | Path = "validation",
+    out: str | Path = "runs/validation",
     patients: int = DEFAULT_PATIENTS,
     workers: int | None = None,
     seed: int | None = None,
@@ -105,8 +105,12 @@ def validate_model(
     progress: bool = False,
     chunk_size: int | None = None,
     scheduler: str | None = None,
+    seeds: int = 1,
 ) -> Validation:
     """Run the scenarios the targets need, compute every target and write ``validation.md``.
+
+    A target passes when its 95% interval lies inside the published range, at every one of
+    ``seeds`` cohort seeds (the scenario's own, or ``seed``, then the next ones).
 
     Args:
         targets: a ``targets.toml`` (default :data:`DEFAULT_TARGETS`).
@@ -115,6 +119,7 @@ def validate_model(
         workers: dask workers for each run (1 = in process; default: the usable cores).
         seed: override every scenario's seed (default: the scenario's own).
         chunk_size, scheduler: as :func:`progression.runner.run`.
+        seeds: cohort seeds to judge each target at.
         scenarios: folder of the scenario files.
         progress: draw the runner's progress bar.
 
@@ -137,24 +142,34 @@ def validate_model(
         raise CalibrationError(f"{targets_path}: cannot read targets: {e.strerror or e}") from None
     except ValueError as e:  # one line that names the file
         raise CalibrationError(str(e)) from None
+    if seeds < 1:
+        raise CalibrationError(f"seeds must be at least 1, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     folders: dict[str, Path] = {}
-    for name in T.runs_needed(chosen):
-        scenario_name, over = run_spec(name)
-        path = Path(scenarios) / f"{scenario_name}.toml"
-        if not path.is_file():
-            raise CalibrationError(f"scenario {path} (needed by the targets) not found")
-        scenario = load_scenario(path, patients=patients, seed=seed, overrides=over)
-        folders[name] = out / "runs" / name.replace("@", "-")
-        run(scenario, folders[name], workers=workers, chunk_size=chunk_size, scheduler=scheduler,
-            overwrite=True, progress=progress)
-    results = T.evaluate(chosen, {k: open_run(v) for k, v in folders.items()})
+    per_seed = []
+    for k in range(seeds):
+        runs: dict[str, Path] = {}
+        for name in T.runs_needed(chosen):
+            scenario_name, over = run_spec(name)
+            path = Path(scenarios) / f"{scenario_name}.toml"
+            if not path.is_file():
+                raise CalibrationError(f"scenario {path} (needed by the targets) not found")
+            own = load_scenario(path, patients=patients, seed=seed, overrides=over).cohort.seed
+            scenario = load_scenario(path, patients=patients, seed=own + k, overrides=over)
+            folder = name.replace("@", "-") + (f"-seed{own + k}" if seeds > 1 else "")
+            runs[name] = folders[folder] = out / "runs" / folder
+            run(scenario, runs[name], workers=workers, chunk_size=chunk_size,
+                scheduler=scheduler, overwrite=True, progress=progress)
+        per_seed.append(T.evaluate(chosen, {n: open_run(f) for n, f in runs.items()}))
+    results = T.combine(per_seed)
     header = (
         f"Simulated with {patients} patients per scenario"
         + (f", seed {seed}" if seed is not None else " (each scenario's own seed)")
+        + (f" and the {seeds - 1} seeds after it" if seeds > 1 else "")
         + f"; targets from `{targets_path.name}`."
-        + " 95% confidence intervals; `status` compares the simulated value with the range."
+        + " 95% confidence intervals (of the first seed); a target passes when the interval lies"
+        + " inside the range" + (" at every seed" if seeds > 1 else "") + "."
     )
     md = out / "validation.md"
     md.write_text(T.to_markdown(results, header))

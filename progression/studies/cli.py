@@ -128,9 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
 
     vm = sub.add_parser("validate-model", help="compare shipped scenarios with published figures")
-    vm.add_argument("--targets", type=Path, help="targets.toml (default ../shared/calibration/)")
-    vm.add_argument("--out", type=Path, default=Path("validation"), help="folder (runs/, .md)")
+    vm.add_argument("--targets", type=Path, help="targets.toml (default validation/targets.toml)")
+    vm.add_argument("--out", type=Path, default=Path("runs/validation"),
+                    help="folder for the runs and validation.md (default runs/validation)")
     _simulation_options(vm, "patients per scenario (default 500)")
+    vm.add_argument("--seeds", type=_positive_int, default=1,
+                    help="judge every target at this many cohort seeds (default 1)")
     return parser
 
 
@@ -143,7 +146,7 @@ def _validate_model(args: argparse.Namespace) -> int:
         v = validate_model(
             args.targets, args.out, patients=args.patients or DEFAULT_PATIENTS,
             workers=args.workers, seed=args.seed, chunk_size=args.chunk_size,
-            scheduler=args.scheduler, progress=sys.stderr.isatty(),
+            scheduler=args.scheduler, progress=sys.stderr.isatty(), seeds=args.seeds,
         )
     except (CalibrationError, RunError) as e:
         return _fail(str(e))
