@@ -1,6 +1,6 @@
 """The calibration estimators: each target id's published figure computed from runs' tables.
 
-Each target in ``../shared/calibration/targets.toml`` (:mod:`analysis.targets`) names a quantity
+Each target in ``validation/targets.toml`` (:mod:`analysis.targets`) names a quantity
 that clinicians have measured (survival, functional decline, diagnostic delay, healthy test
 values, ...). Here every target id has an *estimator*: a function of one or more runs (the dict
 from :func:`analysis.open_run`, or a folder) that computes the same quantity from the tables,

@@ -1,6 +1,6 @@
 """Calibration targets: the published figures of ``targets.toml``, judged against the simulation.
 
-Each ``[[target]]`` of ``../shared/calibration/targets.toml`` is a figure clinicians have
+Each ``[[target]]`` of ``validation/targets.toml`` is a figure clinicians have
 measured, with the range that counts as consistent (:class:`Target`, :func:`load_targets`).
 :func:`evaluate` computes each one from named runs with its estimator
 (:data:`analysis.estimators.ESTIMATORS`, whose docstrings say how) and :func:`judge` compares it
