@@ -38,8 +38,19 @@ import numpy as np
 from analysis import estimators as E
 from analysis import targets as T
 
-#: The repository (scenarios/ lives beside progression/; this file is progression/studies/).
-ROOT = Path(__file__).resolve().parents[2]
+
+def _repository() -> Path:
+    """The repository holding ``scenarios/`` and ``validation/``: the one this code runs from
+    (an editable install or a clone), else the current folder (an installed copy used from a
+    clone, as the README's quick start does)."""
+    here = Path(__file__).resolve().parents[2]  # this file is progression/studies/
+    if (here / "validation" / "targets.toml").is_file():
+        return here
+    return Path.cwd()
+
+
+#: The repository (see :func:`_repository`).
+ROOT = _repository()
 #: Scenario folder used by :func:`validate_model` unless told otherwise.
 SCENARIOS = ROOT / "scenarios"
 #: Default published targets: the project's own ``validation/targets.toml`` (sources kept).
