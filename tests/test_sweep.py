@@ -356,3 +356,23 @@ seed = 3
     # The LMN speed moves the ALSFRS-R slope more than reinnervation capacity does.
     slope = table.filter(pl.col("outcome") == "alsfrs_slope_per_month").sort("parameter")
     assert slope["mu_star"][0] > slope["mu_star"][1]
+
+
+def test_verify_and_open_a_sweep_that_lost_a_chunk(tiny, tmp_path, capsys):
+    """A sweep folder is checked like a run; its repair command is the sweep's own."""
+    import shutil
+
+    from analysis.io import RunReadError, open_run
+
+    path, out, _ = tiny
+    copy = tmp_path / "sweep"
+    shutil.copytree(out, copy)
+    assert cli.main(["verify", str(copy)]) == 0
+    m = Manifest.load(copy)
+    m.forget(m.completed[-1]["chunk"])
+    m.save(copy)
+    capsys.readouterr()
+    assert cli.main(["verify", str(copy)]) == 1
+    assert f"progression sweep {path} --out {copy} --resume" in capsys.readouterr().out
+    with pytest.raises(RunReadError, match=f"progression sweep {path}"):
+        open_run(copy)

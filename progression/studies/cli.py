@@ -198,8 +198,10 @@ def _verify(args: argparse.Namespace) -> int:
           f"({len(m.completed)} of {len(m.chunks)} chunks); {v.files} files, "
           f"{v.bytes / 1e6:,.1f} MB, {len(v.damaged)} damaged chunks ({checked} checked)")
     if not m.is_complete() or v.damaged:
-        print(f"{args.run}: complete or repair it with: progression run "
-              f"{args.run / 'scenario.toml'} --out {args.run} --resume")
+        command = (f"sweep {m.scenario_path}" if m.prefixes  # a sweep: its [sweep] file
+                   else f"run {args.run / 'scenario.toml'}")
+        print(f"{args.run}: complete or repair it with: progression {command} --out {args.run} "
+              "--resume")
     return 0 if v.ok else 1
 
 
