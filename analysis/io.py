@@ -102,6 +102,9 @@ def _chunk_files(root: Path, data: dict) -> dict[str, list[Path]]:
         return files
     for record in data["completed"]:
         for f in record.get("files", []):
+            parts = Path(f["path"]).parts
+            if Path(f["path"]).is_absolute() or ".." in parts:
+                raise RunReadError(f"{root / MANIFEST}: file path {f['path']!r} leaves the run")
             path = root / f["path"]
             try:
                 size = path.stat().st_size

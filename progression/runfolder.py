@@ -129,6 +129,8 @@ def prepare(
         for k in damaged:
             manifest.forget(k)
         storage.remove_incomplete(out, manifest.completed_chunks())
+        if not (out / storage.SCENARIO_COPY).is_file():  # deleted by hand: the run's own text
+            storage.write_text_atomic(out / storage.SCENARIO_COPY, scenario.text)
         manifest.save(out)
         return manifest, damaged
     try:

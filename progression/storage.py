@@ -339,17 +339,19 @@ def _foreign_in_table(folder: Path) -> list[Path]:
 
 def clear_run(out: Path) -> None:
     """Delete this program's entries of the run folder ``out``, except its lock: the table
-    folders, ``_tmp`` and the run files (call it only when :func:`foreign_entries` is empty)."""
+    folders, ``_tmp`` and the run files (call it only when :func:`foreign_entries` is empty).
+
+    The manifest goes last, so a clear cut short (Ctrl-C, a full disk) leaves a folder that is
+    still recognisably a run, which ``--overwrite`` can clear again."""
     out = Path(out)
     for name in (*TABLES, TMP_DIR):
         if (out / name).is_dir():
             shutil.rmtree(out / name)
-    for name in RUN_FILES:
-        if name != LOCK:
-            (out / name).unlink(missing_ok=True)
     for tmp in out.glob(".*"):
         if tmp.is_file() and _HIDDEN_TMP.fullmatch(tmp.name):
             tmp.unlink()
+    for name in (*[n for n in RUN_FILES if n not in (LOCK, MANIFEST)], MANIFEST):
+        (out / name).unlink(missing_ok=True)
 
 
 def missing_files(

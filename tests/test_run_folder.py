@@ -510,3 +510,46 @@ def test_a_run_of_progression_0_1_stays_readable(tmp_path: Path) -> None:
     assert sorted(ids.unique()) == list(range(15))
     with pytest.raises(RunError, match="format 1.*--overwrite"):
         run_fake(out, resume=True)
+
+
+def test_an_overwrite_cut_short_leaves_a_run_that_overwrite_clears(
+    tmp_path: Path, reference: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is deleted last, so the folder stays recognisably a run."""
+    out = tmp_path / "run"
+    run_fake(out, chunk_size=5)
+    unlink = Path.unlink
+
+    def cut(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "scenario.toml":
+            raise KeyboardInterrupt
+        unlink(self, missing_ok=missing_ok)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Path, "unlink", cut)
+        with pytest.raises(KeyboardInterrupt):
+            run_fake(out, overwrite=True, chunk_size=5)
+    assert (out / "manifest.json").is_file() and not (out / lock.LOCK).exists()
+    run_fake(out, overwrite=True, chunk_size=5)
+    assert_same_tables(reference, out)
+
+
+def test_resume_restores_a_deleted_scenario_copy(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_fake(out, chunk_size=5)
+    text = (out / "scenario.toml").read_text()
+    (out / "scenario.toml").unlink()
+    run_fake(out, resume=True)
+    assert (out / "scenario.toml").read_text() == text
+
+
+def test_a_manifest_pointing_outside_the_run_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_fake(out, chunk_size=5)
+    data = json.loads((out / "manifest.json").read_text())
+    data["completed"][0]["files"][0]["path"] = "../../elsewhere/part-0.parquet"
+    (out / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(RunReadError, match="leaves the run"):
+        open_run(out)
+    with pytest.raises(ValueError, match="leaves the run folder"):
+        Manifest.load(out)
