@@ -2,7 +2,7 @@
 
 ``run`` plans the cohort into chunks (chunk k covers patient ids ``[k*size, (k+1)*size)``),
 submits one task per chunk that simulates the chunk AND writes its files (so only a small
-:class:`~progression.storage.ChunkRecord` travels back), records each finished chunk in the
+:class:`~progression.manifest.ChunkRecord` travels back), records each finished chunk in the
 manifest, draws a progress bar on a terminal and returns a :class:`RunSummary`. It computes no
 physiology: ``simulate`` (default ``progression.model.simulate_chunk``) does, and a patient's
 output depends only on (scenario, patient id), so the tables are identical whatever the workers or
