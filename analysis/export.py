@@ -45,8 +45,7 @@ def _status(run: Path, allow_incomplete: bool) -> RunStatus:
     except RunReadError as e:
         raise ExportError(str(e)) from None
     if not status.complete and not allow_incomplete:
-        raise ExportError(f"{run}: {status.describe()}; complete it with: "
-                          f"{status.resume_command()} (or add --allow-incomplete)")
+        raise ExportError(status.refusal())
     return status
 
 

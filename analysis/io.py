@@ -58,9 +58,7 @@ class RunStatus:
 
     def resume_command(self) -> str:
         """The command that completes the run."""
-        if self.sweep:
-            return f"progression sweep {self.scenario_path} --out {self.path} --resume"
-        return f"progression run {self.path / 'scenario.toml'} --out {self.path} --resume"
+        return resume_command(self.path, self.scenario_path if self.sweep else None)
 
     def describe(self) -> str:
         """One line: ``incomplete run: 70 of 300 patients (2 of 8 chunks complete)``."""
@@ -68,6 +66,19 @@ class RunStatus:
             f"incomplete run: {self.complete_patients:,} of {self.patients:,} patients "
             f"({self.complete_chunks} of {self.chunks} chunks complete)"
         )
+
+    def refusal(self) -> str:
+        """Why a reader refuses this incomplete run, and what to do (one line)."""
+        return (f"{self.path}: {self.describe()}; complete it with: {self.resume_command()} "
+                "(or read the complete part: --allow-incomplete)")
+
+
+def resume_command(path: str | Path, sweep_scenario: str | Path | None = None) -> str:
+    """The command that completes the run in ``path``: from the run's own ``scenario.toml``,
+    or for a sweep from its scenario file with the ``[sweep]`` section."""
+    if sweep_scenario is not None:
+        return f"progression sweep {sweep_scenario} --out {path} --resume"
+    return f"progression run {Path(path) / 'scenario.toml'} --out {path} --resume"
 
 
 def _load_manifest(root: Path) -> dict:
@@ -168,9 +179,7 @@ def open_run(
     """
     status = status or run_status(path)
     if not status.complete and not allow_incomplete:
-        raise RunReadError(
-            f"{status.path}: {status.describe()}; complete it with: {status.resume_command()}"
-        )
+        raise RunReadError(status.refusal())
     if not status.files.get("patients"):
         raise RunReadError(f"{status.path}: no complete chunk yet")
     frames = {}

@@ -341,8 +341,7 @@ def power_command(
     except EndpointError as e:
         raise PowerError(str(e)) from None
     except RunReadError as e:
-        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
-        raise PowerError(f"{e}{hint}") from None
+        raise PowerError(str(e)) from None
     if len(data.ids) < 4:
         who = "meeting the enrichment" if data.options.enrich else "enrolled"
         raise PowerError(f"{run}: only {len(data.ids)} patients {who}; a trial needs more")

@@ -93,8 +93,7 @@ def write_report(
     try:
         open_run(run, allow_incomplete=allow_incomplete)  # lazy: refuses what it cannot read
     except RunReadError as e:
-        hint = "" if allow_incomplete or "incomplete" not in str(e) else " (or --allow-incomplete)"
-        raise ReportError(f"{e}{hint}") from None
+        raise ReportError(str(e)) from None
     target = out / "report.html"
     if target.exists() and not overwrite:
         raise ReportError(f"{target} exists; pass --overwrite to replace it")

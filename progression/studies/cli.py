@@ -174,6 +174,7 @@ def _export_scans(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     """``progression verify``: 0 when the run is complete and every file is as recorded, 1
     when it is incomplete or damaged, 2 when it is not a run."""
+    from analysis.io import resume_command
     from progression import lock
     from progression.manifest import verify_run
 
@@ -198,15 +199,14 @@ def _verify(args: argparse.Namespace) -> int:
           f"({len(m.completed)} of {len(m.chunks)} chunks); {v.files} files, "
           f"{v.bytes / 1e6:,.1f} MB, {len(v.damaged)} damaged chunks ({checked} checked)")
     if not m.is_complete() or v.damaged:
-        command = (f"sweep {m.scenario_path}" if m.prefixes  # a sweep: its [sweep] file
-                   else f"run {args.run / 'scenario.toml'}")
-        print(f"{args.run}: complete or repair it with: progression {command} --out {args.run} "
-              "--resume")
+        command = resume_command(args.run, m.scenario_path if m.prefixes else None)
+        print(f"{args.run}: complete or repair it with: {command}")
     return 0 if v.ok else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
     """``progression sweep``: plan (validate), check the disk, run, summarise."""
+    from analysis.io import resume_command
     from progression.runner import RunError, RunInterrupted
     from progression.studies.sweep import SweepError, plan_sweep, run_sweep
 
@@ -217,11 +217,11 @@ def _sweep(args: argparse.Namespace) -> int:
             scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite, yes=args.yes,
         )
     except RunInterrupted as e:
-        return _interrupted(e, f"progression sweep {args.scenario} --out {args.out} --resume")
+        return _interrupted(e, resume_command(args.out, args.scenario))
     except (RunError, SweepError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
-        return _interrupted(None, f"progression sweep {args.scenario} --out {args.out} --resume")
+        return _interrupted(None, resume_command(args.out, args.scenario))
     print(summary, file=sys.stderr)
     return 0
 
@@ -421,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "run":
+            from analysis.io import resume_command
             from progression.runner import RunError, RunInterrupted, run
 
             scenario = load_scenario(args.scenario, patients=args.patients, seed=args.seed)
@@ -435,8 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                     overwrite=args.overwrite,
                 )
             except RunInterrupted as e:
-                return _interrupted(e, f"progression run {args.out / 'scenario.toml'} --out "
-                                       f"{args.out} --resume")
+                return _interrupted(e, resume_command(args.out))
             except RunError as e:
                 return _fail(str(e))
             except KeyboardInterrupt:
