@@ -49,12 +49,14 @@ def _status(run: Path, allow_incomplete: bool) -> RunStatus:
     return status
 
 
-def read_scans(run: str | Path, allow_incomplete: bool = False) -> dict[str, np.ndarray]:
+def read_scans(
+    run: str | Path, allow_incomplete: bool = False, status: RunStatus | None = None
+) -> dict[str, np.ndarray]:
     """The scans of a run's complete chunks, sorted by (patient, arm, month, muscle, side) and
     within a scan in the order delivered; raises :class:`ExportError` if there are none, or if
-    the run is incomplete and not ``allow_incomplete``."""
+    the run is incomplete and not ``allow_incomplete``. ``status``: the run's, if known."""
     run = Path(run)
-    files = _status(run, allow_incomplete).files.get("scans", [])
+    files = (status or _status(run, allow_incomplete)).files.get("scans", [])
     if not (run / "scans").is_dir():
         raise ExportError(
             f"{run} has no recorded scans; record them with [exam.scans] muscles = [...] in the "
@@ -99,8 +101,8 @@ def export_scans(
     Returns:
         The files written, in scan order.
     """
-    cols = read_scans(run, allow_incomplete)
-    status = run_status(run)
+    status = _status(Path(run), allow_incomplete)
+    cols = read_scans(run, status=status)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")

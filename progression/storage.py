@@ -288,12 +288,19 @@ def remove_incomplete(out: Path, complete: set[int]) -> list[Path]:
             for d in dirs:
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d)
-    hidden = [p for name in TABLES if (out / name).is_dir() for p in (out / name).rglob(".*")]
-    for tmp in [*out.glob(".*"), *hidden]:
-        if tmp.is_file() and _HIDDEN_TMP.fullmatch(tmp.name):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    for tmp in _leftover_tmp_files(out, in_tables=True):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
     return removed
+
+
+def _leftover_tmp_files(out: Path, in_tables: bool) -> list[Path]:
+    """Hidden temporary files of atomic writes cut short: at the top of ``out`` and, with
+    ``in_tables``, anywhere in its table folders."""
+    hidden = [*out.glob(".*")]
+    if in_tables:
+        hidden += [p for name in TABLES if (out / name).is_dir() for p in (out / name).rglob(".*")]
+    return [p for p in hidden if p.is_file() and _HIDDEN_TMP.fullmatch(p.name)]
 
 
 def foreign_entries(out: Path) -> list[Path]:
@@ -347,9 +354,8 @@ def clear_run(out: Path) -> None:
     for name in (*TABLES, TMP_DIR):
         if (out / name).is_dir():
             shutil.rmtree(out / name)
-    for tmp in out.glob(".*"):
-        if tmp.is_file() and _HIDDEN_TMP.fullmatch(tmp.name):
-            tmp.unlink()
+    for tmp in _leftover_tmp_files(out, in_tables=False):  # the table folders are gone
+        tmp.unlink()
     for name in (*[n for n in RUN_FILES if n not in (LOCK, MANIFEST)], MANIFEST):
         (out / name).unlink(missing_ok=True)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis.io import RunReadError, open_run, write_atomic
+from analysis.io import RunReadError, RunStatus, open_run, run_status, write_atomic
 from analysis.report import cohort, compensation, emergence, page, spread, survival, trajectories
 from analysis.report.context import Context
 from analysis.report.provenance import provenance
@@ -53,10 +53,11 @@ def _drawn(name: str, build: Callable[[Context], str], ctx: Context) -> str:
         return page.not_drawn(name, e)
 
 
-def render(run: str | Path, allow_incomplete: bool = False) -> str:
+def render(run: str | Path, allow_incomplete: bool = False, status: RunStatus | None = None) -> str:
     """The report of ``run`` as one HTML document (figures embedded); an incomplete run only
-    with ``allow_incomplete``, and then a warning heads the report."""
-    ctx = Context.open(Path(run), allow_incomplete)
+    with ``allow_incomplete``, and then a warning heads the report. ``status``: the run's
+    :func:`analysis.io.run_status`, if known."""
+    ctx = Context.open(Path(run), allow_incomplete, status)
     title, sub = provenance(ctx)
     if not ctx.status.complete:
         sub = (f"<p class=warning><b>Warning: {html.escape(ctx.status.describe())}.</b> Every "
@@ -91,14 +92,15 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} exists and is not a folder")
     try:
-        open_run(run, allow_incomplete=allow_incomplete)  # lazy: refuses what it cannot read
+        status = run_status(run)
+        open_run(run, allow_incomplete=allow_incomplete, status=status)  # refuses what it can't
     except RunReadError as e:
         raise ReportError(str(e)) from None
     target = out / "report.html"
     if target.exists() and not overwrite:
         raise ReportError(f"{target} exists; pass --overwrite to replace it")
     try:
-        text = render(run, allow_incomplete)
+        text = render(run, allow_incomplete, status)
     except (pl.exceptions.PolarsError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ReportError(f"{run}: cannot read the run ({first})") from e

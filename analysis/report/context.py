@@ -37,8 +37,10 @@ class Context:
     tables: int = 0
 
     @classmethod
-    def open(cls, path: Path, allow_incomplete: bool = False) -> Context:
-        status = run_status(path)
+    def open(
+        cls, path: Path, allow_incomplete: bool = False, status: RunStatus | None = None
+    ) -> Context:
+        status = status or run_status(path)
         run = open_run(path, allow_incomplete=allow_incomplete, status=status)
         cohort = patients(
             run,

@@ -166,9 +166,11 @@ def validate_model(
             path = Path(scenarios) / f"{scenario_name}.toml"
             if not path.is_file():
                 raise CalibrationError(f"scenario {path} (needed by the targets) not found")
-            own = load_scenario(path, patients=patients, seed=seed, overrides=over).cohort.seed
-            scenario = load_scenario(path, patients=patients, seed=own + k, overrides=over)
-            folder = name.replace("@", "-") + (f"-seed{own + k}" if seeds > 1 else "")
+            scenario = load_scenario(path, patients=patients, seed=seed, overrides=over)
+            if k:  # the k-th seed after the first
+                scenario = load_scenario(path, patients=patients,
+                                         seed=scenario.cohort.seed + k, overrides=over)
+            folder = name.replace("@", "-") + (f"-seed{scenario.cohort.seed}" if seeds > 1 else "")
             runs[name] = folders[folder] = out / "runs" / folder
             run(scenario, runs[name], workers=workers, chunk_size=chunk_size,
                 scheduler=scheduler, overwrite=True, progress=progress)

@@ -62,6 +62,14 @@ def _simulation_options(parser: argparse.ArgumentParser, patients_help: str) -> 
                         help="address of a running dask scheduler (tcp://host:port)")
 
 
+def _reads_a_run(parser: argparse.ArgumentParser, out_help: str, overwrite_help: str) -> None:
+    """The arguments of every subcommand that reads a run and writes results from it."""
+    parser.add_argument("run", type=Path, help="run folder (the --out of progression run)")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    parser.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="progression",
@@ -86,10 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--quick", action="store_true", help="check sizes only, not SHA-256")
 
     rep = sub.add_parser("report", help="write an HTML report of a run (figures and tables)")
-    rep.add_argument("run", type=Path, help="run folder (the --out of progression run)")
-    rep.add_argument("--out", type=Path, required=True, help="folder for report.html")
-    rep.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    rep.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
+    _reads_a_run(rep, "folder for report.html", "replace an existing report")
 
     swp = sub.add_parser("sweep", help="run a scenario's [sweep]: every point as one job")
     swp.add_argument("scenario", type=Path, help="scenario TOML file with a [sweep] section")
@@ -106,14 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     sen.add_argument("--overwrite", action="store_true", help="replace existing results")
 
     exs = sub.add_parser("export-scans", help="write each recorded CMAP scan as an S,A CSV file")
-    exs.add_argument("run", type=Path, help="run folder (the --out of progression run)")
-    exs.add_argument("--out", type=Path, required=True, help="folder for the CSV files")
-    exs.add_argument("--overwrite", action="store_true", help="replace existing CSV files")
-    exs.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
+    _reads_a_run(exs, "folder for the CSV files", "replace existing CSV files")
 
     pw = sub.add_parser("power", help="power and sample size per endpoint by simulated trials")
-    pw.add_argument("run", type=Path, help="trial run folder (the --out of progression run)")
-    pw.add_argument("--out", type=Path, required=True, help="folder for power.parquet, .csv, .html")
+    _reads_a_run(pw, "folder for power.parquet, .csv, .html", "replace existing results")
     pw.add_argument("--n-per-arm", default="50,100,200,400", help="sizes per arm, e.g. 50,100,200")
     pw.add_argument("--replicates", default="1000", help="simulated trials per size (default 1000)")
     pw.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
@@ -124,8 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--trial-months", help="trial length T (at most the run's trial)")
     pw.add_argument("--dropout", help="extra dropout per month on top of the run's")
     pw.add_argument("--enrich", help="screening criterion, e.g. 'dfs >= 0.5' (bare number: dfs)")
-    pw.add_argument("--overwrite", action="store_true", help="replace existing results")
-    pw.add_argument("--allow-incomplete", action="store_true", help=_INCOMPLETE_HELP)
 
     vm = sub.add_parser("validate-model", help="compare shipped scenarios with published figures")
     vm.add_argument("--targets", type=Path, help="targets.toml (default validation/targets.toml)")
