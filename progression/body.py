@@ -38,6 +38,53 @@ CONTIGUITY: tuple[tuple[int, int, str], ...] = (
     (4, 5, "contralateral"),
 )
 
+#: Spinal levels of each region, rostral first. LMN degeneration starts at one level of the
+#: onset compartment and spreads level by level before it crosses to the next region (focal
+#: onset and contiguous spread through the neuraxis: Ravits & La Spada 2009 Neurology 73:805;
+#: Ravits 2007 Neurology 68:1571). Bulbar and thoracic are one level each.
+LEVELS: dict[str, tuple[str, ...]] = {
+    "bulbar": ("bulbar",),
+    "cervical": ("C3", "C4", "C5", "C6", "C7", "C8", "T1"),
+    "thoracic": ("thoracic",),
+    "lumbosacral": ("L1", "L2", "L3", "L4", "L5", "S1"),
+}
+
+#: (compartment, level) of each node of the spread graph, compartment by compartment.
+LEVEL_NODES: tuple[tuple[int, str], ...] = tuple(
+    (c, level) for c, (region, _) in enumerate(COMPARTMENTS) for level in LEVELS[region]
+)
+
+
+def _node(compartment: int, level: str) -> int:
+    return LEVEL_NODES.index((compartment, level))
+
+
+def _level_edges() -> tuple[tuple[int, int, str, int], ...]:
+    """Edges ``(node, node, kind, contiguity edge)`` of the spread graph: ``level`` edges join
+    neighbouring levels of a compartment (contiguity edge -1); a ``rostrocaudal`` edge joins the
+    caudal level of one region to the rostral level of the next; a ``contralateral`` edge joins
+    each level to the same level on the other side. The last two take the delay drawn for their
+    :data:`CONTIGUITY` edge."""
+    edges = []
+    for c, (region, _) in enumerate(COMPARTMENTS):
+        levels = LEVELS[region]
+        edges += [
+            (_node(c, a), _node(c, b), "level", -1)
+            for a, b in zip(levels[:-1], levels[1:], strict=True)
+        ]
+    for e, (a, b, kind) in enumerate(CONTIGUITY):
+        if kind == "contralateral":
+            levels = LEVELS[COMPARTMENTS[a][0]]
+            edges += [(_node(a, lv), _node(b, lv), kind, e) for lv in levels]
+        else:
+            caudal, rostral = LEVELS[COMPARTMENTS[a][0]][-1], LEVELS[COMPARTMENTS[b][0]][0]
+            edges.append((_node(a, caudal), _node(b, rostral), kind, e))
+    return tuple(edges)
+
+
+#: The spread graph's edges (see :func:`_level_edges`).
+LEVEL_EDGES: tuple[tuple[int, int, str, int], ...] = _level_edges()
+
 #: Functions that the ALSFRS-R items, SVC and symptom onset read.
 FUNCTIONS: tuple[str, ...] = ("bulbar", "arm", "hand", "leg", "respiratory", "trunk")
 
@@ -85,6 +132,13 @@ class Muscle:
         """Index into :data:`COMPARTMENTS`."""
         side = self.side if self.region in ("cervical", "lumbosacral") else "midline"
         return COMPARTMENTS.index((self.region, side))
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Nodes of :data:`LEVEL_NODES` that supply the muscle: its segments' levels in its
+        compartment, or every level of it if none is listed there (bulbar, thoracic)."""
+        own = [i for i, (c, lv) in enumerate(LEVEL_NODES) if c == self.compartment]
+        return tuple(i for i in own if LEVEL_NODES[i][1] in self.segments) or tuple(own)
 
     @property
     def fibres(self) -> float:

@@ -57,7 +57,6 @@ def _deaths_and_room(h, cap, threshold, alive, fibres, base, spare, q, weight):
 @njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
 def step_units(
     hazard: np.ndarray,
-    compartment_of_muscle: np.ndarray,
     starts: np.ndarray,
     threshold: np.ndarray,
     alive: np.ndarray,
@@ -75,8 +74,7 @@ def step_units(
     """Advance every living patient's motor units by one step, in place.
 
     Args:
-        hazard: (patients, compartments) cumulative LMN hazard after this step's increment.
-        compartment_of_muscle: (muscles,) compartment index.
+        hazard: (patients, muscles) cumulative LMN hazard after this step's increment.
         starts: (muscles + 1,) first unit of each muscle, then the unit count.
         threshold: (patients, units) scaled death thresholds E / w (float32).
         alive, fibres: (patients, units) unit state (updated).
@@ -105,7 +103,7 @@ def step_units(
                 orphans[p, m, b] = orphans[p, m, b - 1]
             orphans[p, m, 0] = 0.0
             # LMN death, and each survivor's room to sprout (spare capacity x health^q).
-            h = np.float32(hazard[p, compartment_of_muscle[m]])
+            h = np.float32(hazard[p, m])
             if h == 0.0 or alive_count[p, m] == 0:
                 # Untouched by the disease so far (so no orphans either), or no unit left:
                 # nothing dies, nobody sprouts, and the sums from the last step still hold.

@@ -219,7 +219,8 @@ class Patient(mesa.Agent):
         muscles: one :class:`MuscleState` per muscle of the scenario.
         tracts: per compartment, the list of its :class:`UpperMotorNeuron` agents (empty if the
             scenario has no UMN process).
-        lmn_hazard, umn_hazard: per compartment, cumulative hazard of a weight-1 neuron.
+        lmn_hazard: per muscle, cumulative LMN hazard of a weight-1 neuron.
+        umn_hazard: per compartment, cumulative UMN hazard of a weight-1 axon.
         living: whether the patient is alive; a dead patient's timeline stops.
         region_onset: month each region became symptomatic (inf: not yet).
         symptom_onset, death_month: months (inf: not yet); death_cause: why.
@@ -264,7 +265,7 @@ class Patient(mesa.Agent):
                 for va in v:
                     w = (va / mean_v) ** umn.velocity_exponent
                     tract.append(UpperMotorNeuron(model, va, w, rng.exponential()))
-        self.lmn_hazard = [0.0] * len(COMPARTMENTS)
+        self.lmn_hazard = [0.0] * len(self.lmn_onset)
         self.umn_hazard = [0.0] * len(COMPARTMENTS)
         self.living = True
         self.treated = False
@@ -295,11 +296,11 @@ class Patient(mesa.Agent):
         for ms in self.muscles:
             ms.atrophy(t0, s.reinnervation.atrophy_window_months)
 
-        # 2. LMN death: add each compartment's hazard, then every neuron faces its own threshold
-        for c in range(len(COMPARTMENTS)):
-            self.lmn_hazard[c] += self.lmn_speed * lmn_x * exposure(t0, t1, self.lmn_onset[c])
-        for ms in self.muscles:
-            hazard = self.lmn_hazard[ms.muscle.compartment]
+        # 2. LMN death: add each pool's hazard, then every neuron faces its own threshold
+        for m, onset in enumerate(self.lmn_onset):
+            self.lmn_hazard[m] += self.lmn_speed * lmn_x * exposure(t0, t1, onset)
+        for m, ms in enumerate(self.muscles):
+            hazard = self.lmn_hazard[m]
             for unit in ms.units:
                 if unit.alive:
                     orphaned = unit.face_hazard(hazard)

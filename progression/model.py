@@ -169,7 +169,6 @@ class CohortModel(mesa.Model):
         if self.engine == "kernel":
             kernel.step_units(
                 s.lmn_hazard,
-                self.body.compartment_of_muscle,
                 self.body.start,
                 s.threshold,
                 s.alive,
@@ -205,9 +204,8 @@ class CohortModel(mesa.Model):
         self.alive_count[:] = s.units_alive_per_muscle(self.starts)
 
     def hazard_at_units(self) -> np.ndarray:
-        """(patients, units) cumulative LMN hazard of each unit's compartment (float32)."""
-        comp = self.body.compartment_of_muscle[self.body.muscle_of]
-        return self.state.lmn_hazard.astype(np.float32)[:, comp]
+        """(patients, units) cumulative LMN hazard of each unit's pool (float32)."""
+        return self.state.lmn_hazard.astype(np.float32)[:, self.body.muscle_of]
 
     # -- function, symptoms, death, visits ---------------------------------------------------
 

@@ -199,6 +199,9 @@ class LMN(_Process):
         segments: (segmental) the segments affected.
         length_exponent: (length_dependent) gamma in ``(L / reference_length_cm) ** gamma``.
         reference_length_cm: (length_dependent) axon length with weight 1 (cm).
+        level_delay_months: (focal) months for degeneration to pass from one spinal level to
+            the next within a region (:data:`progression.body.LEVELS`); 0 starts a whole
+            compartment at once.
     """
 
     pattern: str = field(default="focal", metadata={"choices": tuple(lmn_patterns.PATTERNS)})
@@ -209,6 +212,10 @@ class LMN(_Process):
     )
     reference_length_cm: float = field(
         default=100.0, metadata=_range(1, 300, open_lo=True, pattern_only="length_dependent")
+    )
+    level_delay_months: Dist = field(
+        default_factory=lambda: Dist.constant(0.0),
+        metadata=_range(0, 120, pattern_only="focal"),
     )
 
 

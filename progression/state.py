@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from progression import random as rnd
-from progression.body import COMPARTMENTS, CONTIGUITY, REGIONS, Body
+from progression.body import COMPARTMENTS, CONTIGUITY, LEVEL_NODES, REGIONS, Body, Muscle
 from progression.distributions import Dist, correlate
 from progression.processes import hazard, lmn, umn
 from progression.scenario import LMN, UMN, Scenario, dist_fields
@@ -29,7 +29,10 @@ class Latent:
         onset_compartment: where degeneration starts (index into COMPARTMENTS).
         age_years: age at the start of degeneration (years).
         lmn_speed, umn_speed: hazard per month of a weight-1 neuron (1/month), 0 if absent.
-        lmn_onset, umn_onset: (patients, compartments) process onset (months), inf if never.
+        lmn_onset: (patients, muscles) LMN process onset in each muscle's pool (months), inf
+            if never.
+        umn_onset: (patients, compartments) UMN process onset in each tract (months), inf if
+            never.
         capacity: c_max (x healthy unit size).
         adoption_rate: 1 / tau_r (1/month).
         symptom_threshold: function fraction below which a region is symptomatic.
@@ -63,7 +66,7 @@ class State:
         threshold: (patients, units) scaled LMN death threshold E / w (float32, inf: immune).
         orphans: (patients, muscles, buckets) orphaned fibres by months since orphaned.
         atrophied: (patients, muscles) fibres lost to denervation atrophy.
-        lmn_hazard: (patients, compartments) cumulative LMN hazard of a weight-1 neuron.
+        lmn_hazard: (patients, muscles) cumulative LMN hazard of a weight-1 neuron.
         umn_hazard: (patients, compartments) cumulative UMN hazard of a weight-1 axon.
         umn_alive: (patients, compartments, axons) corticospinal/bulbar axons alive.
         umn_threshold: (patients, compartments, axons) scaled UMN thresholds.
@@ -137,21 +140,60 @@ def _choice(u: np.ndarray, shares: list[float]) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(shares), u, side="right"), len(shares) - 1)
 
 
-def _onsets(
-    proc: LMN | UMN, spreads: bool, path: str, scenario, ids, origin, start, draw: PatientDraws
-) -> np.ndarray:
-    n_edges = len(CONTIGUITY)
-    if not spreads:
-        return np.repeat(start[:, None], len(COMPARTMENTS), axis=1)
-    seed = scenario.cohort.seed
-    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
-    contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
+def _jumps(proc: LMN | UMN, path: str, seed: int, ids, origin, rostro):
+    """A non-contiguous jump per patient: the compartment it reaches (or -1) and its delay."""
     u = rnd.uniform(seed, f"{path}.jump", ids, 3)
     jump = u[:, 0] < proc.noncontiguous_probability
     target = np.minimum((u[:, 1] * len(COMPARTMENTS)).astype(np.int64), len(COMPARTMENTS) - 1)
     jump_to = np.where(jump & (target != origin), target, -1)
-    jump_delay = u[:, 2] * rostro.mean(axis=1) * 2
+    return jump_to, u[:, 2] * rostro.mean(axis=1) * 2
+
+
+def _umn_onsets(proc: UMN, scenario, ids, origin, start, draw: PatientDraws) -> np.ndarray:
+    """(patients, compartments) UMN onsets: each tract starts a drawn delay after its
+    neighbour."""
+    n_edges, path = len(CONTIGUITY), "disease.umn"
+    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
+    contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
+    jump_to, jump_delay = _jumps(proc, path, scenario.cohort.seed, ids, origin, rostro)
     return hazard.spread_onsets(origin, start, rostro, contra, jump_to, jump_delay)
+
+
+def focal_levels(muscles: tuple[Muscle, ...], compartment: int) -> tuple[int, ...]:
+    """Level nodes where focal LMN degeneration may start in ``compartment``: the span of the
+    levels of its muscles that serve more than breathing (respiratory onset is rare, and the
+    region of first symptoms is a limb or bulbar region)."""
+    own = [m.levels for m in muscles if m.compartment == compartment
+           and set(m.functions) != {"respiratory"}]
+    nodes = [i for lv in own for i in lv] or [
+        i for i, (c, _) in enumerate(LEVEL_NODES) if c == compartment
+    ]
+    return tuple(range(min(nodes), max(nodes) + 1))
+
+
+def _lmn_onsets(proc: LMN, scenario, ids, origin, start, draw: PatientDraws) -> np.ndarray:
+    """(patients, muscles) LMN onsets: all at ``start`` unless the pattern spreads; a spreading
+    process starts at a drawn level of the onset compartment and reaches each muscle's pool
+    when it reaches the first of the muscle's levels (:func:`hazard.level_onsets`)."""
+    muscles = scenario.muscles()
+    if not lmn.PATTERNS[proc.pattern].spreads:
+        return np.repeat(start[:, None], len(muscles), axis=1)
+    n_edges, path, seed = len(CONTIGUITY), "disease.lmn", scenario.cohort.seed
+    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
+    contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
+    level = draw(proc.level_delay_months, f"{path}.level_delay_months")
+    jump_to, jump_delay = _jumps(proc, path, seed, ids, origin, rostro)
+    u = rnd.uniform(seed, f"{path}.focus", ids, 2)
+    node_origin = np.empty(len(ids), dtype=np.int64)
+    node_jump = np.full(len(ids), -1, dtype=np.int64)
+    for c in range(len(COMPARTMENTS)):
+        levels = np.array(focal_levels(muscles, c))
+        pick = levels[np.minimum((u[:, 0] * len(levels)).astype(np.int64), len(levels) - 1)]
+        node_origin = np.where(origin == c, pick, node_origin)
+        pick = levels[np.minimum((u[:, 1] * len(levels)).astype(np.int64), len(levels) - 1)]
+        node_jump = np.where(jump_to == c, pick, node_jump)
+    nodes = hazard.level_onsets(node_origin, start, rostro, contra, level, node_jump, jump_delay)
+    return np.stack([nodes[:, list(m.levels)].min(axis=1) for m in muscles], axis=1)
 
 
 def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
@@ -191,15 +233,14 @@ def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
         speed[proc] = np.where(has[proc], k, 0.0)
     shift = np.minimum(start["lmn"], start["umn"])  # month 0 = start of degeneration
     shift = np.where(np.isfinite(shift), shift, 0.0)
-    onsets = {}
-    for proc, spec in (("lmn", d.lmn), ("umn", d.umn)):
-        if spec is None:
-            onsets[proc] = np.full((n, len(COMPARTMENTS)), np.inf)
-            continue
-        spreads = lmn.PATTERNS[spec.pattern].spreads if proc == "lmn" else True
-        onsets[proc] = _onsets(
-            spec, spreads, f"disease.{proc}", scenario, ids, origin, start[proc] - shift, draw
-        )
+    lmn_onset = (
+        _lmn_onsets(d.lmn, scenario, ids, origin, start["lmn"] - shift, draw)
+        if d.lmn is not None else np.full((n, len(scenario.muscles())), np.inf)
+    )
+    umn_onset = (
+        _umn_onsets(d.umn, scenario, ids, origin, start["umn"] - shift, draw)
+        if d.umn is not None else np.full((n, len(COMPARTMENTS)), np.inf)
+    )
     age = draw(scenario.cohort.age_years, "cohort.age_years")
     r = scenario.reinnervation
     return Latent(
@@ -208,8 +249,8 @@ def draw_latent(scenario: Scenario, ids: np.ndarray) -> Latent:
         age_years=age,
         lmn_speed=speed["lmn"],
         umn_speed=speed["umn"],
-        lmn_onset=onsets["lmn"],
-        umn_onset=onsets["umn"],
+        lmn_onset=lmn_onset,
+        umn_onset=umn_onset,
         capacity=draw(r.capacity, "reinnervation.capacity"),
         adoption_rate=1.0 / draw(r.time_constant_months, "reinnervation.time_constant_months"),
         symptom_threshold=draw(scenario.symptoms.function_threshold, "symptoms.function_threshold"),
@@ -258,7 +299,7 @@ def initial_state(scenario: Scenario, body: Body, ids: np.ndarray) -> State:
         threshold=lmn.scaled_thresholds(e, w[None, :]),
         orphans=np.zeros((n, body.n_muscles, buckets(scenario)), dtype=np.float32),
         atrophied=np.zeros((n, body.n_muscles), dtype=np.float64),
-        lmn_hazard=np.zeros((n, len(COMPARTMENTS))),
+        lmn_hazard=np.zeros((n, body.n_muscles)),
         umn_hazard=np.zeros((n, len(COMPARTMENTS))),
         umn_alive=np.ones((n, len(COMPARTMENTS), axons), dtype=bool),
         umn_threshold=lmn.scaled_thresholds(eu, wu[None, None, :]),

@@ -14,8 +14,9 @@ from tests.conftest import small
 def _numpy_sums(cohort: CohortModel, rows: np.ndarray):
     """The sums as whole-array numpy: sickness, margin, rate and enlargement per unit."""
     s, body, exc = cohort.state, cohort.body, cohort.scenario.excitability
-    comp = body.compartment_of_muscle[body.muscle_of]
-    sick = lmn.sickness(s.lmn_hazard[rows].astype(np.float32)[:, comp], s.threshold[rows])
+    sick = lmn.sickness(
+        s.lmn_hazard[rows].astype(np.float32)[:, body.muscle_of], s.threshold[rows]
+    )
     margin = excitability.margin(sick.astype(np.float64), exc.margin_mv, exc.sickness_exponent)
     rate = excitability.discharge_rate(margin, exc.noise_mv, exc.max_rate_per_min)
     fibres = s.fibres[rows].astype(np.float64)
@@ -45,7 +46,7 @@ def test_muscle_sums_match_numpy(overrides):
     rows = np.flatnonzero(cohort.state.living)[::2]
     s, body, exc = cohort.state, cohort.body, scenario.excitability
     got = units.muscle_sums(
-        rows, s.lmn_hazard, body.compartment_of_muscle, body.start, s.threshold, s.alive,
+        rows, s.lmn_hazard, body.start, s.threshold, s.alive,
         s.fibres, body.base, exc.margin_mv, exc.sickness_exponent, exc.noise_mv,
         exc.max_rate_per_min, exc.enlargement_exponent,
     )

@@ -327,7 +327,7 @@ class Examiner:
         healthy = body.healthy_fibres
         exc = cohort.scenario.excitability
         count, total, squares, rate = units.muscle_sums(
-            rows, s.lmn_hazard, body.compartment_of_muscle, body.start, s.threshold, s.alive,
+            rows, s.lmn_hazard, body.start, s.threshold, s.alive,
             s.fibres, body.base, exc.margin_mv, exc.sickness_exponent, exc.noise_mv,
             exc.max_rate_per_min, exc.enlargement_exponent,
         )

@@ -18,7 +18,6 @@ from numba import njit
 def muscle_sums(
     rows: np.ndarray,
     hazard: np.ndarray,
-    compartment_of_muscle: np.ndarray,
     starts: np.ndarray,
     threshold: np.ndarray,
     alive: np.ndarray,
@@ -34,8 +33,7 @@ def muscle_sums(
 
     Args:
         rows: (examined,) rows of the chunk's patients.
-        hazard: (patients, compartments) cumulative LMN hazard.
-        compartment_of_muscle: (muscles,) compartment index.
+        hazard: (patients, muscles) cumulative LMN hazard.
         starts: (muscles + 1,) first unit of each muscle, then the unit count.
         threshold: (patients, units) scaled death thresholds E / w (float32).
         alive, fibres: (patients, units) unit state.
@@ -62,7 +60,7 @@ def muscle_sums(
     for j in range(n):
         r = rows[j]
         for i in range(m):
-            h = np.float32(hazard[r, compartment_of_muscle[i]])
+            h = np.float32(hazard[r, i])
             c = 0
             f1 = 0.0
             f2 = 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from progression.body import COMPARTMENTS, CONTIGUITY
+from progression.body import COMPARTMENTS, CONTIGUITY, LEVEL_EDGES, LEVEL_NODES
 
 
 def advance(
@@ -52,17 +52,79 @@ def spread_onsets(
     Returns:
         (patients, compartments) onset months.
     """
+    kinds = np.array([kind == "contralateral" for _, _, kind in CONTIGUITY])
+    delay = np.where(kinds, contralateral, rostrocaudal)
+    pairs = [(a, b) for a, b, _ in CONTIGUITY]
+    return graph_onsets(len(COMPARTMENTS), pairs, delay, origin, start, jump_to, jump_delay)
+
+
+def level_onsets(
+    origin: np.ndarray,
+    start: np.ndarray,
+    rostrocaudal: np.ndarray,
+    contralateral: np.ndarray,
+    level_delay: np.ndarray,
+    jump_to: np.ndarray,
+    jump_delay: np.ndarray,
+) -> np.ndarray:
+    """Onset month of each spinal level (:data:`~progression.body.LEVEL_NODES`) for a focal
+    process that spreads level by level within a compartment and across to its neighbours.
+
+    Args:
+        origin, jump_to: (patients,) onset level node, and the node a jump reaches (or -1).
+        start, jump_delay: (patients,) as for :func:`spread_onsets` (months).
+        rostrocaudal, contralateral: (patients, contiguity edges) delays (months), as for
+            :func:`spread_onsets`; a contralateral delay joins every level to its mirror.
+        level_delay: (patients,) months from one level to the next within a compartment.
+
+    Returns:
+        (patients, level nodes) onset months.
+    """
+    columns = []
+    for _, _, kind, e in LEVEL_EDGES:
+        if kind == "level":
+            columns.append(level_delay)
+        else:
+            columns.append((contralateral if kind == "contralateral" else rostrocaudal)[:, e])
+    pairs = [(a, b) for a, b, _, _ in LEVEL_EDGES]
+    delay = np.stack(columns, axis=1)
+    return graph_onsets(len(LEVEL_NODES), pairs, delay, origin, start, jump_to, jump_delay)
+
+
+def graph_onsets(
+    nodes: int,
+    edges: list[tuple[int, int]],
+    delay: np.ndarray,
+    origin: np.ndarray,
+    start: np.ndarray,
+    jump_to: np.ndarray,
+    jump_delay: np.ndarray,
+) -> np.ndarray:
+    """Earliest arrival (months) at every node of an undirected graph from ``origin`` at
+    ``start``, an edge taking ``delay`` months, plus an optional jump to ``jump_to`` at
+    ``start + jump_delay`` (Bellman-Ford relaxation, vectorised over patients).
+
+    Args:
+        nodes: number of nodes.
+        edges: (a, b) node pairs.
+        delay: (patients, edges) months to cross each edge.
+        origin, jump_to: (patients,) node indices (``jump_to = -1``: no jump).
+        start, jump_delay: (patients,) months.
+    """
     n = origin.shape[0]
     rows = np.arange(n)
-    onset = np.full((n, len(COMPARTMENTS)), np.inf)
+    onset = np.full((n, nodes), np.inf)
     onset[rows, origin] = start
     jumped = jump_to >= 0
     onset[rows[jumped], jump_to[jumped]] = np.minimum(
         onset[rows[jumped], jump_to[jumped]], start[jumped] + jump_delay[jumped]
     )
-    for _ in range(len(COMPARTMENTS) - 1):  # Bellman-Ford relaxation on a 6-node graph
-        for e, (a, b, kind) in enumerate(CONTIGUITY):
-            w = contralateral[:, e] if kind == "contralateral" else rostrocaudal[:, e]
+    for _ in range(nodes - 1):
+        before = onset.copy()
+        for e, (a, b) in enumerate(edges):
+            w = delay[:, e]
             np.minimum(onset[:, b], onset[:, a] + w, out=onset[:, b])
             np.minimum(onset[:, a], onset[:, b] + w, out=onset[:, a])
+        if np.array_equal(before, onset):
+            break
     return onset
