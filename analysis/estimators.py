@@ -46,6 +46,12 @@ Definitions (the choices a paper would state in its methods):
   with hand involvement (APB CMAP below the healthy month-0 5th percentile) and among all;
   and the median ratio there against the healthy month-0 median.
 
+- Spread to a second region: per patient the months from the first symptomatic region to the
+  next one among bulbar, arms and legs (``region_onset`` events; the thoracic region is not a
+  region of first symptoms in the series), over the patients who reached one; mean, t interval.
+  Rapid spread: a second region within :data:`RAPID_SPREAD_MONTHS`; its five-year survival is
+  the share alive 60 months after onset among those followed that long or dead before.
+
 Targets without a published range get a derived one
 (:data:`analysis.targets.DERIVED_RANGES`, stated in the report); ``kind = "input"`` targets
 (population mix, onset sites) are reported but not judged.
@@ -86,6 +92,10 @@ PLS_WINDOW_MONTHS = 60.0
 MUNIX_WINDOW_MONTHS = 15.0
 #: Muscles with published healthy MUNIX (Cao 2020), in the order of target ``munix_healthy``.
 MUNIX_MUSCLES = ("APB", "ADM", "biceps", "TA")
+#: Regions of first and later symptoms in the spread series (Fujimura-Kiyono 2011).
+SPREAD_REGIONS = ("bulbar", "cervical", "lumbosacral")
+#: A second region within this many months of the first is rapid spread (Fujimura-Kiyono 2011).
+RAPID_SPREAD_MONTHS = 3.0
 #: Fraction of the baseline CMAP that marks a fall (target ``reinnervation_hides_loss``).
 CMAP_FALL = 0.8
 
@@ -467,6 +477,41 @@ def split_hand(runs: Mapping[str, Run]) -> Estimate:
                  "ALS ratio below healthy": bool(als_med < h_med)})
 
 
+def _second_region(run: Run) -> pl.DataFrame:
+    """Per patient who reached a second region of :data:`SPREAD_REGIONS`: ``gap`` (months
+    from the first such region to the second), with ``months`` and ``died`` of survival."""
+    ons = (
+        spread.region_onsets(run, by=None)
+        .filter(pl.col("region").is_in(list(SPREAD_REGIONS)))
+        .sort("patient_id", "months_since_onset")
+        .group_by("patient_id", maintain_order=True)
+        .agg(pl.col("months_since_onset").head(2).alias("t"))
+        .filter(pl.col("t").list.len() == 2)
+        .select("patient_id", (pl.col("t").list.get(1) - pl.col("t").list.get(0)).alias("gap"))
+    )
+    return ons.join(survival_times(run, None).collect(), on="patient_id", how="inner")
+
+
+def als_second_region_months(runs: Mapping[str, Run]) -> Estimate:
+    """Mean months from the first symptomatic region to the second (bulbar, arms, legs)."""
+    g = _second_region(runs["als_natural_history"])
+    m, lo, hi = mean_ci(g["gap"].to_numpy())
+    share_rapid = float((g["gap"] <= RAPID_SPREAD_MONTHS).mean()) if g.height else math.nan
+    return _est(m, lo, hi, g.height,
+                f"median {g['gap'].median():.1f}, SD {g['gap'].std():.1f}; "
+                f"{share_rapid:.2f} within {RAPID_SPREAD_MONTHS:g} months")
+
+
+def rapid_spread_five_year_survival(runs: Mapping[str, Run]) -> Estimate:
+    """Share alive 5 years after onset among patients with a second region within
+    :data:`RAPID_SPREAD_MONTHS` (followed 60 months or dead before), Wilson interval."""
+    g = _second_region(runs["als_natural_history"]).filter(pl.col("gap") <= RAPID_SPREAD_MONTHS)
+    known = g.filter((pl.col("months") >= 60.0) | pl.col("died"))
+    alive = int((known["months"] >= 60.0).sum())
+    p, lo, hi = share_ci(alive, known.height)
+    return _est(p, lo, hi, known.height, f"{alive} of {known.height} rapid spreaders alive at 5 y")
+
+
 #: Target id -> (estimator, runs it reads).
 ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, ...]]] = {
     "als_survival_median_months": (als_survival_median_months, ("als_natural_history",)),
@@ -492,6 +537,10 @@ ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, 
         ("als_natural_history", "als_natural_history@month0"),
     ),
     "split_hand": (split_hand, ("als_natural_history", "als_natural_history@month0")),
+    "als_second_region_months": (als_second_region_months, ("als_natural_history",)),
+    "rapid_spread_five_year_survival": (
+        rapid_spread_five_year_survival, ("als_natural_history",)
+    ),
 }
 #: Target id -> the named runs it reads.
 NEEDS = {k: runs for k, (_, runs) in ESTIMATORS.items()}
@@ -504,9 +553,12 @@ __all__ = [
     "MUNIX_WINDOW_MONTHS",
     "NEEDS",
     "PLS_WINDOW_MONTHS",
+    "RAPID_SPREAD_MONTHS",
+    "SPREAD_REGIONS",
     "Estimate",
     "als_alsfrs_slope",
     "als_five_year_survival",
+    "als_second_region_months",
     "als_survival_median_months",
     "als_svc_slope",
     "bulbar_onset_survival_shorter",
@@ -523,6 +575,7 @@ __all__ = [
     "pls_alsfrs_slope",
     "pls_survival_median_years",
     "pma_survival_median_months",
+    "rapid_spread_five_year_survival",
     "reinnervation_hides_loss",
     "split_hand",
 ]

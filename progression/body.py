@@ -38,6 +38,17 @@ CONTIGUITY: tuple[tuple[int, int, str], ...] = (
     (4, 5, "contralateral"),
 )
 
+#: Share of a drawn rostro-caudal spread delay that each :data:`CONTIGUITY` edge takes. The
+#: published delays run between clinical regions (bulbar, arms, legs: Fujimura-Kiyono 2011 JNNP
+#: 82:1244, 150 patients: first to second region 10.8-15.2 months whatever the onset site);
+#: the clinically silent thoracic region lies between arms and legs, so each of its two edges
+#: takes half the delay and arms to legs take one delay, as bulbar to arms does.
+SPREAD_SHARE: tuple[float, ...] = tuple(
+    0.5 if kind == "rostrocaudal" and "thoracic" in (COMPARTMENTS[a][0], COMPARTMENTS[b][0])
+    else 1.0
+    for a, b, kind in CONTIGUITY
+)
+
 #: Spinal levels of each region, rostral first. LMN degeneration starts at one level of the
 #: onset compartment and spreads level by level before it crosses to the next region (focal
 #: onset and contiguous spread through the neuraxis: Ravits & La Spada 2009 Neurology 73:805;

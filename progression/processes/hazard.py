@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from progression.body import COMPARTMENTS, CONTIGUITY, LEVEL_EDGES, LEVEL_NODES
+from progression.body import COMPARTMENTS, CONTIGUITY, LEVEL_EDGES, LEVEL_NODES, SPREAD_SHARE
 
 
 def advance(
@@ -44,7 +44,8 @@ def spread_onsets(
     Args:
         origin: (patients,) onset compartment index.
         start: (patients,) process onset (months).
-        rostrocaudal: (patients, edges) delay of each contiguity edge, used for region edges.
+        rostrocaudal: (patients, edges) delay of each contiguity edge, used for region edges
+            (times the edge's :data:`~progression.body.SPREAD_SHARE`).
         contralateral: (patients, edges) delay of each edge, used for the other-side edges.
         jump_to: (patients,) compartment reached by a jump, or -1.
         jump_delay: (patients,) months from process onset to the jump.
@@ -53,7 +54,7 @@ def spread_onsets(
         (patients, compartments) onset months.
     """
     kinds = np.array([kind == "contralateral" for _, _, kind in CONTIGUITY])
-    delay = np.where(kinds, contralateral, rostrocaudal)
+    delay = np.where(kinds, contralateral, rostrocaudal * np.array(SPREAD_SHARE))
     pairs = [(a, b) for a, b, _ in CONTIGUITY]
     return graph_onsets(len(COMPARTMENTS), pairs, delay, origin, start, jump_to, jump_delay)
 
@@ -85,7 +86,10 @@ def level_onsets(
         if kind == "level":
             columns.append(level_delay)
         else:
-            columns.append((contralateral if kind == "contralateral" else rostrocaudal)[:, e])
+            columns.append(
+                contralateral[:, e] if kind == "contralateral"
+                else rostrocaudal[:, e] * SPREAD_SHARE[e]
+            )
     pairs = [(a, b) for a, b, _, _ in LEVEL_EDGES]
     delay = np.stack(columns, axis=1)
     return graph_onsets(len(LEVEL_NODES), pairs, delay, origin, start, jump_to, jump_delay)
