@@ -174,6 +174,8 @@ class _Process:
         spread_delay_months: onset of one region to the next region (rostro-caudal).
         contralateral_delay_months: one side of a region to the other side.
         noncontiguous_probability: chance per patient of one jump to a non-neighbouring region.
+        bulbar_resistance: spread from the spinal cord into the bulbar region takes this many
+            times the drawn delay; spread from the bulbar region down takes the delay itself.
     """
 
     speed: Dist = field(metadata=_range(0, None))
@@ -185,6 +187,7 @@ class _Process:
         default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200)
     )
     noncontiguous_probability: float = field(default=0.0, metadata=_range(0, 1))
+    bulbar_resistance: float = field(default=1.0, metadata=_range(0.1, 10))
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,9 @@ def _umn_onsets(proc: UMN, scenario, ids, origin, start, draw: PatientDraws) -> 
     rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
     contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
     jump_to, jump_delay = _jumps(proc, path, scenario.cohort.seed, ids, origin, rostro)
-    return hazard.spread_onsets(origin, start, rostro, contra, jump_to, jump_delay)
+    return hazard.spread_onsets(
+        origin, start, rostro, contra, jump_to, jump_delay, proc.bulbar_resistance
+    )
 
 
 def focal_levels(muscles: tuple[Muscle, ...], compartment: int) -> tuple[int, ...]:
@@ -192,7 +194,9 @@ def _lmn_onsets(proc: LMN, scenario, ids, origin, start, draw: PatientDraws) -> 
         node_origin = np.where(origin == c, pick, node_origin)
         pick = levels[np.minimum((u[:, 1] * len(levels)).astype(np.int64), len(levels) - 1)]
         node_jump = np.where(jump_to == c, pick, node_jump)
-    nodes = hazard.level_onsets(node_origin, start, rostro, contra, level, node_jump, jump_delay)
+    nodes = hazard.level_onsets(
+        node_origin, start, rostro, contra, level, node_jump, jump_delay, proc.bulbar_resistance
+    )
     return np.stack([nodes[:, list(m.levels)].min(axis=1) for m in muscles], axis=1)
 
 

@@ -34,6 +34,7 @@ def spread_onsets(
     contralateral: np.ndarray,
     jump_to: np.ndarray,
     jump_delay: np.ndarray,
+    bulbar_resistance: float = 1.0,
 ) -> np.ndarray:
     """Onset month of each compartment for a focal process that spreads to its neighbours.
 
@@ -49,6 +50,8 @@ def spread_onsets(
         contralateral: (patients, edges) delay of each edge, used for the other-side edges.
         jump_to: (patients,) compartment reached by a jump, or -1.
         jump_delay: (patients,) months from process onset to the jump.
+        bulbar_resistance: spread from the spinal cord into the bulbar region takes this many
+            times the drawn delay (the way down takes the delay itself).
 
     Returns:
         (patients, compartments) onset months.
@@ -56,7 +59,19 @@ def spread_onsets(
     kinds = np.array([kind == "contralateral" for _, _, kind in CONTIGUITY])
     delay = np.where(kinds, contralateral, rostrocaudal * np.array(SPREAD_SHARE))
     pairs = [(a, b) for a, b, _ in CONTIGUITY]
-    return graph_onsets(len(COMPARTMENTS), pairs, delay, origin, start, jump_to, jump_delay)
+    back = delay * _into_bulbar(pairs, lambda i: COMPARTMENTS[i][0], bulbar_resistance)
+    return graph_onsets(
+        len(COMPARTMENTS), pairs, delay, origin, start, jump_to, jump_delay, back=back
+    )
+
+
+def _into_bulbar(pairs, region_of, resistance: float) -> np.ndarray:
+    """(edges,) factor on the delay from ``b`` to ``a`` of each edge ``(a, b)``: the bulbar
+    resistance where that way enters the bulbar region from another, else 1."""
+    return np.array([
+        resistance if region_of(a) == "bulbar" and region_of(b) != "bulbar" else 1.0
+        for a, b in pairs
+    ])
 
 
 def level_onsets(
@@ -67,6 +82,7 @@ def level_onsets(
     level_delay: np.ndarray,
     jump_to: np.ndarray,
     jump_delay: np.ndarray,
+    bulbar_resistance: float = 1.0,
 ) -> np.ndarray:
     """Onset month of each spinal level (:data:`~progression.body.LEVEL_NODES`) for a focal
     process that spreads level by level within a compartment and across to its neighbours.
@@ -77,6 +93,7 @@ def level_onsets(
         rostrocaudal, contralateral: (patients, contiguity edges) delays (months), as for
             :func:`spread_onsets`; a contralateral delay joins every level to its mirror.
         level_delay: (patients,) months from one level to the next within a compartment.
+        bulbar_resistance: as for :func:`spread_onsets`.
 
     Returns:
         (patients, level nodes) onset months.
@@ -92,7 +109,11 @@ def level_onsets(
             )
     pairs = [(a, b) for a, b, _, _ in LEVEL_EDGES]
     delay = np.stack(columns, axis=1)
-    return graph_onsets(len(LEVEL_NODES), pairs, delay, origin, start, jump_to, jump_delay)
+    region = [COMPARTMENTS[c][0] for c, _ in LEVEL_NODES]
+    back = delay * _into_bulbar(pairs, region.__getitem__, bulbar_resistance)
+    return graph_onsets(
+        len(LEVEL_NODES), pairs, delay, origin, start, jump_to, jump_delay, back=back
+    )
 
 
 def graph_onsets(
@@ -103,18 +124,22 @@ def graph_onsets(
     start: np.ndarray,
     jump_to: np.ndarray,
     jump_delay: np.ndarray,
+    back: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Earliest arrival (months) at every node of an undirected graph from ``origin`` at
-    ``start``, an edge taking ``delay`` months, plus an optional jump to ``jump_to`` at
-    ``start + jump_delay`` (Bellman-Ford relaxation, vectorised over patients).
+    """Earliest arrival (months) at every node of a graph from ``origin`` at ``start``, an
+    edge taking ``delay`` months one way and ``back`` months the other, plus an optional jump
+    to ``jump_to`` at ``start + jump_delay`` (Bellman-Ford relaxation, vectorised over
+    patients).
 
     Args:
         nodes: number of nodes.
         edges: (a, b) node pairs.
-        delay: (patients, edges) months to cross each edge.
+        delay: (patients, edges) months from ``a`` to ``b`` of each edge.
+        back: (patients, edges) months from ``b`` to ``a`` (default: ``delay``).
         origin, jump_to: (patients,) node indices (``jump_to = -1``: no jump).
         start, jump_delay: (patients,) months.
     """
+    back = delay if back is None else back
     n = origin.shape[0]
     rows = np.arange(n)
     onset = np.full((n, nodes), np.inf)
@@ -126,9 +151,8 @@ def graph_onsets(
     for _ in range(nodes - 1):
         before = onset.copy()
         for e, (a, b) in enumerate(edges):
-            w = delay[:, e]
-            np.minimum(onset[:, b], onset[:, a] + w, out=onset[:, b])
-            np.minimum(onset[:, a], onset[:, b] + w, out=onset[:, a])
+            np.minimum(onset[:, b], onset[:, a] + delay[:, e], out=onset[:, b])
+            np.minimum(onset[:, a], onset[:, b] + back[:, e], out=onset[:, a])
         if np.array_equal(before, onset):
             break
     return onset
