@@ -8,7 +8,8 @@ per-patient or per-examination rows for further queries. The modules hold: ``eme
 ``compensation`` (measures against true unit loss), ``survival`` (Kaplan-Meier), ``spread``
 (regions reached, split hand) and ``report`` (the HTML report). Trial power (``endpoints``,
 ``trials`` and the modules beside them), sweep outcomes and sensitivity, and the calibration
-targets build on the same tables; the README's code map lists every module.
+targets build on the same tables; the code map (docs/development/code-map.md)
+lists every module.
 """
 
 from analysis.compensation import (

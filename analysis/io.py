@@ -1,10 +1,11 @@
 """Open a run as lazy polars frames, one per table, with hive partitions (arm, point).
 
-A run folder is read through its ``manifest.json`` (plain JSON; see the README's Output
-section): only the files of the chunks it lists as complete are read, each checked to exist with
-its recorded size, so a reader never silently gets fewer patients than the run holds. An
-incomplete run (interrupted, still running) is refused unless the caller asks for the part, and
-then :func:`run_status` says how much of it there is. This module imports nothing from the engine.
+A run folder is read through its ``manifest.json`` (plain JSON; see the documentation's Output and
+schema, docs/running/output.md): only the files of the chunks it lists as complete are read, each
+checked to exist with its recorded size, so a reader never silently gets fewer patients than the run
+holds. An incomplete run (interrupted, still running) is refused unless the caller asks for the
+part, and then :func:`run_status` says how much of it there is. This module imports nothing from the
+engine.
 """
 
 from __future__ import annotations

@@ -48,9 +48,13 @@ from progression.validation import field_range as _range  # short: it is on almo
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of the cohort. Every patient is simulated in every arm (common random numbers)."""
+    """One arm of the cohort. Every patient is simulated in every arm (common random numbers).
 
-    treatment: str = field(default="none", metadata={"doc": "a [treatments] name, or none"})
+    Attributes:
+        treatment: a ``[treatments.<name>]`` name, or ``none`` (placebo or natural history).
+    """
+
+    treatment: str = "none"
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class Correlations:
     """
 
     parameters: tuple[str, ...] = field(metadata={"nonempty": True})
-    matrix: tuple[tuple[float, ...], ...] = field(metadata=_range(-1, 1))
+    matrix: tuple[tuple[float, ...], ...] = field(metadata=_range(-1, 1, unit=""))
 
 
 @dataclass(frozen=True)
@@ -83,15 +87,20 @@ class Cohort:
         patients: cohort size (patients per arm).
         seed: scenario seed; a patient's randomness depends only on (seed, patient id).
         arms: arm name -> :class:`Arm`.
-        age_years: age at the start of degeneration (years).
-        onset_region: share of patients whose disease starts in each region (sums to 1).
+        age_years: age at the start of degeneration (years). Source: onset ages 62 +/- 11
+            years (Chio 2013, Italian register), less a presymptomatic year
+            (``als_natural_history.toml``).
+        onset_region: share of patients whose disease starts in each region (sums to 1): an
+            input. Source: US National ALS Registry, limb 72%, bulbar 22%, trunk 6%.
         correlations: correlated per-patient parameters (``[cohort.correlations]``), or None.
     """
 
-    patients: int = field(metadata=_range(1, 10**9))
-    seed: int = field(metadata=_range(0, 2**63 - 1))
-    age_years: Dist = field(metadata=_range(0, 120))
-    onset_region: dict[str, float] = field(metadata={"keys": body_map.REGIONS, "lo": 0, "hi": 1})
+    patients: int = field(metadata=_range(1, 10**9, unit="patients"))
+    seed: int = field(metadata=_range(0, 2**63 - 1, unit=""))
+    age_years: Dist = field(metadata=_range(0, 120, unit="years"))
+    onset_region: dict[str, float] = field(
+        metadata={"keys": body_map.REGIONS, "lo": 0, "hi": 1, "unit": "fraction"}
+    )
     arms: dict[str, Arm] = field(default_factory=lambda: {"natural_history": Arm()})
     correlations: Correlations | None = field(default=None, metadata={"hash_if_set": True})
 
@@ -101,22 +110,31 @@ class Phenotype:
     """A latent phenotype: which disease processes a patient has.
 
     Attributes:
-        share: fraction of the cohort (the shares sum to 1).
+        share: fraction of the cohort (the shares sum to 1). Source: Norris 1993 (California,
+            708 patients: sporadic ALS 86%, familial 7%, PLS 4%, PMA 2%; see
+            ``mnd_population.toml``).
         processes: among ``lmn`` and ``umn`` (PMA: lmn; PLS: umn; ALS: both).
         speed_factor: multiplies the speed of every process of this phenotype.
     """
 
-    share: float = field(metadata=_range(0, 1))
+    share: float = field(metadata=_range(0, 1, unit="fraction"))
     processes: tuple[str, ...] = field(metadata={"choices": ("lmn", "umn"), "nonempty": True})
-    speed_factor: float = field(default=1.0, metadata=_range(0, None, open_lo=True))
+    speed_factor: float = field(default=1.0, metadata=_range(0, None, open_lo=True, unit="factor"))
 
 
 @dataclass(frozen=True)
 class Time:
-    """Simulated span. Month 0 is the start of degeneration."""
+    """Simulated span. Month 0 is the start of degeneration.
 
-    duration_months: float = field(metadata=_range(0, 1200, open_lo=True))
-    step_months: float = field(default=1.0, metadata=_range(0, 3, open_lo=True))
+    Attributes:
+        duration_months: months simulated from the start of degeneration.
+        step_months: the time step: a divisor of a month (1, 0.5, 0.25, ...) or whole months.
+            Threshold deaths are exact for any step; reinnervation and atrophy converge as it
+            shrinks.
+    """
+
+    duration_months: float = field(metadata=_range(0, 1200, open_lo=True, unit="months"))
+    step_months: float = field(default=1.0, metadata=_range(0, 3, open_lo=True, unit="months"))
 
 
 @dataclass(frozen=True)
@@ -126,27 +144,47 @@ class Visits:
     Attributes:
         start: ``symptoms`` (first visit a referral delay after symptom onset) or
             ``degeneration`` (visits from month 0, as in studies of presymptomatic carriers).
-        referral_delay_months: symptom onset to first visit (months).
-        interval_months: months between visits (whole months).
+        referral_delay_months: symptom onset to first visit (months). Source: onset to first
+            neurologist 7.9 months (Vazquez-Costa 2021), first examination 14.3 +/- 9.7 months
+            (Fujimura-Kiyono 2011).
+        interval_months: months between visits (whole months); ALS clinics see patients every 3.
     """
 
-    interval_months: int = field(metadata=_range(1, 120))
+    interval_months: int = field(metadata=_range(1, 120, unit="months"))
     start: str = field(default="symptoms", metadata={"choices": ("symptoms", "degeneration")})
     referral_delay_months: Dist = field(
-        default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600)
+        default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600, unit="months")
     )
 
 
 @dataclass(frozen=True)
 class MuscleOverride:
-    """Per-muscle changes to the default body map (both sides)."""
+    """Per-muscle changes to the default body map (both sides); a key left out keeps the body
+    map's value (:mod:`progression.body`, with its sources in ``bodymap.md``).
 
-    units: int | None = field(default=None, metadata=_range(2, 5000))
-    innervation_ratio: float | None = field(default=None, metadata=_range(1, 10000))
-    size_range: float | None = field(default=None, metadata=_range(1, 1000))
-    vulnerability: float | None = field(default=None, metadata=_range(0, 100))
-    axon_length_cm: float | None = field(default=None, metadata=_range(1, 200))
-    cmap_mv: float | None = field(default=None, metadata=_range(0, 100, open_lo=True))
+    Attributes:
+        units: motor units in a healthy adult. Source: MUNE and MUNIX reference values
+            (Cao 2020, n=150; McMaster automated MUNE 1991).
+        innervation_ratio: mean muscle fibres per unit. Source: Gath & Stalberg 1981 (biceps
+            209, TA 329); Feinstein 1955 (anatomical counts).
+        size_range: ratio of the largest to the smallest unit of the pool. Source: Fuglevand
+            1993 (about 100).
+        vulnerability: relative LMN hazard of the muscle (split hand: APB and FDI above ADM).
+            Source: MU half-life longer in ADM than in APB (Baumann 2012).
+        axon_length_cm: cell body to motor point; the length-dependent pattern reads it.
+            Source: body-segment proportions of adult height (bodymap.md, derived).
+        cmap_mv: healthy CMAP amplitude. Source: Buschbacher 1999 (APB 10.2 +/- 3.6 mV,
+            ADM 11.6 +/- 2.1 mV) and bodymap.md A2.
+    """
+
+    units: int | None = field(default=None, metadata=_range(2, 5000, unit="motor units"))
+    innervation_ratio: float | None = field(
+        default=None, metadata=_range(1, 10000, unit="fibres per unit")
+    )
+    size_range: float | None = field(default=None, metadata=_range(1, 1000, unit="ratio"))
+    vulnerability: float | None = field(default=None, metadata=_range(0, 100, unit="factor"))
+    axon_length_cm: float | None = field(default=None, metadata=_range(1, 200, unit="cm"))
+    cmap_mv: float | None = field(default=None, metadata=_range(0, 100, open_lo=True, unit="mV"))
 
 
 _MUSCLE_NAMES = tuple(dict.fromkeys(m.name for m in body_map.default_muscles()))
@@ -154,7 +192,12 @@ _MUSCLE_NAMES = tuple(dict.fromkeys(m.name for m in body_map.default_muscles()))
 
 @dataclass(frozen=True)
 class BodySpec:
-    """Which muscles to simulate (default: all of the body map) and changes to them."""
+    """Which muscles to simulate (default: all of the body map) and changes to them.
+
+    Attributes:
+        muscles: the body map's muscles to simulate (each on every side it has).
+        overrides: muscle name -> :class:`MuscleOverride`.
+    """
 
     muscles: tuple[str, ...] = field(
         default=_MUSCLE_NAMES, metadata={"choices": _MUSCLE_NAMES, "nonempty": True}
@@ -169,7 +212,9 @@ class _Process:
     """What every degenerative process has: a speed, an onset, and spread between compartments.
 
     Attributes:
-        speed: cumulative hazard per month of a neuron of weight 1 (1/month).
+        speed: cumulative hazard per month of a neuron of weight 1 (1/month). Source:
+            exponential unit loss within a region (Baumann 2012); MUNIX falls 2.4-4.2% per
+            month per muscle in ALS (Neuwirth 2015), of which reinnervation hides part.
         onset_month: months from the start of degeneration to the process's onset.
         spread_delay_months: onset of one region to the next region (rostro-caudal).
         contralateral_delay_months: one side of a region to the other side.
@@ -178,16 +223,18 @@ class _Process:
             times the drawn delay; spread from the bulbar region down takes the delay itself.
     """
 
-    speed: Dist = field(metadata=_range(0, None))
-    onset_month: Dist = field(default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600))
+    speed: Dist = field(metadata=_range(0, None, unit="1/month"))
+    onset_month: Dist = field(
+        default_factory=lambda: Dist.constant(0.0), metadata=_range(0, 600, unit="months")
+    )
     spread_delay_months: Dist = field(
-        default_factory=lambda: Dist.constant(6.0), metadata=_range(0, 1200)
+        default_factory=lambda: Dist.constant(6.0), metadata=_range(0, 1200, unit="months")
     )
     contralateral_delay_months: Dist = field(
-        default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200)
+        default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200, unit="months")
     )
-    noncontiguous_probability: float = field(default=0.0, metadata=_range(0, 1))
-    bulbar_resistance: float = field(default=1.0, metadata=_range(0.1, 10))
+    noncontiguous_probability: float = field(default=0.0, metadata=_range(0, 1, unit="probability"))
+    bulbar_resistance: float = field(default=1.0, metadata=_range(0.1, 10, unit=""))
 
 
 @dataclass(frozen=True)
@@ -198,7 +245,8 @@ class LMN(_Process):
         pattern: ``focal`` (ALS: focal onset and contiguous spread), ``segmental`` (anterior
             horn cells of chosen segments, as in spinal muscular atrophy or polio) or
             ``length_dependent`` (distal axons first): :data:`progression.processes.lmn.PATTERNS`.
-        size_exponent: nu in ``w = (size / mean size) ** nu``: large units die first.
+        size_exponent: nu in ``w = (size / mean size) ** nu``: large (fast-fatigable) units
+            die first.
         segments: (segmental) the segments affected.
         length_exponent: (length_dependent) gamma in ``(L / reference_length_cm) ** gamma``.
         reference_length_cm: (length_dependent) axon length with weight 1 (cm).
@@ -208,17 +256,18 @@ class LMN(_Process):
     """
 
     pattern: str = field(default="focal", metadata={"choices": tuple(lmn_patterns.PATTERNS)})
-    size_exponent: float = field(default=1.0, metadata=_range(0, 5))
+    size_exponent: float = field(default=1.0, metadata=_range(0, 5, unit=""))
     segments: tuple[str, ...] = field(default=(), metadata={"pattern_only": "segmental"})
     length_exponent: float = field(
-        default=3.0, metadata=_range(0, 20, pattern_only="length_dependent")
+        default=3.0, metadata=_range(0, 20, pattern_only="length_dependent", unit="")
     )
     reference_length_cm: float = field(
-        default=100.0, metadata=_range(1, 300, open_lo=True, pattern_only="length_dependent")
+        default=100.0,
+        metadata=_range(1, 300, open_lo=True, pattern_only="length_dependent", unit="cm"),
     )
     level_delay_months: Dist = field(
         default_factory=lambda: Dist.constant(0.0),
-        metadata=_range(0, 120, pattern_only="focal"),
+        metadata=_range(0, 120, pattern_only="focal", unit="months"),
     )
 
 
@@ -231,12 +280,14 @@ class UMN(_Process):
         velocity_exponent: fastest axons most vulnerable: ``w = (v / mean v) ** exponent``.
         axons: axons sampled per tract (a sample, not the anatomy).
         drive_weakness: a_u, weakness from lost drive: force x ``1 - a_u * (1 - integrity)``.
+            A complete corticospinal lesion leaves little useful voluntary force (PLS patients
+            end up anarthric and unable to walk): 0.9 in the shipped scenarios.
     """
 
     pattern: str = field(default="focal", metadata={"choices": ("focal",)})
-    velocity_exponent: float = field(default=2.0, metadata=_range(0, 10))
-    axons: int = field(default=100, metadata=_range(10, 10000))
-    drive_weakness: float = field(default=0.5, metadata=_range(0, 1))
+    velocity_exponent: float = field(default=2.0, metadata=_range(0, 10, unit=""))
+    axons: int = field(default=100, metadata=_range(10, 10000, unit="axons per tract"))
+    drive_weakness: float = field(default=0.5, metadata=_range(0, 1, unit="fraction"))
 
 
 @dataclass(frozen=True)
@@ -252,16 +303,20 @@ class Reinnervation:
     """Collateral reinnervation and denervation atrophy.
 
     Attributes:
-        capacity: c_max, largest size of a unit over its healthy size.
-        time_constant_months: tau_r, orphans are adopted at rate 1/tau_r (months).
-        sick_exponent: q, sprouting x ``(1 - sickness) ** q``.
+        capacity: c_max, largest size of a unit over its healthy size. Source: surviving
+            units grow to 5-8 times their size (post-polio reviews; PMC6579668).
+        time_constant_months: tau_r, orphans are adopted at rate 1/tau_r (months). Source: cat
+            tension recovery, tau 1-2 months (Gordon 1982, J Physiol 323:307).
+        sick_exponent: q, sprouting x ``(1 - sickness) ** q``: sick units sprout less.
         atrophy_window_months: W, orphans not adopted within W months atrophy (months).
+            Source: denervated fibres not reinnervated within about a year atrophy (textbook
+            consensus).
     """
 
-    capacity: Dist = field(metadata=_range(1, 50))
-    time_constant_months: Dist = field(metadata=_range(0, None, open_lo=True))
-    sick_exponent: float = field(default=2.0, metadata=_range(0, 20))
-    atrophy_window_months: float = field(default=12.0, metadata=_range(1, 240))
+    capacity: Dist = field(metadata=_range(1, 50, unit="x healthy size"))
+    time_constant_months: Dist = field(metadata=_range(0, None, open_lo=True, unit="months"))
+    sick_exponent: float = field(default=2.0, metadata=_range(0, 20, unit=""))
+    atrophy_window_months: float = field(default=12.0, metadata=_range(1, 240, unit="months"))
 
 
 @dataclass(frozen=True)
@@ -274,22 +329,39 @@ class Excitability:
     ``(fibres / healthy fibres) ** enlargement_exponent``: ectopic discharges arise mostly in
     the distal axon and its terminal branches, which collateral sprouting multiplies, and an
     enlarged unit's discharge is the more readily seen (0: size does not matter).
+
+    Attributes:
+        margin_mv: a healthy unit's margin between resting potential and threshold (mV).
+        sickness_exponent: how steeply the margin narrows as the neuron sickens.
+        noise_mv: membrane noise that lets a discharge escape across the margin (mV).
+        max_rate_per_min: discharge rate of a unit with no margin left, per minute; the shipped
+            scenarios set it so a healthy biceps fasciculates about 0.07 times a minute.
+        enlargement_exponent: discharges scale with ``(fibres / healthy fibres)`` to this power.
+            Source: proximal, time-locked fasciculation potentials are a minority in
+            reinnervated ALS muscle (de Carvalho & Swash 2013, JAMA Neurol 70:1562).
     """
 
-    margin_mv: float = field(default=10.0, metadata=_range(0, 50, open_lo=True))
-    sickness_exponent: float = field(default=1.0, metadata=_range(0, 10))
-    noise_mv: float = field(default=2.5, metadata=_range(0, 50, open_lo=True))
-    max_rate_per_min: float = field(default=1.0, metadata=_range(0, 100))
-    enlargement_exponent: float = field(default=0.0, metadata=_range(0, 5))
+    margin_mv: float = field(default=10.0, metadata=_range(0, 50, open_lo=True, unit="mV"))
+    sickness_exponent: float = field(default=1.0, metadata=_range(0, 10, unit=""))
+    noise_mv: float = field(default=2.5, metadata=_range(0, 50, open_lo=True, unit="mV"))
+    max_rate_per_min: float = field(default=1.0, metadata=_range(0, 100, unit="1/min"))
+    enlargement_exponent: float = field(default=0.0, metadata=_range(0, 5, unit=""))
 
 
 @dataclass(frozen=True)
 class Symptoms:
-    """Emergent symptom onset: a region's function (strength fraction) falls below a threshold."""
+    """Emergent symptom onset: a region's function (strength fraction) falls below a threshold.
+
+    Attributes:
+        function_threshold: the patient's threshold: a region whose function (fraction of
+            healthy strength) falls below it becomes symptomatic (chosen, no published figure:
+            weakness is noticed once a good part of the strength is gone, as grade 5 on the
+            MRC scale hides large losses).
+    """
 
     function_threshold: Dist = field(
         default_factory=lambda: Dist("normal", (("mean", 0.75), ("sd", 0.05)), 0.3, 0.95),
-        metadata=_range(0, 1),
+        metadata=_range(0, 1, unit="fraction of healthy"),
     )
 
 
@@ -298,7 +370,10 @@ class Respiration:
     """Respiratory failure when respiratory strength (fraction of healthy) falls below a threshold.
 
     Attributes:
-        failure_threshold: respiratory strength at which breathing fails.
+        failure_threshold: respiratory strength at which breathing fails. Source: hypercapnia
+            becomes likely below 30% inspiratory strength or VC 55% (Braun 1983); death without
+            ventilation comes later, with VC near 30% (0.17 in the shipped scenarios that have
+            respiratory failure).
         upper_airway_weight: share of respiratory strength carried by the bulbar muscles (the
             tongue, genioglossus: the upper-airway dilator active in every inspiration, which
             also guards the airway); the rest is the pump (hemidiaphragms and intercostals).
@@ -306,17 +381,22 @@ class Respiration:
 
     failure_threshold: Dist = field(
         default_factory=lambda: Dist("normal", (("mean", 0.3), ("sd", 0.05)), 0.05, 0.6),
-        metadata=_range(0, 1),
+        metadata=_range(0, 1, unit="fraction of healthy"),
     )
-    upper_airway_weight: float = field(default=0.0, metadata=_range(0, 1))
+    upper_airway_weight: float = field(default=0.0, metadata=_range(0, 1, unit="fraction"))
 
 
 @dataclass(frozen=True)
 class Mortality:
-    """Background mortality by age, Gompertz ``mu(x) = a * exp(b * (x - 60))`` (1/year)."""
+    """Background mortality by age, Gompertz ``mu(x) = a * exp(b * (x - 60))`` (1/year).
 
-    gompertz_a_per_year: float = field(default=0.008, metadata=_range(0, 1))
-    gompertz_b_per_year: float = field(default=0.09, metadata=_range(0, 1))
+    Attributes:
+        gompertz_a_per_year: a, the death rate of other causes at age 60 (1/year).
+        gompertz_b_per_year: b, how fast that rate grows with each year of age (1/year).
+    """
+
+    gompertz_a_per_year: float = field(default=0.008, metadata=_range(0, 1, unit="1/year"))
+    gompertz_b_per_year: float = field(default=0.09, metadata=_range(0, 1, unit="1/year"))
 
 
 @dataclass(frozen=True)
@@ -329,7 +409,7 @@ class ScanRecording:
     """
 
     muscles: tuple[str, ...] = field(default=(), metadata={"choices": _MUSCLE_NAMES})
-    every_nth_visit: int = field(default=1, metadata=_range(1, 1000))
+    every_nth_visit: int = field(default=1, metadata=_range(1, 1000, unit="visits"))
 
 
 @dataclass(frozen=True)
@@ -400,12 +480,12 @@ class Exam:
             chosen, no published figure).
     """
 
-    cmap_cov: float = field(default=0.05, metadata=_range(0, 1))
-    cmap_subject_cov: float = field(default=0.2, metadata=_range(0, 2))
-    munix_cov: float = field(default=0.14, metadata=_range(0, 1))
+    cmap_cov: float = field(default=0.05, metadata=_range(0, 1, unit="fraction"))
+    cmap_subject_cov: float = field(default=0.2, metadata=_range(0, 2, unit="log SD"))
+    munix_cov: float = field(default=0.14, metadata=_range(0, 1, unit="fraction"))
     munix_population_cov: float = field(
         default=0.23,
-        metadata=_range(0, 1, doc="between-person CoV of healthy MUNIX, test-retest included"),
+        metadata=_range(0, 1, unit="fraction"),
     )
     mune_method: str = field(
         default="incremental", metadata={"choices": ("incremental", "mean_smup")}
@@ -413,53 +493,37 @@ class Exam:
     mune_muscles: tuple[str, ...] = field(
         default=_MUSCLE_NAMES, metadata={"choices": _MUSCLE_NAMES}
     )
-    mune_increments: int = field(default=10, metadata=_range(1, 50))
-    stimulus_step: float = field(default=0.002, metadata=_range(0.0001, 0.1))
-    increment_detection_sd: float = field(default=2.5, metadata=_range(0.5, 20))
-    threshold_spread: float = field(default=0.12, metadata=_range(0, 1))
-    threshold_fluctuation: float = field(default=0.015, metadata=_range(0.001, 0.1))
-    recording_noise_uv: float = field(default=10.0, metadata=_range(0.1, 1000))
-    scan_stimuli: int = field(default=500, metadata=_range(10, 4000))
+    mune_increments: int = field(default=10, metadata=_range(1, 50, unit="increments"))
+    stimulus_step: float = field(default=0.002, metadata=_range(0.0001, 0.1, unit="fraction"))
+    increment_detection_sd: float = field(default=2.5, metadata=_range(0.5, 20, unit="noise SDs"))
+    threshold_spread: float = field(default=0.12, metadata=_range(0, 1, unit="log SD"))
+    threshold_fluctuation: float = field(
+        default=0.015, metadata=_range(0.001, 0.1, unit="fraction")
+    )
+    recording_noise_uv: float = field(default=10.0, metadata=_range(0.1, 1000, unit="uV"))
+    scan_stimuli: int = field(default=500, metadata=_range(10, 4000, unit="stimuli"))
     scans: ScanRecording = field(default_factory=ScanRecording)
-    mune_sample_units: int = field(default=10, metadata=_range(1, 100))
-    smup_cov: float = field(default=0.1, metadata=_range(0, 1))
+    mune_sample_units: int = field(default=10, metadata=_range(1, 100, unit="units"))
+    smup_cov: float = field(default=0.1, metadata=_range(0, 1, unit="fraction"))
     fasciculation_minutes: float = field(
-        default=2.0,
-        metadata=_range(
-            0, 60, open_lo=True, doc="minutes of rest over which fasciculations are counted"
-        ),
+        default=2.0, metadata=_range(0, 60, open_lo=True, unit="minutes")
     )
-    fibrillation_sd: float = field(
-        default=0.3, metadata=_range(0, 2, doc="log-SD of the orphan fraction the needle reads")
-    )
-    mup_sd: float = field(
-        default=0.1, metadata=_range(0, 2, doc="log-SD of the needle MUP amplitude")
-    )
-    cmct_sd_ms: float = field(default=0.8, metadata=_range(0, 10))
-    mep_integrity: float = field(default=0.15, metadata=_range(0, 1))
-    reflex_sd: float = field(default=0.15, metadata=_range(0, 2))
-    reflex_subject_sd: float = field(
-        default=0.15, metadata=_range(0, 2, doc="a person's own reflex level (grades)")
-    )
-    jaw_sd: float = field(
-        default=0.1, metadata=_range(0, 2, doc="rater noise on the jaw-jerk score (grades)")
-    )
-    jaw_subject_sd: float = field(
-        default=0.15, metadata=_range(0, 2, doc="a person's own jaw-jerk level (grades)")
-    )
-    svc_cov: float = field(default=0.05, metadata=_range(0, 1))
-    svc_subject_sd: float = field(
-        default=10.0,
-        metadata=_range(0, 50, doc="a person's healthy SVC around 100% predicted (points)"),
-    )
-    mrc_sd: float = field(default=0.1, metadata=_range(0, 2))
+    fibrillation_sd: float = field(default=0.3, metadata=_range(0, 2, unit="log SD"))
+    mup_sd: float = field(default=0.1, metadata=_range(0, 2, unit="log SD"))
+    cmct_sd_ms: float = field(default=0.8, metadata=_range(0, 10, unit="ms"))
+    mep_integrity: float = field(default=0.15, metadata=_range(0, 1, unit="fraction"))
+    reflex_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
+    reflex_subject_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
+    jaw_sd: float = field(default=0.1, metadata=_range(0, 2, unit="grades"))
+    jaw_subject_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
+    svc_cov: float = field(default=0.05, metadata=_range(0, 1, unit="fraction"))
+    svc_subject_sd: float = field(default=10.0, metadata=_range(0, 50, unit="% predicted"))
+    mrc_sd: float = field(default=0.1, metadata=_range(0, 2, unit="log strength"))
     alsfrs_subject_sd: float = field(
-        default=0.04,
-        metadata=_range(0, 0.5, doc="a person's ALSFRS-R item threshold shift (strength)"),
+        default=0.04, metadata=_range(0, 0.5, unit="fraction of strength")
     )
     alsfrs_visit_sd: float = field(
-        default=0.02,
-        metadata=_range(0, 0.5, doc="visit noise on ALSFRS-R item thresholds (strength)"),
+        default=0.02, metadata=_range(0, 0.5, unit="fraction of strength")
     )
 
 
@@ -475,11 +539,11 @@ class Treatment:
             the start of degeneration.
     """
 
-    lmn_speed: float = field(default=1.0, metadata=_range(0, 100))
-    umn_speed: float = field(default=1.0, metadata=_range(0, 100))
-    reinnervation_rate: float = field(default=1.0, metadata=_range(0, 100))
+    lmn_speed: float = field(default=1.0, metadata=_range(0, 100, unit="factor"))
+    umn_speed: float = field(default=1.0, metadata=_range(0, 100, unit="factor"))
+    reinnervation_rate: float = field(default=1.0, metadata=_range(0, 100, unit="factor"))
     start: str | float = field(
-        default="first_visit", metadata={"choices": ("first_visit", "enrolment")}
+        default="first_visit", metadata={"unit": "months", "choices": ("first_visit", "enrolment")}
     )
 
 
@@ -501,12 +565,12 @@ class Eligibility:
         default=("ALS",), metadata={"choices": ("ALS", "PMA", "PLS"), "nonempty": False}
     )
     gold_coast: bool = False
-    max_months_since_onset: float = field(default=24.0, metadata=_range(0, 1200))
-    min_alsfrs_r: int = field(default=0, metadata=_range(0, 48))
-    max_alsfrs_r: int = field(default=48, metadata=_range(0, 48))
-    min_svc_percent: float = field(default=0.0, metadata=_range(0, 200))
-    min_age_years: float = field(default=18.0, metadata=_range(0, 120))
-    max_age_years: float = field(default=120.0, metadata=_range(0, 120))
+    max_months_since_onset: float = field(default=24.0, metadata=_range(0, 1200, unit="months"))
+    min_alsfrs_r: int = field(default=0, metadata=_range(0, 48, unit="points"))
+    max_alsfrs_r: int = field(default=48, metadata=_range(0, 48, unit="points"))
+    min_svc_percent: float = field(default=0.0, metadata=_range(0, 200, unit="% predicted"))
+    min_age_years: float = field(default=18.0, metadata=_range(0, 120, unit="years"))
+    max_age_years: float = field(default=120.0, metadata=_range(0, 120, unit="years"))
 
 
 @dataclass(frozen=True)
@@ -526,9 +590,9 @@ class Trial:
             (missing at random), on top of death (1/month).
     """
 
-    duration_months: float = field(metadata=_range(1, 600))
-    visit_interval_months: int = field(default=1, metadata=_range(1, 60))
-    dropout_per_month: float = field(default=0.0, metadata=_range(0, 1))
+    duration_months: float = field(metadata=_range(1, 600, unit="months"))
+    visit_interval_months: int = field(default=1, metadata=_range(1, 60, unit="months"))
+    dropout_per_month: float = field(default=0.0, metadata=_range(0, 1, unit="1/month"))
     eligibility: Eligibility = field(default_factory=Eligibility)
 
 
@@ -538,11 +602,17 @@ SWEEP_METHODS = ("grid", "sobol", "latin", "morris")
 
 @dataclass(frozen=True)
 class SweepParameter:
-    """One swept parameter: ``values`` (a grid) or ``low`` and ``high`` (a range to sample)."""
+    """One swept parameter: ``values`` (a grid) or ``low`` and ``high`` (a range to sample).
 
-    values: tuple[float, ...] = ()
-    low: float | None = None
-    high: float | None = None
+    Attributes:
+        values: the grid's values (method ``grid``), in the swept key's unit.
+        low: lower end of the range sampled (other methods).
+        high: upper end of the range sampled (other methods).
+    """
+
+    values: tuple[float, ...] = field(default=(), metadata={"unit": "the swept key's"})
+    low: float | None = field(default=None, metadata={"unit": "the swept key's"})
+    high: float | None = field(default=None, metadata={"unit": "the swept key's"})
 
 
 @dataclass(frozen=True)
@@ -563,10 +633,10 @@ class Sweep:
 
     parameters: dict[str, SweepParameter]
     method: str = field(default="grid", metadata={"choices": SWEEP_METHODS})
-    samples: int = field(default=8, metadata=_range(1, 10**6))
-    levels: int = field(default=4, metadata=_range(2, 1000))
-    replicates: int = field(default=1, metadata=_range(1, 10**4))
-    seed: int = field(default=0, metadata=_range(0, 2**32 - 1))
+    samples: int = field(default=8, metadata=_range(1, 10**6, unit=""))
+    levels: int = field(default=4, metadata=_range(2, 1000, unit=""))
+    replicates: int = field(default=1, metadata=_range(1, 10**4, unit=""))
+    seed: int = field(default=0, metadata=_range(0, 2**32 - 1, unit=""))
 
 
 @dataclass(frozen=True)
@@ -575,6 +645,7 @@ class Scenario:
 
     Attributes:
         name: short title.
+        description: a sentence on what the scenario simulates.
         path: the file it came from.
         source_text: the file's text as read.
         overrides: the key-path overrides applied to it (command line, sweep point), in order.

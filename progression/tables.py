@@ -1,8 +1,8 @@
 """The output tables' columns, units and Arrow types, and how a cohort fills them.
 
-The schema is documented once, here (``COLUMNS``); the README's schema section is generated
-from it. Rows are sorted by (patient_id, month[, muscle order]) so a chunk's tables do not
-depend on the order in which patients were examined.
+The schema is documented once, here (``COLUMNS``); the documentation's schema section
+(docs/running/output.md) is generated from it. Rows are sorted by (patient_id, month[, muscle
+order]) so a chunk's tables do not depend on the order in which patients were examined.
 """
 
 from __future__ import annotations
@@ -278,7 +278,8 @@ def _trial_month(rows: dict[str, np.ndarray], ids: np.ndarray, enrolment: np.nda
 
 
 def schema_markdown() -> str:
-    """The README's schema section: one table per output table, every column with its unit."""
+    """The schema section of docs/running/output.md: one table per output table, every column
+    with its unit."""
     parts = []
     for name, cols in COLUMNS.items():
         parts.append(f"#### `{name}/`\n\n| column | type | meaning (unit) |\n|---|---|---|")

@@ -1,9 +1,9 @@
 """Calibration (issue 7): published targets computed from the tables, validate-model, fitting.
 
-The target checks run small cohorts of the shipped scenarios in process, so their tolerance is
-the estimator's own 95% confidence interval: a target passes here when that interval reaches
-its published range. The full table, from cohorts of thousands, is in the README; a failure
-here means the calibration moved by more than its Monte Carlo error.
+The target checks run small cohorts of the shipped scenarios in process, so their tolerance is the
+estimator's own 95% confidence interval: a target passes here when that interval reaches its
+published range. The full table, from cohorts of thousands, is in docs/model/validation.md; a
+failure here means the calibration moved by more than its Monte Carlo error.
 """
 
 from __future__ import annotations

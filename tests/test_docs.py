@@ -1,4 +1,6 @@
-"""The README says what the code does: its schema section and its test command."""
+"""The documentation says what the code does: the output schema, the code map and the README's
+test command (the site itself: tests/test_docs_site.py; the scenario reference:
+tests/test_scenario_reference.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,18 @@ import sys
 from progression.tables import schema_markdown
 from tests.conftest import ROOT
 
+DOCS = ROOT / "docs"
 
-def test_readme_schema_matches_the_tables():
-    assert schema_markdown().strip() in (ROOT / "README.md").read_text()
+
+def test_the_schema_page_matches_the_tables():
+    """The site's schema section is ``python -m progression.tables``'s output, verbatim."""
+    page = (DOCS / "running" / "output.md").read_text()
+    assert schema_markdown().strip() in page
 
 
 def test_the_code_map_names_every_module():
-    """The README's code map lists every module of the engine, the studies and analysis."""
-    readme = (ROOT / "README.md").read_text()
-    code_map = readme[readme.index("## Code map"):readme.index("## Command line")]
+    """The site's code map lists every module of the engine, the studies and analysis."""
+    code_map = (DOCS / "development" / "code-map.md").read_text()
     named = set(re.findall(r"`([a-z_/]+)`", code_map))
     for package in ("progression", "analysis"):
         for path in (ROOT / package).rglob("*.py"):

@@ -229,7 +229,8 @@ def test_reinnervation_hides_loss_from_cmap_while_mune_falls_in_step():
     """Visits from month 0, every 2 months: CMAP stays near baseline until about half the units
     are gone (targets.toml ``reinnervation_hides_loss``: 0.5, range 0.4-0.8); MUNE does not.
 
-    MUNE comes from simulated incremental stimulation (README, MUNE), whose bias emerges: it
+    MUNE comes from simulated incremental stimulation (docs/model/examinations.md), whose bias
+    emerges: it
     underestimates healthy muscles (SMUPs under the detection limit) and overestimates
     reinnervated ones (alternation of few large units), so MUNE over its healthy baseline stays
     above the true fraction alive in mid-course, by up to about 0.2 (observed: 0.14, 0.41,

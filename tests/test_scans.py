@@ -3,7 +3,8 @@
 The scan kernel is checked against a brute-force loop over stimuli and units; the recorded scans
 against the muscle table (a supramaximal response equals the CMAP); their shape against the
 state (smooth when healthy, steps when few large units carry the CMAP); the MUNE against the
-true unit count, with the bias and spread the README reports; and the export against the table.
+true unit count, with the bias and spread docs/model/examinations.md reports; and the export
+against the table.
 """
 
 from __future__ import annotations
@@ -210,13 +211,14 @@ def _ratio(m: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_mune_tracks_the_true_unit_count_with_the_documented_bias():
-    """README (MUNE): healthy muscles are underestimated (SMUPs under the detection limit merge
-    into larger increments), reinnervated ones overestimated (alternation of few large units);
-    the 10-90% range of MUNE / true count is wide. Tolerances: the README's figures, which come
-    from 200 patients and six muscles, +-0.12 for this 40-patient, two-muscle cohort."""
+    """docs/model/examinations.md (MUNE): healthy muscles are underestimated (SMUPs under the
+    detection limit merge into larger increments), reinnervated ones overestimated (alternation of
+    few large units); the 10-90% range of MUNE / true count is wide. Tolerances: the documented
+    figures, which come from 200 patients and six muscles, +-0.12 for this 40-patient, two-muscle
+    cohort."""
     m = _ratio(_tables()["muscles"])
     healthy = m.filter(pl.col("units_alive_fraction") == 1)
-    assert 0.72 <= healthy["ratio"].median() <= 1.0  # README: 0.87
+    assert 0.72 <= healthy["ratio"].median() <= 1.0  # documented: 0.87
     assert 0.5 <= healthy["ratio"].quantile(0.1) and healthy["ratio"].quantile(0.9) <= 1.5
     apb = healthy.filter(pl.col("muscle") == "APB")["mune"].median()
     assert 130 <= apb <= 320  # thenar MUNE (Galea 1991: 228 +/- 93)
@@ -224,7 +226,7 @@ def test_mune_tracks_the_true_unit_count_with_the_documented_bias():
         pl.col("units_alive_fraction").is_between(0.3, 0.6), pl.col("fibres_fraction") >= 0.8
     )
     assert len(reinnervated) >= 100
-    assert 1.05 <= reinnervated["ratio"].median() <= 1.5  # README: 1.21 to 1.35
+    assert 1.05 <= reinnervated["ratio"].median() <= 1.5  # documented: 1.21 to 1.35
     # The estimate still follows the truth across the whole course (Spearman 0.79).
     from scipy.stats import spearmanr
 

@@ -347,7 +347,7 @@ def plan_sweep(
     if spec is None:
         raise ScenarioError(
             f"{source}: sweep: expected a [sweep] section naming the parameters to vary "
-            "(see README, Which parameters matter)"
+            "(see docs/running/sensitivity.md, Which parameters matter)"
         )
     _check_spec(spec, source)
     valid = key_paths(base)
