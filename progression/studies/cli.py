@@ -1,5 +1,5 @@
 """Command line: ``progression run | validate | verify | report | sweep | sensitivity |
-export-scans | power | validate-model | replay``.
+export-scans | power | validate-model | replay | explore``.
 
 Errors a user can fix (a bad scenario, a refused output folder) print one line to stderr and
 exit with code 2, without a traceback. A run stopped by Ctrl-C exits 130, by SIGTERM 143.
@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--overwrite", action="store_true", help="replace an existing replay")
     rp.add_argument("--muscles", help="draw only these muscles, e.g. APB,ADM (default: all)")
 
+    ex = sub.add_parser("explore", help="open a small cohort in the browser (Mesa SolaraViz)")
+    ex.add_argument("scenario", type=Path, nargs="?", help="scenario TOML file "
+                    "(default scenarios/als_natural_history.toml)")
+    ex.add_argument("--patients", type=_integer(1), default=30,
+                    help="patients in the explorer's cohort (default 30, at most 200)")
+    ex.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ex.add_argument("--port", type=_integer(0), default=8765, help="port (default 8765)")
+    ex.add_argument("--no-open", action="store_true", help="do not open a browser")
     return parser
 
 
@@ -187,6 +195,17 @@ def _existing_pools(run: Path, muscles: list[tuple[str, str]] | None):
         raise ReplayError(f"--muscles: no muscle {unknown[0]!r}; the body map has "
                           f"{', '.join(sorted({m for m, _ in pools}))}")
     return [p for p in muscles if p in pools]
+
+
+def _explore(args: argparse.Namespace) -> int:
+    """``progression explore``: the SolaraViz page of :mod:`progression.studies.explore`."""
+    from progression.studies.explore import ExploreError, serve
+
+    try:
+        return serve(args.scenario, patients=args.patients, host=args.host, port=args.port,
+                     open_browser=not args.no_open)
+    except ExploreError as e:
+        return _fail(str(e))
 
 
 def _validate_model(args: argparse.Namespace) -> int:
@@ -447,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             return _replay(args)
         except ReplayError as e:
             return _fail(str(e))
+    if args.command == "explore":
+        return _explore(args)
     if args.command == "validate-model":
         try:
             return _validate_model(args)
