@@ -145,7 +145,8 @@ def muscle_figure(
     ax_m.grid(alpha=0.25, linewidth=0.6)
 
     # 3. the diagnosis at each visit, and the events that frame it.
-    _timeline(ax_d, replay, float(months[-1]))
+    death = replay["events"].filter(pl.col("event") == "death")["month"]
+    _timeline(ax_d, replay, float(death[0]) if len(death) else float(months[-1]))
     ax_d.set_xlabel("months since the start of degeneration")
     for ax in (ax_u, ax_m, ax_d):
         _events(ax, replay, label=ax is ax_d)
@@ -190,7 +191,7 @@ def _timeline(ax, replay: Replay, end: float) -> None:
     months = visits["month"].to_numpy()
     stops = np.append(months[1:], end)[: len(months)]
     for start, stop, dx in zip(months, stops, visits["diagnosis"].to_list(), strict=True):
-        ax.axvspan(start, max(stop, start + 0.5), ymin=0.15, ymax=0.85,
+        ax.axvspan(start, max(stop, start + 0.2), ymin=0.15, ymax=0.85,
                    color=STATE_COLOURS.get(dx, "#999999"), linewidth=0)
     for dx in ("none", "PMA", "PLS", "ALS"):
         if dx in visits["diagnosis"].to_list():
