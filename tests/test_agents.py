@@ -3,9 +3,6 @@ that Mesa's AgentSet selection, grouping and DataCollector work on."""
 
 from __future__ import annotations
 
-import gc
-import weakref
-
 import mesa
 import numpy as np
 import polars as pl
@@ -87,11 +84,3 @@ def test_a_datacollector_records_agents_and_the_cohort():
     assert list(final["diagnosis"]) == list(model.examiner.diagnosis)
     assert collector.get_model_vars_dataframe()["diagnosed"].is_monotonic_increasing
     assert (per_agent.groupby(level="AgentID")["units"].diff().dropna() <= 0).all()
-
-
-def test_agents_do_not_keep_a_finished_cohort_alive():
-    model = _cohort(months=2)
-    ref = weakref.ref(model)
-    del model
-    gc.collect()
-    assert ref() is None

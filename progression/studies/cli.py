@@ -144,11 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("explore", help="open a small cohort in the browser (Mesa SolaraViz)")
     ex.add_argument("scenario", type=Path, nargs="?", help="scenario TOML file "
-                    "(default scenarios/als_natural_history.toml)")
+                    "(default scenarios/mnd_population.toml)")
     ex.add_argument("--patients", type=_integer(1), default=30,
-                    help="patients in the explorer's cohort (default 30, at most 200)")
+                    help="patients in the explorer's cohort (default 30, at most 100)")
     ex.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    ex.add_argument("--port", type=_integer(0), default=8765, help="port (default 8765)")
+    ex.add_argument("--port", type=_integer(1), default=8765, help="port (default 8765)")
     ex.add_argument("--no-open", action="store_true", help="do not open a browser")
     return parser
 

@@ -419,6 +419,9 @@ def serve(scenario: str | Path | None, *, patients: int = 30, host: str = "127.0
     """
     check_installed()
     path = Path(scenario) if scenario else DEFAULT_SCENARIO
+    if scenario is None and not path.is_file():
+        raise ExploreError(f"no scenario given and {path} not found: progression explore "
+                           "SCENARIO")
     if not 1 <= patients <= MAX_PATIENTS:
         raise ExploreError(f"--patients: 1 to {MAX_PATIENTS} (the explorer keeps every unit), "
                            f"got {patients}")
