@@ -13,7 +13,6 @@ developer machine and fails in CI (``CI=true``), where ``.ci/run`` installs them
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,9 +32,14 @@ WAIT = 90.0
 PATIENTS = 12
 
 
+def _binary(path: str) -> str | None:
+    """``path`` if it is an executable file, else ``None``."""
+    return path if Path(path).is_file() and os.access(path, os.X_OK) else None
+
+
 def _missing() -> str | None:
     for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).exists() and not shutil.which(Path(path).name):
+        if _binary(path) is None:
             return f"{path} not found (apt-get install chromium chromium-driver)"
     for module in ("selenium", "solara", "altair", "networkx"):
         try:
