@@ -18,9 +18,11 @@ import pyarrow as pa
 from progression import kernel, tables
 from progression import random as rnd
 from progression import trial as trial_rules
+from progression.agents import CohortPatient
 from progression.body import COMPARTMENTS, REGIONS, Body
 from progression.exam import Examiner
 from progression.processes import hazard, lmn, reinnervation, umn
+from progression.recorder import UnitRecorder
 from progression.scenario import Scenario
 from progression.state import NO_VISIT, Latent, State, draw_latent, initial_state
 
@@ -38,6 +40,12 @@ class CohortModel(mesa.Model):
         arm: the arm simulated (its treatment, if any, applies from its start).
         engine: ``kernel`` (fused numba pass, the default) or ``numpy`` (the same phases as
             whole-array operations; the reference the kernel is tested against).
+        recorder: records chosen patients' motor units and tracts every month
+            (:class:`~progression.recorder.UnitRecorder`); None (the default) records nothing.
+
+    Every patient is also a Mesa agent (:class:`~progression.agents.CohortPatient`, in
+    ``self.agents``) whose attributes read these arrays, so that AgentSet selection, grouping
+    and ``mesa.DataCollector`` work on the cohort; the agents hold no state of their own.
 
     Attributes:
         month: months since the start of degeneration (during a step: the step's end).
@@ -50,7 +58,12 @@ class CohortModel(mesa.Model):
     """
 
     def __init__(
-        self, scenario: Scenario, patient_ids: np.ndarray, arm: str, engine: str = "kernel"
+        self,
+        scenario: Scenario,
+        patient_ids: np.ndarray,
+        arm: str,
+        engine: str = "kernel",
+        recorder: UnitRecorder | None = None,
     ) -> None:
         super().__init__(seed=scenario.cohort.seed)
         self.scenario = scenario
@@ -91,6 +104,10 @@ class CohortModel(mesa.Model):
             trial.dropout_per_month if trial else 0.0,
         )
         self.examiner = Examiner(scenario, self.body, self.ids)
+        self.recorder = recorder
+        if recorder is not None:
+            recorder.record(self)
+        CohortPatient.create_cohort(self)
         if scenario.visits.start == "degeneration":
             self.next_visit[:] = 0.0
             self.visit()
@@ -120,6 +137,8 @@ class CohortModel(mesa.Model):
         for name, method in self.PHASES:
             with self.timer(name):
                 getattr(self, method)(t0, t1)
+        if self.recorder is not None:
+            self.recorder.record(self)
 
     def run(self) -> None:
         """Step until the scenario's duration or until every patient has died."""

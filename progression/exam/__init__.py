@@ -288,6 +288,9 @@ class Examiner:
             )
         self.visits_seen = np.zeros(n, dtype=np.int64)
         self.last_exam = np.full(n, -np.inf)
+        # Where each patient's latest rows are: the visit batch and the position in it (-1: none).
+        self.last_batch = np.full(n, -1, dtype=np.int64)
+        self.last_position = np.full(n, -1, dtype=np.int64)
 
     def examine(self, cohort, rows: np.ndarray, month: float) -> tuple[np.ndarray, np.ndarray]:
         """Examine the patients at ``rows`` at ``month``; returns rows whose diagnosis changed
@@ -527,6 +530,8 @@ class Examiner:
         """Append the visit's rows: one per patient (``visits``), one per patient and muscle
         (``muscles``)."""
         ids, n, m = self.ids[rows], len(rows), self.body.n_muscles
+        self.last_batch[rows] = len(self.visit_rows)
+        self.last_position[rows] = np.arange(n)
         self.visit_rows.append({"patient_id": ids, "month": np.full(n, month), **per_patient})
         self.muscle_rows.append(
             {
@@ -536,6 +541,20 @@ class Examiner:
                 **{key: val.reshape(-1) for key, val in per_muscle.items()},
             }
         )
+
+    def last_findings(self, row: int) -> tuple[dict, dict] | None:
+        """The findings of the patient at ``row`` at its latest visit: its ``visits`` row
+        (column -> value) and its ``muscles`` rows (column -> (muscles,) array, in body
+        order); None before its first visit. Reads the rows already recorded (no copy of the
+        tables)."""
+        b, k = int(self.last_batch[row]), int(self.last_position[row])
+        if b < 0:
+            return None
+        visit = {key: val[k] for key, val in self.visit_rows[b].items()}
+        m = self.body.n_muscles
+        muscles = {key: val[k * m : (k + 1) * m] for key, val in self.muscle_rows[b].items()
+                   if key not in ("patient_id", "month")}
+        return visit, muscles
 
     # -- helpers ----------------------------------------------------------------------------
 

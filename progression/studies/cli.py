@@ -1,5 +1,5 @@
 """Command line: ``progression run | validate | verify | report | sweep | sensitivity |
-export-scans | power | validate-model``.
+export-scans | power | validate-model | replay | explore``.
 
 Errors a user can fix (a bad scenario, a refused output folder) print one line to stderr and
 exit with code 2, without a traceback. A run stopped by Ctrl-C exits 130, by SIGTERM 143.
@@ -133,7 +133,79 @@ def build_parser() -> argparse.ArgumentParser:
     _simulation_options(vm, "patients per scenario (default 500)")
     vm.add_argument("--seeds", type=_positive_int, default=1,
                     help="judge every target at this many cohort seeds (default 1)")
+    rp = sub.add_parser("replay", help="re-simulate one patient of a run: its rows, its motor "
+                        "units month by month and a figure per muscle")
+    rp.add_argument("run", type=Path, help="run folder (the --out of progression run)")
+    rp.add_argument("--patient", type=_integer(0), required=True, help="patient id")
+    rp.add_argument("--arm", help="arm (default: the scenario's first)")
+    rp.add_argument("--out", type=Path, required=True, help="folder for the replay")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing replay")
+    rp.add_argument("--muscles", help="draw only these muscles, e.g. APB,ADM (default: all)")
+
+    ex = sub.add_parser("explore", help="open a small cohort in the browser (Mesa SolaraViz)")
+    ex.add_argument("scenario", type=Path, nargs="?", help="scenario TOML file "
+                    "(default scenarios/mnd_population.toml)")
+    ex.add_argument("--patients", type=_integer(1), default=30,
+                    help="patients in the explorer's cohort (default 30, at most 100)")
+    ex.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ex.add_argument("--port", type=_integer(1), default=8765, help="port (default 8765)")
+    ex.add_argument("--no-open", action="store_true", help="do not open a browser")
     return parser
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """``progression replay``: exit 0 when the replayed rows equal the stored ones, 1 when
+    they differ (each table named), 2 when the replay cannot be made."""
+    from progression.studies.replay import ReplayError, replay
+
+    muscles = None
+    if args.muscles:
+        names = {m.strip() for m in args.muscles.split(",") if m.strip()}
+        muscles = [(m, sd) for m in sorted(names) for sd in ("left", "right", "midline")]
+    try:
+        r = replay(args.run, args.patient, args.arm, args.out, overwrite=args.overwrite,
+                   muscles=_existing_pools(args.run, muscles))
+    except ReplayError as e:
+        return _fail(str(e))
+    print(f"patient {r.patient} ({r.arm}) -> {r.out}: {len(r.figures)} figures, "
+          f"{r.history['units'].num_rows:,} unit-months")
+    if not r.compared:
+        print(f"progression: warning: {args.run} holds no rows of patient {r.patient} (an "
+              "incomplete run): nothing to compare with", file=sys.stderr)
+        return 0
+    for name, why in r.differences.items():
+        print(f"progression: replayed {name} differ from the run's: {why}", file=sys.stderr)
+    if r.identical:
+        print(f"identical to the run's rows in {', '.join(r.compared)}")
+    return 0 if r.identical else 1
+
+
+def _existing_pools(run: Path, muscles: list[tuple[str, str]] | None):
+    """``muscles`` (name, side) restricted to the pools of the run's body map; one-line error
+    for a name it does not have."""
+    if muscles is None:
+        return None
+    from progression.body import Body
+    from progression.studies.replay import ReplayError, run_scenario
+
+    body = Body.from_muscles(run_scenario(run).muscles())
+    pools = {(m.name, m.side) for m in body.muscles}
+    unknown = sorted({m for m, _ in muscles} - {m for m, _ in pools})
+    if unknown:
+        raise ReplayError(f"--muscles: no muscle {unknown[0]!r}; the body map has "
+                          f"{', '.join(sorted({m for m, _ in pools}))}")
+    return [p for p in muscles if p in pools]
+
+
+def _explore(args: argparse.Namespace) -> int:
+    """``progression explore``: the SolaraViz page of :mod:`progression.studies.explore`."""
+    from progression.studies.explore import ExploreError, serve
+
+    try:
+        return serve(args.scenario, patients=args.patients, host=args.host, port=args.port,
+                     open_browser=not args.no_open)
+    except ExploreError as e:
+        return _fail(str(e))
 
 
 def _validate_model(args: argparse.Namespace) -> int:
@@ -387,6 +459,15 @@ def main(argv: list[str] | None = None) -> int:
         return _verify(args)
     if args.command == "power":
         return _power(args)
+    if args.command == "replay":
+        from progression.studies.replay import ReplayError
+
+        try:
+            return _replay(args)
+        except ReplayError as e:
+            return _fail(str(e))
+    if args.command == "explore":
+        return _explore(args)
     if args.command == "validate-model":
         try:
             return _validate_model(args)
