@@ -250,9 +250,9 @@ class LMN(_Process):
         segments: (segmental) the segments affected.
         length_exponent: (length_dependent) gamma in ``(L / reference_length_cm) ** gamma``.
         reference_length_cm: (length_dependent) axon length with weight 1 (cm).
-        level_delay_months: (focal) months for degeneration to pass from one spinal level to
-            the next within a region (:data:`progression.body.LEVELS`); 0 starts a whole
-            compartment at once.
+        level_delay_months: months for a spreading (``focal``) degeneration to pass from one
+            spinal level to the next within a region (:data:`progression.body.LEVELS`); 0
+            starts a whole compartment at once.
     """
 
     pattern: str = field(default="focal", metadata={"choices": tuple(lmn_patterns.PATTERNS)})
@@ -267,7 +267,7 @@ class LMN(_Process):
     )
     level_delay_months: Dist = field(
         default_factory=lambda: Dist.constant(0.0),
-        metadata=_range(0, 120, pattern_only="focal", unit="months"),
+        metadata=_range(0, 120, unit="months"),
     )
 
 

@@ -24,6 +24,7 @@ from progression.state import DRAWS_PER_PATIENT, PatientDraws, draw_latent
 from tests.conftest import SCENARIOS
 from tests.test_runner import assert_same_tables
 
+
 def _without_correlations(text: str) -> str:
     """The shipped ALS scenario's text without its own ``[cohort.correlations]``: these tests
     bring theirs (and the "plain" cohort has none)."""

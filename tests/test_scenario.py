@@ -868,7 +868,9 @@ def _syntax_breaks(line: str) -> list[tuple[str, int]]:
 @given(base=st.sampled_from(SHIPPED), data=st.data())
 def test_broken_toml_syntax_reports_its_line(mutants, base, data):
     lines = base.read_text().split("\n")
-    candidates = [i for i, s in enumerate(lines) if s.strip() and not s.startswith("#")]
+    candidates = [  # lines that start a key or a table (not the rows of a multi-line array)
+        i for i, s in enumerate(lines) if s.strip() and not s.startswith(("#", " ", "]"))
+    ]
     i = data.draw(st.sampled_from(candidates))
     replacement, offset = data.draw(st.sampled_from(_syntax_breaks(lines[i])))
     lines[i] = replacement
