@@ -46,8 +46,8 @@ Definitions (the choices a paper would state in its methods):
   mean + 2.5 SD of that muscle (:data:`TMS_LIMIT_SD`). ALS at the first visit, ADM and TA both
   sides as recorded by Claus 1995 and Floyd 2009 (:data:`TMS_TARGETS`); inexcitability as
   Dharmadasa 2021 recorded it, no MEP in one or more of four limbs (APB and TA, both sides:
-  :data:`INEXCITABLE_TARGETS`); PLS at each patient's first visit 2 years or more after
-  symptom onset (:data:`PLS_TMS_MONTHS`).
+  :data:`INEXCITABLE_TARGETS`); PLS at each patient's first visit 4 years or more after
+  symptom onset, definite PLS (:data:`PLS_TMS_MONTHS`).
 - Split hand: share of ALS patients with APB/ADM CMAP ratio below 0.6 in either hand at the
   visit where ALS criteria are first met (the diagnostic nerve conduction study), among those
   with hand involvement (APB CMAP below the healthy month-0 5th percentile) and among all;
@@ -101,8 +101,10 @@ TMS_LIMIT_SD = 2.5
 TMS_TARGETS = ("ADM", "TA")
 #: Limbs tested for inexcitability (hand and leg, both sides: Dharmadasa 2021).
 INEXCITABLE_TARGETS = ("APB", "TA")
-#: PLS patients are judged at their first visit this many months after symptom onset.
-PLS_TMS_MONTHS = 24.0
+#: PLS patients are judged at their first visit this many months after symptom onset: definite
+#: PLS (2020 consensus, Turner JNNP 91:373), as the published TMS series (established PLS:
+#: Pringle 1992's median disease duration was 19 years) examined them.
+PLS_TMS_MONTHS = 48.0
 
 
 @dataclass(frozen=True)
@@ -489,7 +491,8 @@ def als_inexcitable_first_visit(runs: Mapping[str, Run]) -> Estimate:
 
 def pls_tms_abnormal(runs: Mapping[str, Run]) -> Estimate:
     """Share of PLS patients with an absent MEP or a CMCT beyond the controls' upper limit in
-    ADM or TA (either side) at their first visit 2 years or more after symptom onset."""
+    ADM or TA (either side) at their first visit 4 years or more after symptom onset (definite
+    PLS)."""
     run = runs["pls_natural_history"]
     per = _tms_at(run, _pls_visits(run), _tms_limits(runs), TMS_TARGETS)
     return _share(per["absent"] | per["slow"],
