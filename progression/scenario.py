@@ -391,8 +391,9 @@ class Exam:
             that just brings the spinal motoneurons to firing (no published figure; calibrated
             to the published share of ALS patients inexcitable in one or more limbs, 30% of
             133, Dharmadasa 2021, and with an absent MEP or prolonged CMCT, 51% of 63 (Claus
-            1995) to 78% (Floyd 2009): 0.2 gives 0.28 and 0.38, 0.25 gives 0.38 and 0.50,
-            0.3 gives 0.48 and 0.57 at the first visit; README, Validation).
+            1995) to 78% (Floyd 2009): 0.2 gives 0.28 and 0.38, 0.23 gives 0.33 and 0.43,
+            0.25 gives 0.38 and 0.50, 0.3 gives 0.48 and 0.57 at the first visit; README,
+            Validation).
         tms_volley_exponent: beta, each axon's drive ``(v / mean v) ** beta``: the fast
             corticomotoneuronal axons of the largest Betz cells make the MEP. Calibrated to the
             published fall of CMCT from 120% to 140% MT, APB 7.8 -> 7.2 ms and EDB 14.3 ->
@@ -476,7 +477,7 @@ class Exam:
         metadata=_range(1.3, 2, doc="intensity at which the volley's recruitment saturates"),
     )
     mep_threshold_drive: float = field(
-        default=0.23,
+        default=0.24,
         metadata=_range(0.1, 0.8, open_lo=True, doc="share of the healthy drive at threshold"),
     )
     tms_volley_exponent: float = field(

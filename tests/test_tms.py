@@ -12,11 +12,13 @@ from progression.body import COMPARTMENTS
 from progression.exam import Examiner, criteria, tms
 from progression.model import CohortModel, simulate_chunk
 from progression.processes import umn
+from progression.scenario import Exam
 from tests.conftest import small
 
+#: The shipped defaults.
 V = umn.velocities(100)
-W = tms.volley_weights(V, 4.0)
-R1, SAT = 0.23, 1.55
+W = tms.volley_weights(V, Exam().tms_volley_exponent)
+R1, SAT = Exam().mep_threshold_drive, Exam().mep_saturation_rmt
 
 
 # ------------------------------------------------------------------------------ the formulas
