@@ -41,6 +41,13 @@ Definitions (the choices a paper would state in its methods):
 - Fasciculations: mean biceps rate of ALS patients at visits where biceps is clinically strong
   (MRC 5) and weak (MRC < 5), over the healthy month-0 biceps rate (the model has no benign
   fasciculation syndrome; healthy rest is its reference).
+- TMS: a target is abnormal when its MEP is absent at maximal output or its CMCT exceeds the
+  upper limit of normal, which the laboratory sets from its own controls: the healthy month-0
+  mean + 2.5 SD of that muscle (:data:`TMS_LIMIT_SD`). ALS at the first visit, ADM and TA both
+  sides as recorded by Claus 1995 and Floyd 2009 (:data:`TMS_TARGETS`); inexcitability as
+  Dharmadasa 2021 recorded it, no MEP in one or more of four limbs (APB and TA, both sides:
+  :data:`INEXCITABLE_TARGETS`); PLS at each patient's first visit 4 years or more after
+  symptom onset, definite PLS (:data:`PLS_TMS_MONTHS`).
 - Split hand: share of ALS patients with APB/ADM CMAP ratio below 0.6 in either hand at the
   visit where ALS criteria are first met (the diagnostic nerve conduction study), among those
   with hand involvement (APB CMAP below the healthy month-0 5th percentile) and among all;
@@ -98,6 +105,16 @@ SPREAD_REGIONS = ("bulbar", "cervical", "lumbosacral")
 RAPID_SPREAD_MONTHS = 3.0
 #: Fraction of the baseline CMAP that marks a fall (target ``reinnervation_hides_loss``).
 CMAP_FALL = 0.8
+#: Upper limit of normal CMCT: the controls' mean + this many SDs (CMCT_LIMIT_SD of the clinic).
+TMS_LIMIT_SD = 2.5
+#: TMS targets of the ALS and PLS series (ADM and TA, both sides: Claus 1995, Floyd 2009).
+TMS_TARGETS = ("ADM", "TA")
+#: Limbs tested for inexcitability (hand and leg, both sides: Dharmadasa 2021).
+INEXCITABLE_TARGETS = ("APB", "TA")
+#: PLS patients are judged at their first visit this many months after symptom onset: definite
+#: PLS (2020 consensus, Turner JNNP 91:373), as the published TMS series (established PLS:
+#: Pringle 1992's median disease duration was 19 years) examined them.
+PLS_TMS_MONTHS = 48.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +176,7 @@ def _muscles(run: Run, columns: Sequence[str], muscles: Sequence[str] | None = N
     return lf
 
 
-def _month0(run: Run, column: str, muscles: Sequence[str]) -> pl.DataFrame:
+def _month0(run: Run, column: str, muscles: Sequence[str] | None) -> pl.DataFrame:
     return (
         _muscles(run, [column, "units_alive_fraction"], muscles)
         .filter((pl.col("month") == 0) & pl.col(column).is_not_null())
@@ -411,6 +428,87 @@ def cmct_normal_lower_ms(runs: Mapping[str, Run]) -> Estimate:
     return _cmct(runs, ["EDB", "TA"])
 
 
+def _tms_limits(runs: Mapping[str, Run]) -> pl.DataFrame:
+    """Per TMS target muscle: the controls' CMCT upper limit of normal (month-0 mean +
+    :data:`TMS_LIMIT_SD` SD, both sides), as a laboratory sets it from its own controls."""
+    m = _month0(runs["als_natural_history@month0"], "cmct_ms", None)
+    return m.group_by("muscle").agg(
+        (pl.col("cmct_ms").mean() + TMS_LIMIT_SD * pl.col("cmct_ms").std()).alias("limit")
+    )
+
+
+def _tms_at(run: Run, visits: pl.DataFrame, limits: pl.DataFrame,
+            muscles: Sequence[str]) -> pl.DataFrame:
+    """Per patient at the chosen visit (``visits``: patient_id, month): whether any of
+    ``muscles`` (both sides) has no MEP (``absent``) or a CMCT beyond the limit (``slow``)."""
+    m = (
+        _muscles(run, ["cmct_ms", "mep_present"], muscles)
+        .join(visits.lazy(), on=["patient_id", "month"], how="inner")
+        .join(limits.lazy(), on="muscle", how="inner")
+        .collect()
+    )
+    return m.group_by("patient_id").agg(
+        (~pl.col("mep_present")).any().alias("absent"),
+        (pl.col("cmct_ms") > pl.col("limit")).fill_null(False).any().alias("slow"),
+    )
+
+
+def _first_visits(run: Run) -> pl.DataFrame:
+    return (
+        patients(run, ["first_visit_month"])
+        .filter(pl.col("first_visit_month").is_not_null())
+        .select("patient_id", pl.col("first_visit_month").alias("month"))
+        .collect()
+    )
+
+
+def _pls_visits(run: Run) -> pl.DataFrame:
+    """Each PLS patient's first visit :data:`PLS_TMS_MONTHS` or more after symptom onset."""
+    onset = patients(run, ["symptom_onset_month"]).filter(
+        pl.col("symptom_onset_month").is_not_null()
+    )
+    return (
+        frames(run)["visits"].select("patient_id", "month")
+        .join(onset, on="patient_id", how="inner")
+        .filter(pl.col("month") - pl.col("symptom_onset_month") >= PLS_TMS_MONTHS)
+        .group_by("patient_id").agg(pl.col("month").min())
+        .collect()
+    )
+
+
+def _share(flags: pl.Series, detail: str) -> Estimate:
+    k, n = int(flags.sum()), len(flags)
+    share, lo, hi = share_ci(k, n)
+    return _est(share, lo, hi, n, f"{k} of {n} patients; {detail}")
+
+
+def als_tms_abnormal_first_visit(runs: Mapping[str, Run]) -> Estimate:
+    """Share of ALS patients with an absent MEP or a CMCT beyond the controls' upper limit in
+    ADM or TA (either side) at the first visit."""
+    run = runs["als_natural_history"]
+    per = _tms_at(run, _first_visits(run), _tms_limits(runs), TMS_TARGETS)
+    return _share(per["absent"] | per["slow"],
+                  f"absent MEP {per['absent'].mean():.2f}, prolonged CMCT {per['slow'].mean():.2f}")
+
+
+def als_inexcitable_first_visit(runs: Mapping[str, Run]) -> Estimate:
+    """Share of ALS patients with no MEP at maximal output in one or more limbs (APB or TA,
+    either side) at the first visit."""
+    run = runs["als_natural_history"]
+    per = _tms_at(run, _first_visits(run), _tms_limits(runs), INEXCITABLE_TARGETS)
+    return _share(per["absent"], "inexcitable in one or more of four limbs")
+
+
+def pls_tms_abnormal(runs: Mapping[str, Run]) -> Estimate:
+    """Share of PLS patients with an absent MEP or a CMCT beyond the controls' upper limit in
+    ADM or TA (either side) at their first visit 4 years or more after symptom onset (definite
+    PLS)."""
+    run = runs["pls_natural_history"]
+    per = _tms_at(run, _pls_visits(run), _tms_limits(runs), TMS_TARGETS)
+    return _share(per["absent"] | per["slow"],
+                  f"absent MEP {per['absent'].mean():.2f}, prolonged CMCT {per['slow'].mean():.2f}")
+
+
 def fasciculation_rate_ratio(runs: Mapping[str, Run]) -> Estimate:
     """Biceps fasciculation rate in ALS (strong: MRC 5; weak: MRC < 5) over the healthy rate."""
     healthy = _month0(runs["als_natural_history@month0"], "fasciculations_per_min", ["biceps"])
@@ -541,6 +639,17 @@ ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, 
     "rapid_spread_five_year_survival": (
         rapid_spread_five_year_survival, ("als_natural_history",)
     ),
+    "als_tms_abnormal_first_visit": (
+        als_tms_abnormal_first_visit,
+        ("als_natural_history", "als_natural_history@month0"),
+    ),
+    "als_inexcitable_first_visit": (
+        als_inexcitable_first_visit,
+        ("als_natural_history", "als_natural_history@month0"),
+    ),
+    "pls_tms_abnormal": (
+        pls_tms_abnormal, ("pls_natural_history", "als_natural_history@month0"),
+    ),
 }
 #: Target id -> the named runs it reads.
 NEEDS = {k: runs for k, (_, runs) in ESTIMATORS.items()}
@@ -549,18 +658,24 @@ NEEDS = {k: runs for k, (_, runs) in ESTIMATORS.items()}
 __all__ = [
     "CMAP_FALL",
     "ESTIMATORS",
+    "INEXCITABLE_TARGETS",
     "MUNIX_MUSCLES",
     "MUNIX_WINDOW_MONTHS",
     "NEEDS",
+    "PLS_TMS_MONTHS",
     "PLS_WINDOW_MONTHS",
     "RAPID_SPREAD_MONTHS",
     "SPREAD_REGIONS",
+    "TMS_LIMIT_SD",
+    "TMS_TARGETS",
     "Estimate",
     "als_alsfrs_slope",
     "als_five_year_survival",
+    "als_inexcitable_first_visit",
     "als_second_region_months",
     "als_survival_median_months",
     "als_svc_slope",
+    "als_tms_abnormal_first_visit",
     "bulbar_onset_survival_shorter",
     "cmct_normal_lower_ms",
     "cmct_normal_upper_ms",
@@ -574,6 +689,7 @@ __all__ = [
     "onset_region_mix",
     "pls_alsfrs_slope",
     "pls_survival_median_years",
+    "pls_tms_abnormal",
     "pma_survival_median_months",
     "rapid_spread_five_year_survival",
     "reinnervation_hides_loss",

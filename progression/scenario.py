@@ -459,8 +459,40 @@ class Exam:
             14% CoV that bounds the test-retest noise, JNNP control table of the de Carvalho
             group; the intertrial 95% limits of the mean duration of 20 biceps MUAPs are +/-22%,
             "Quantitative motor unit analysis: the effect of sample size", 21 normal subjects).
-        cmct_sd_ms: CMCT measurement SD (ms).
-        mep_integrity: tract integrity below which no MEP is evoked.
+        rmt_hand_percent: mean healthy resting motor threshold for hand muscles (% of maximal
+            stimulator output, MSO): APB 47.31 +/- 8.06% (Jitsakulchaidej 2022 BMC Neurol,
+            n=48, who cite Triggs 46.3 +/- 7.2% and Rossini 39-46%); also the bulbar and trunk
+            tracts' (:mod:`progression.exam.tms`).
+        rmt_leg_percent: mean healthy RMT for foot muscles (% MSO): EDB 60.37 +/- 8.74%
+            (Jitsakulchaidej 2022; TA 60-80%, Rossini): the leg area lies deeper.
+        rmt_subject_sd: a person's own RMT around the mean (% MSO; one draw per person for hand
+            and leg): the published SDs 8.06 (APB) and 8.74 (EDB) (Jitsakulchaidej 2022).
+        rmt_sd: visit-to-visit (test-retest) noise of the measured RMT (% MSO): test-retest
+            r = 0.826 in 93 healthy adults retested after about a month (J Neurol Sci 2016,
+            "test-retest reliability of single and paired pulse TMS parameters"), so
+            8.4 * sqrt(1 - 0.826) = 3.5.
+        tms_intensity_rmt: stimulus for the MEP latency, times the measured RMT and at most
+            maximal output (Jitsakulchaidej 2022 recorded at 120% and 140% MT).
+        mep_saturation_rmt: intensity (times RMT) at which recruitment of the corticospinal
+            volley saturates; the MEP stimulus-response curve of 176 subjects has its midpoint
+            at 127.5 +/- 11.3% RMT (Clin Neurophysiol 2015, PubMed 25792073), so saturation
+            near 1.55 (the sigmoid symmetric about its midpoint; bounds 1.3-2).
+        mep_threshold_drive: r1, the share of the healthy tract's corticomotoneuronal drive
+            that just brings the spinal motoneurons to firing (no published figure; calibrated
+            to the published share of ALS patients inexcitable in one or more limbs, 30% of
+            133, Dharmadasa 2021, and with an absent MEP or prolonged CMCT, 51% of 63 (Claus
+            1995) to 78% (Floyd 2009): 0.2 gives 0.28 and 0.38, 0.23 gives 0.33 and 0.43,
+            0.25 gives 0.38 and 0.50, 0.3 gives 0.48 and 0.57 at the first visit; README,
+            Validation).
+        tms_volley_exponent: beta, each axon's drive ``(v / mean v) ** beta``: the fast
+            corticomotoneuronal axons of the largest Betz cells make the MEP. Calibrated to the
+            published fall of CMCT from 120% to 140% MT, APB 7.8 -> 7.2 ms and EDB 14.3 ->
+            13.6 ms (Jitsakulchaidej 2022): 4 gives 0.5 and 1.05 ms (2: 0.8 and 1.7; 6: 0.4 and
+            0.8), and a healthy onset velocity near 60 m/s.
+        cmct_cov: visit-to-visit CMCT noise over the muscle's healthy CMCT: intra-individual
+            CMCT CoV 11-15% across 3 days (Samii 1998 Muscle Nerve 21:1445, 5 subjects); a
+            person's own offset takes what it leaves of the published between-person SD
+            (hand 1.3 ms, foot 2.5 ms: :data:`progression.exam.criteria.CMCT_SD_MS`).
         reflex_sd: rater noise on reflex grade (grades).
         reflex_subject_sd: a person's own tendon-reflex level (grades; chosen, no published
             figure).
@@ -510,8 +542,17 @@ class Exam:
     )
     fibrillation_sd: float = field(default=0.3, metadata=_range(0, 2, unit="log SD"))
     mup_sd: float = field(default=0.1, metadata=_range(0, 2, unit="log SD"))
-    cmct_sd_ms: float = field(default=0.8, metadata=_range(0, 10, unit="ms"))
-    mep_integrity: float = field(default=0.15, metadata=_range(0, 1, unit="fraction"))
+    rmt_hand_percent: float = field(default=47.3, metadata=_range(20, 90, unit="% MSO"))
+    rmt_leg_percent: float = field(default=60.4, metadata=_range(20, 95, unit="% MSO"))
+    rmt_subject_sd: float = field(default=8.4, metadata=_range(0, 20, unit="% MSO"))
+    rmt_sd: float = field(default=3.5, metadata=_range(0, 20, unit="% MSO"))
+    tms_intensity_rmt: float = field(default=1.2, metadata=_range(1, 2, unit="x RMT"))
+    mep_saturation_rmt: float = field(default=1.55, metadata=_range(1.3, 2, unit="x RMT"))
+    mep_threshold_drive: float = field(
+        default=0.24, metadata=_range(0.1, 0.8, open_lo=True, unit="fraction of healthy drive")
+    )
+    tms_volley_exponent: float = field(default=4.0, metadata=_range(0, 10, unit=""))
+    cmct_cov: float = field(default=0.13, metadata=_range(0, 0.5, unit="fraction"))
     reflex_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
     reflex_subject_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
     jaw_sd: float = field(default=0.1, metadata=_range(0, 2, unit="grades"))

@@ -164,22 +164,28 @@ def test_pma_normal_cmct_fibrillations_fasciculations_falling_mune():
     v = _with_onset(t, "visits")
     m = _with_onset(t, "muscles")
 
-    # Never called ALS or PLS: no UMN dysfunction is ever observed.
-    assert set(v["diagnosis"].unique()) <= {"none", "PMA"}
-    assert v["umn_regions"].max() == 0
+    # Never called PLS; called ALS only by a CMCT beyond the upper limit at two consecutive
+    # visits, which the published healthy spread (limit = mean + 2.5 SD) allows now and then:
+    # in <= 10% of patients over 5 years of 3-monthly visits (observed 4%).
+    assert set(v["diagnosis"].unique()) <= {"none", "PMA", "ALS"}
+    called_als = v.group_by("patient_id").agg((pl.col("diagnosis") == "ALS").any())
+    assert called_als["diagnosis"].mean() <= 0.10
     symptomatic = v.filter(pl.col("since") >= 0)
     last = symptomatic.filter(pl.col("month") == pl.col("month").max().over("patient_id"))
     assert len(last) >= 50
-    assert (last["diagnosis"] == "PMA").mean() >= 0.9
+    assert (last["diagnosis"] == "PMA").mean() >= 0.85
 
-    # Normal CMCT: every MEP present; CMCT beyond the upper limit only by measurement noise
-    # (0.8 ms against a limit 3.25 ms above the mean: under 0.1% of tests); mean near healthy.
+    # Normal CMCT: every MEP present (an intact tract's threshold is far below maximal
+    # output); CMCT beyond the upper limit in under 2% of tests (a normal distribution puts
+    # 0.6% beyond mean + 2.5 SD; observed 1.1%); mean and spread near healthy (hand 7.5 +/-
+    # 1.3 ms, foot 14 +/- 2.5 ms, Jitsakulchaidej 2022).
     tms = m.filter(pl.col("mep_present").is_not_null())
     assert tms["mep_present"].all()
-    assert tms.select(_tms_abnormal().mean()).item() < 0.001
-    hand = tms.filter(pl.col("muscle") != "TA")["cmct_ms"].mean()
-    foot = tms.filter(pl.col("muscle") == "TA")["cmct_ms"].mean()
-    assert abs(hand - 7.5) < 0.2 and abs(foot - 14.0) < 0.3
+    assert tms.select(_tms_abnormal().mean()).item() < 0.02
+    hand = tms.filter(pl.col("muscle") != "TA")["cmct_ms"]
+    foot = tms.filter(pl.col("muscle") == "TA")["cmct_ms"]
+    assert abs(hand.mean() - 7.5) < 0.2 and abs(foot.mean() - 14.0) < 0.3
+    assert 1.1 <= hand.std() <= 1.5 and 2.1 <= foot.std() <= 2.9
 
     # Fibrillations somewhere at >= 90% of symptomatic visits (observed: all).
     ms = m.filter(pl.col("since") >= 0)
@@ -632,8 +638,8 @@ def test_named_subject_noise_is_the_old_positional_draws():
 
 #: Every [exam] setting that scales a draw made afresh at each visit.
 VISIT_NOISE_SETTINGS = (
-    "cmap_cov", "munix_cov", "mrc_sd", "reflex_sd", "fibrillation_sd", "mup_sd", "cmct_sd_ms",
-    "jaw_sd", "svc_cov", "alsfrs_visit_sd",
+    "cmap_cov", "munix_cov", "mrc_sd", "reflex_sd", "fibrillation_sd", "mup_sd", "cmct_cov",
+    "rmt_sd", "jaw_sd", "svc_cov", "alsfrs_visit_sd",
 )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from progression import random as rnd
 from progression.body import COMPARTMENTS, REGIONS, Body
-from progression.exam import alsfrs, criteria, scans, signs, tests, units
+from progression.exam import alsfrs, criteria, scans, signs, tests, tms, units
 from progression.processes import umn
 
 #: Muscles whose tendon reflex and tone are examined (biceps jerk, knee jerk).
@@ -75,7 +75,7 @@ class VisitNoise:
         fasciculation_z: a large fasciculation count, by the normal approximation.
         fibrillation: the orphan fraction the needle reads (``fibrillation_sd``).
         mup: needle MUP amplitude (``mup_sd``).
-        cmct: CMCT (``cmct_sd_ms``).
+        cmct: CMCT (``cmct_cov`` times the muscle's healthy CMCT).
         jaw: (examined,) rater noise on the jaw-jerk score (``jaw_sd``).
         svc: (examined,) SVC test-retest noise (``svc_cov``).
         unused_reserved: (examined, 2) never used; drawn so that the stream keeps its width.
@@ -87,6 +87,8 @@ class VisitNoise:
             columns interleave with ``fasciculation_u``'s).
         smup_size: (examined, muscles, ``mune_sample_units``) each sampled SMUP's measurement
             (``smup_cov``); None unless the mean-SMUP MUNE is measured somewhere.
+        rmt: (examined, compartments) test-retest noise of the measured motor threshold
+            (``rmt_sd``).
     """
 
     cmap: np.ndarray
@@ -104,13 +106,14 @@ class VisitNoise:
     fasciculation_u: np.ndarray
     smup_pick: np.ndarray
     smup_size: np.ndarray | None
+    rmt: np.ndarray
 
 
 def visit_noise(
     seed: int, month: float, ids: np.ndarray, muscles: int, sample_units: int, mean_smup: bool
 ) -> VisitNoise:
-    """A visit's draws for patients ``ids`` (streams ``exam:<month>``, ``exam-u:<month>`` and,
-    if ``mean_smup``, ``exam-smup:<month>``)."""
+    """A visit's draws for patients ``ids`` (streams ``exam:<month>``, ``exam-u:<month>``,
+    ``exam-tms:<month>`` and, if ``mean_smup``, ``exam-smup:<month>``)."""
     n, m, k = len(ids), muscles, sample_units
     per_muscle = len(_VISIT_Z_PER_MUSCLE)
     width = m * per_muscle + sum(1 if w is None else w for _, w in _VISIT_Z_PER_PATIENT)
@@ -127,6 +130,7 @@ def visit_noise(
         fasciculation_u=u[:, :, 0],
         smup_pick=u[:, :, 1:],
         smup_size=size,
+        rmt=rnd.normal(seed, f"exam-tms:{month:g}", ids, len(COMPARTMENTS)),
     )
 
 
@@ -148,6 +152,10 @@ class SubjectNoise:
         babinski: (patients,) uniform; 0.9 times it is the lumbosacral tract integrity below
             which the plantar response turns extensor.
         pba: (patients,) uniform; susceptibility to pseudobulbar affect (below 0.5).
+        rmt: (patients,) healthy resting motor threshold, hand and leg alike
+            (``rmt_subject_sd``).
+        cmct: (patients, compartments) healthy CMCT offset of each tract (its SD: what
+            ``cmct_cov`` leaves of the published between-person SD).
     """
 
     cmap: np.ndarray
@@ -159,11 +167,13 @@ class SubjectNoise:
     munix: np.ndarray
     babinski: np.ndarray
     pba: np.ndarray
+    rmt: np.ndarray
+    cmct: np.ndarray
 
 
 def subject_noise(seed: int, ids: np.ndarray, muscles: int) -> SubjectNoise:
     """Patients' own draws (streams ``exam:subject``, ``exam:subject-u``,
-    ``exam:subject-munix``)."""
+    ``exam:subject-munix``, ``exam:subject-tms``)."""
     layout = (
         ("cmap", muscles),
         ("reflex", None),
@@ -177,7 +187,11 @@ def subject_noise(seed: int, ids: np.ndarray, muscles: int) -> SubjectNoise:
     z = rnd.normal(seed, "exam:subject", ids, sum(1 if w is None else w for _, w in layout))
     u = rnd.uniform(seed, "exam:subject-u", ids, 2)
     zs = rnd.normal(seed, "exam:subject-munix", ids, muscles)
-    return SubjectNoise(**_columns(z, layout), munix=zs, babinski=u[:, 0], pba=u[:, 1])
+    zt = rnd.normal(seed, "exam:subject-tms", ids, 1 + len(COMPARTMENTS))
+    return SubjectNoise(
+        **_columns(z, layout), munix=zs, babinski=u[:, 0], pba=u[:, 1], rmt=zt[:, 0],
+        cmct=zt[:, 1:],
+    )
 
 
 @dataclass(frozen=True)
@@ -257,9 +271,7 @@ class Examiner:
         self.reflex_muscles = np.array([mu.name in REFLEX_MUSCLES for mu in body.muscles])
         self.tms_target = np.array([mu.cmct_ms is not None for mu in body.muscles])
         self.cmct_healthy = np.array([mu.cmct_ms or np.nan for mu in body.muscles])
-        umn_process = scenario.disease.umn
-        self.velocities = umn.velocities(umn_process.axons if umn_process is not None else 1)
-        self.fast_axons = tests.fast_axons(self.velocities)
+        self._tms_setup(scenario, own)
         self.cmct_limit = np.array(
             [criteria.cmct_upper_limit(mu.cmct_ms) if mu.cmct_ms else np.inf for mu in body.muscles]
         )
@@ -429,19 +441,64 @@ class Examiner:
     def _tms(
         self, cohort, rows: np.ndarray, r: Readings, noise: VisitNoise
     ) -> dict[str, np.ndarray]:
-        """Transcranial magnetic stimulation of the TMS targets: ``mep_present`` (bool; None
-        elsewhere) and ``cmct_ms`` (central motor conduction time, ms; nan without an MEP and
-        elsewhere)."""
-        p, tms = self.params, self.tms_target
+        """Transcranial magnetic stimulation of the TMS targets (:mod:`progression.exam.tms`):
+        ``mep_present`` (an MEP at maximal stimulator output: bool; None elsewhere) and
+        ``cmct_ms`` (central motor conduction time, ms; nan without an MEP and elsewhere).
+
+        Per tract: the surviving drive sets the motor threshold, which the clinic measures with
+        test-retest noise; no MEP if it lies beyond maximal output. The latency is recorded at
+        ``tms_intensity_rmt`` times the measured threshold (at most maximal output; at maximal
+        output when that is below the true threshold, where a marginal MEP needs all the
+        surviving drive)."""
+        p, target = self.params, self.tms_target
+        r1, sat = p.mep_threshold_drive, p.mep_saturation_rmt
         alive = cohort.state.umn_alive[rows]
-        v_fast = umn.fastest_velocity(alive, self.velocities, self.fast_axons)
-        v_fast = v_fast[:, self.body.compartment_of_muscle]
-        mep = r.tract >= p.mep_integrity
-        cmct = tests.cmct(v_fast, self.velocities, self.cmct_healthy, p.cmct_sd_ms, noise.cmct)
+        rmt0 = self.rmt0[rows]
+        d = tms.drive(alive, self.volley)
+        measured = tms.measured_threshold(
+            tms.motor_threshold(rmt0, d, r1, sat), noise.rmt, p.rmt_sd
+        )
+        present = tms.mep_present(measured)
+        need = tms.latency_drive(measured, rmt0, d, p.tms_intensity_rmt, r1, sat)
+        v_onset = tms.onset_velocity(alive, self.velocities, self.volley, need)
+        c = self.body.compartment_of_muscle
+        cmct = tms.cmct(
+            v_onset[:, c], self.v_onset_healthy, self.cmct_healthy, self.cmct_own[rows],
+            self.cmct_visit_sd * noise.cmct,
+        )
+        mep = present[:, c] & target
         return {
-            "cmct_ms": np.where(tms & mep, cmct, np.nan),
-            "mep_present": np.where(tms, mep, None),
+            "cmct_ms": np.where(mep, cmct, np.nan),
+            "mep_present": np.where(target, present[:, c], None),
         }
+
+    def _tms_setup(self, scenario, own: SubjectNoise) -> None:
+        """What TMS needs of each person, once: the tract's velocities and drive weights, the
+        healthy RMT per compartment (leg for the lumbosacral tracts, hand elsewhere), the
+        healthy onset velocity, and each TMS target's own CMCT offset and visit noise SD."""
+        p = self.params
+        umn_process = scenario.disease.umn
+        self.velocities = umn.velocities(umn_process.axons if umn_process is not None else 1)
+        self.volley = tms.volley_weights(self.velocities, p.tms_volley_exponent)
+        leg = np.array([region == "lumbosacral" for region, _ in COMPARTMENTS])
+        mean = np.where(leg, p.rmt_leg_percent, p.rmt_hand_percent)
+        self.rmt0 = tms.subject_rmt(own.rmt[:, None], mean[None, :], p.rmt_subject_sd)
+        onset = {
+            rmt: tms.healthy_onset(
+                self.velocities, self.volley, p.tms_intensity_rmt, rmt, p.rmt_sd,
+                p.mep_threshold_drive, p.mep_saturation_rmt,
+            )
+            for rmt in (p.rmt_hand_percent, p.rmt_leg_percent)
+        }
+        c = self.body.compartment_of_muscle
+        v_h, cov = np.array([onset[m] for m in mean[c]]).T  # per muscle
+        self.v_onset_healthy = v_h
+        healthy = np.nan_to_num(self.cmct_healthy)
+        self.cmct_visit_sd = p.cmct_cov * healthy
+        population = np.array([criteria.cmct_sd(mu.cmct_ms or 0.0) for mu in self.body.muscles])
+        intensity_sd = cov * np.maximum(healthy - tms.SYNAPTIC_DELAY_MS, 0.0)
+        own_sd = tms.subject_cmct_sd(population, self.cmct_visit_sd, intensity_sd)
+        self.cmct_own = own_sd[None, :] * own.cmct[:, c]
 
     @staticmethod
     def _truth(r: Readings) -> dict[str, np.ndarray]:

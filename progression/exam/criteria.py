@@ -42,9 +42,15 @@ PLS_MONTHS = 24.0
 CATEGORIES = ("none", "PMA", "PLS", "ALS")
 
 
+def cmct_sd(healthy_ms: float) -> float:
+    """Published between-person SD of CMCT (ms) for a target with healthy mean ``healthy_ms``
+    (:data:`CMCT_SD_MS`; elsewhere 17% of the mean, the hand's ratio)."""
+    return CMCT_SD_MS.get(healthy_ms, 0.17 * healthy_ms)
+
+
 def cmct_upper_limit(healthy_ms: float) -> float:
     """Upper limit of normal CMCT (ms) for a target with healthy mean ``healthy_ms``."""
-    return healthy_ms + CMCT_LIMIT_SD * CMCT_SD_MS.get(healthy_ms, 0.17 * healthy_ms)
+    return healthy_ms + CMCT_LIMIT_SD * cmct_sd(healthy_ms)
 
 
 def region_findings(

@@ -1,4 +1,5 @@
-"""Electrophysiology from the state: CMAP, MUNE, MUNIX, needle EMG and TMS (MODEL.md section 7).
+"""Electrophysiology from the state: CMAP, MUNE, MUNIX and needle EMG (MODEL.md section 7;
+TMS is :mod:`progression.exam.tms`).
 
 Pure functions of arrays, mostly of per-muscle sums over the living units
 (:func:`progression.exam.units.muscle_sums`), visited patients x muscles.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Synaptic and cortical delay inside the CMCT (ms).
-SYNAPTIC_DELAY_MS = 1.5
 #: Fibrillation grade thresholds on the orphan fraction (denervated, not yet reinnervated).
 FIBRILLATION_THRESHOLDS = np.array([0.01, 0.03, 0.08, 0.20])
 
@@ -127,22 +126,3 @@ def mup_amplitude(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, fibres / count, np.nan)
     return healthy_uv * mean / healthy_mean * np.exp(sd * z)
-
-
-def cmct(
-    fastest_velocity: np.ndarray, v: np.ndarray, healthy_ms, sd_ms: float, z: np.ndarray
-) -> np.ndarray:
-    """CMCT (ms) = central path / mean velocity of the fastest surviving axons + synaptic delay.
-
-    ``fastest_velocity`` is :func:`progression.processes.umn.fastest_velocity` with
-    :func:`fast_axons` axons of velocities ``v``; the path is set so a healthy tract gives
-    ``healthy_ms``; nan where no axon survives.
-    """
-    v_healthy = np.sort(v)[-fast_axons(v) :].mean()
-    path_cm = (np.asarray(healthy_ms) - SYNAPTIC_DELAY_MS) * v_healthy / 10.0
-    return path_cm * 10.0 / fastest_velocity + SYNAPTIC_DELAY_MS + sd_ms * z
-
-
-def fast_axons(v: np.ndarray) -> int:
-    """Axons whose mean velocity the CMCT reads: the fastest tenth of the tract."""
-    return max(1, len(v) // 10)

@@ -27,16 +27,3 @@ def weight(v: np.ndarray, exponent: float) -> np.ndarray:
 def integrity(alive: np.ndarray) -> np.ndarray:
     """(patients, compartments) fraction of each tract's axons alive, U in [0, 1]."""
     return alive.mean(axis=-1)
-
-
-def fastest_velocity(alive: np.ndarray, v: np.ndarray, n_fast: int) -> np.ndarray:
-    """Mean velocity (m/s) of the ``n_fast`` fastest surviving axons (nan if none survive).
-
-    Velocities are sorted ascending, so the fastest survivors are the last living entries.
-    """
-    rank = np.cumsum(alive[..., ::-1], axis=-1)  # 1 for the fastest living axon
-    take = alive[..., ::-1] & (rank <= n_fast)
-    count = take.sum(axis=-1)
-    total = (take * v[::-1]).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
