@@ -48,6 +48,15 @@ Definitions (the choices a paper would state in its methods):
   Dharmadasa 2021 recorded it, no MEP in one or more of four limbs (APB and TA, both sides:
   :data:`INEXCITABLE_TARGETS`); PLS at each patient's first visit 4 years or more after
   symptom onset, definite PLS (:data:`PLS_TMS_MONTHS`).
+- CMAP at presentation: among patients whose first symptoms were in a limb (the earliest
+  ``region_onset`` event: cervical or lumbosacral, and its side), the share whose first-visit
+  CMAP of that limb's distal muscle (:data:`DISTAL_MUSCLE`) is below the lower limit of normal
+  (:data:`LLN_QUANTILE` of the healthy month-0 CMAPs of that muscle). Wilson interval.
+- MUNE decline: as the MUNIX decline, for the MUNE sum over :data:`MUNE_MUSCLES` (both sides),
+  over the first :data:`MUNE_WINDOW_MONTHS` of follow-up, % of the first visit per month.
+- MUNE at the first visit: mean first-visit MUNE of the onset limb's distal muscle on the
+  onset side (the nerve "based on clinical examination", Shefner 2011) over the mean healthy
+  month-0 MUNE of the same muscles; patient bootstrap.
 - Split hand: share of ALS patients with APB/ADM CMAP ratio below 0.6 in either hand at the
   visit where ALS criteria are first met (the diagnostic nerve conduction study), among those
   with hand involvement (APB CMAP below the healthy month-0 5th percentile) and among all;
@@ -115,6 +124,16 @@ INEXCITABLE_TARGETS = ("APB", "TA")
 #: PLS (2020 consensus, Turner JNNP 91:373), as the published TMS series (established PLS:
 #: Pringle 1992's median disease duration was 19 years) examined them.
 PLS_TMS_MONTHS = 48.0
+#: Muscles whose MUNE sum the MUNE decline follows (as the MUNIX decline).
+MUNE_MUSCLES = MUNIX_MUSCLES
+#: Months of follow-up for the MUNE decline (the series followed 8-16 months).
+MUNE_WINDOW_MONTHS = 12.0
+#: The distal muscle of each limb region whose CMAP a first nerve conduction study records
+#: (median nerve to APB; peroneal nerve to EDB).
+DISTAL_MUSCLE = {"cervical": "APB", "lumbosacral": "EDB"}
+#: Lower limit of normal: this quantile of the healthy month-0 CMAPs of the same muscle
+#: (2.5%: mean - 1.96 SD for a normal distribution, the usual laboratory convention).
+LLN_QUANTILE = 0.025
 
 
 @dataclass(frozen=True)
@@ -543,6 +562,104 @@ def fasciculation_rate_ratio(runs: Mapping[str, Run]) -> Estimate:
                 f"{vals[1] / vals[0] if vals[0] else math.nan:.1f} (published 4)", checks)
 
 
+def _first_visit(run: Run) -> pl.LazyFrame:
+    return patients(run, ["first_visit_month"]).filter(pl.col("first_visit_month").is_not_null())
+
+
+def cmap_reduced_at_presentation(runs: Mapping[str, Run]) -> Estimate:
+    """Share of limb-onset patients whose first-visit CMAP of the onset limb's distal muscle
+    (same side) is below the lower limit of normal."""
+    run = runs["als_natural_history"]
+    healthy = _month0(runs["als_natural_history@month0"], "cmap_mv", list(DISTAL_MUSCLE.values()))
+    lln = {
+        name: float(healthy.filter(pl.col("muscle") == name)["cmap_mv"].quantile(LLN_QUANTILE))
+        for name in DISTAL_MUSCLE.values()
+    }
+    first = _onset_limb(run)
+    seen = (
+        _muscles(run, ["cmap_mv"], list(DISTAL_MUSCLE.values()))
+        .join(_first_visit(run), on="patient_id", how="inner")
+        .filter(pl.col("month") == pl.col("first_visit_month"))
+        .join(first, on=["patient_id", "muscle", "side"], how="inner")
+        .collect()
+    )
+    low = seen["cmap_mv"].to_numpy() < seen["muscle"].replace_strict(lln).to_numpy()
+    share, lo, hi = share_ci(int(low.sum()), seen.height)
+    return _est(share, lo, hi, seen.height,
+                "LLN " + ", ".join(f"{k} {v:.1f} mV" for k, v in lln.items())
+                + f"; {int(low.sum())} of {seen.height} limb-onset patients")
+
+
+def mune_decline_als(runs: Mapping[str, Run]) -> Estimate:
+    """Mean per-patient decline of the MUNE sum score (% of first visit per month)."""
+    run = runs["als_natural_history"]
+    s = (
+        _muscles(run, ["mune"], MUNE_MUSCLES)
+        .filter(pl.col("mune").is_not_null() & pl.col("mune").is_not_nan())
+        .group_by("patient_id", "month")
+        .agg(pl.col("mune").sum().alias("sum"))
+        .join(_first_visit(run), on="patient_id", how="inner")
+        .filter(pl.col("month") - pl.col("first_visit_month") <= MUNE_WINDOW_MONTHS + 1e-9)
+        .sort("patient_id", "month")
+        .collect()
+    )
+    sl = slopes_by(s, "sum", ["patient_id"], min_points=SLOPE_MIN_VISITS).filter(
+        pl.col("first") > 0
+    ).collect()
+    pct = -100.0 * (sl["slope"] / sl["first"]).to_numpy()
+    m, lo, hi = mean_ci(pct)
+    return _est(m, lo, hi, sl.height,
+                f"sum of {', '.join(MUNE_MUSCLES)} (both sides), first "
+                f"{MUNE_WINDOW_MONTHS:g} months")
+
+
+def _onset_limb(run: Run) -> pl.LazyFrame:
+    """Patients whose first symptoms were in a limb: that limb's distal muscle and side
+    (:data:`DISTAL_MUSCLE`), from the earliest ``region_onset`` event (an observation)."""
+    ev = strings(
+        frames(run)["events"].select("patient_id", "event", "month", "region", "detail")
+        .filter(pl.col("event") == "region_onset"), ["region", "detail"],
+    )
+    return (
+        ev.sort("patient_id", "month")
+        .group_by("patient_id")
+        .agg(pl.col("region").first(), pl.col("detail").first().alias("side"))
+        .filter(pl.col("region").is_in(list(DISTAL_MUSCLE)))
+        .with_columns(pl.col("region").replace_strict(DISTAL_MUSCLE).alias("muscle"))
+    )
+
+
+def mune_first_visit_fraction(runs: Mapping[str, Run]) -> Estimate:
+    """Mean first-visit MUNE of the onset limb's distal muscle (onset side: the nerve a
+    clinician would study) over the mean healthy month-0 MUNE of the same muscles."""
+    run = runs["als_natural_history"]
+    healthy = _month0(runs["als_natural_history@month0"], "mune", list(DISTAL_MUSCLE.values()))
+    first = (
+        _muscles(run, ["mune"], list(DISTAL_MUSCLE.values()))
+        .join(_first_visit(run), on="patient_id", how="inner")
+        .filter(pl.col("month") == pl.col("first_visit_month"))
+        .join(_onset_limb(run), on=["patient_id", "muscle", "side"], how="inner")
+        .filter(pl.col("mune").is_not_null() & pl.col("mune").is_not_nan())
+        .collect()
+    )
+    ref = {
+        name: float(healthy.filter(pl.col("muscle") == name)["mune"].mean())
+        for name in DISTAL_MUSCLE.values()
+    }
+    x = first["mune"].to_numpy()
+    h = first["muscle"].replace_strict(ref).to_numpy()  # each patient's healthy reference
+    point = float(x.mean() / h.mean()) if len(x) else math.nan
+    rng = bootstrap_rng()
+    reps = np.empty(BOOTSTRAP)
+    for b in range(BOOTSTRAP):
+        i = rng.choice(len(x), len(x))
+        reps[b] = x[i].mean() / h[i].mean()
+    lo, hi = percentile_ci(reps)
+    return _est(point, lo, hi, len(x),
+                f"onset-limb MUNE {x.mean():.0f} at the first visit vs healthy "
+                + ", ".join(f"{k} {v:.0f}" for k, v in ref.items()))
+
+
 def _hands(run: Run) -> pl.DataFrame:
     """Every hand examined with an ADM response (:func:`analysis.spread.split_hand`)."""
     return spread.split_hand(run, by=None).filter(pl.col("adm_mv") > 0).collect()
@@ -650,6 +767,15 @@ ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, 
     "pls_tms_abnormal": (
         pls_tms_abnormal, ("pls_natural_history", "als_natural_history@month0"),
     ),
+    "cmap_reduced_at_presentation": (
+        cmap_reduced_at_presentation,
+        ("als_natural_history", "als_natural_history@month0"),
+    ),
+    "mune_decline_als": (mune_decline_als, ("als_natural_history",)),
+    "mune_first_visit_fraction": (
+        mune_first_visit_fraction,
+        ("als_natural_history", "als_natural_history@month0"),
+    ),
 }
 #: Target id -> the named runs it reads.
 NEEDS = {k: runs for k, (_, runs) in ESTIMATORS.items()}
@@ -657,8 +783,12 @@ NEEDS = {k: runs for k, (_, runs) in ESTIMATORS.items()}
 
 __all__ = [
     "CMAP_FALL",
+    "DISTAL_MUSCLE",
     "ESTIMATORS",
     "INEXCITABLE_TARGETS",
+    "LLN_QUANTILE",
+    "MUNE_MUSCLES",
+    "MUNE_WINDOW_MONTHS",
     "MUNIX_MUSCLES",
     "MUNIX_WINDOW_MONTHS",
     "NEEDS",
@@ -677,11 +807,14 @@ __all__ = [
     "als_svc_slope",
     "als_tms_abnormal_first_visit",
     "bulbar_onset_survival_shorter",
+    "cmap_reduced_at_presentation",
     "cmct_normal_lower_ms",
     "cmct_normal_upper_ms",
     "diagnostic_delay_median_months",
     "fasciculation_rate_ratio",
     "mnd_phenotype_mix",
+    "mune_decline_als",
+    "mune_first_visit_fraction",
     "mune_healthy_thenar",
     "munix_decline_als",
     "munix_healthy",

@@ -428,8 +428,14 @@ class Exam:
             a person's own level takes what ``munix_cov`` leaves. SD over mean 0.23 for APB
             (191 +/- 44), 0.22 ADM, 0.20 biceps, 0.26 TA (Cao 2020 Muscle Nerve, n=150).
         mune_method: ``incremental`` (McComas incremental stimulation on the simulated
-            stimulus-response recording, :mod:`progression.exam.scans`) or ``mean_smup`` (the
-            interim method: CMAP over the mean SMUP of randomly sampled units).
+            stimulus-response recording, :mod:`progression.exam.scans`), ``mscanfit`` (a model
+            fit of a simulated CMAP scan of ``scan_stimuli`` stimuli in the manner of MScanFit,
+            Bostock 2016, :mod:`progression.exam.mscanfit`; tens of milliseconds per muscle and
+            visit, so limit ``mune_muscles``) or ``mean_smup`` (the interim method: CMAP over
+            the mean SMUP of randomly sampled units).
+        mscanfit_spread: relative spread of threshold (SD over threshold) that the MScanFit
+            model gives every unit (the simulated axons' is ``threshold_fluctuation``; 1-2% in
+            the MScanFit model, Bostock 2016; chosen 1.5%).
         mune_muscles: muscles whose MUNE is measured (default: every muscle; elsewhere
             ``mune`` is null). Incremental MUNE is the costliest examination (about 8
             microseconds per muscle and visit); a clinic measures a few muscles (APB, ADM,
@@ -520,7 +526,11 @@ class Exam:
         metadata=_range(0, 1, unit="fraction"),
     )
     mune_method: str = field(
-        default="incremental", metadata={"choices": ("incremental", "mean_smup")}
+        default="incremental", metadata={"choices": ("incremental", "mscanfit", "mean_smup")}
+    )
+    mscanfit_spread: float = field(
+        default=0.015,
+        metadata=_range(0.001, 0.1, doc="relative threshold spread the MScanFit model assumes"),
     )
     mune_muscles: tuple[str, ...] = field(
         default=_MUSCLE_NAMES, metadata={"choices": _MUSCLE_NAMES}

@@ -21,7 +21,7 @@ import numpy as np
 
 from progression import random as rnd
 from progression.body import COMPARTMENTS, REGIONS, Body
-from progression.exam import alsfrs, criteria, scans, signs, tests, tms, units
+from progression.exam import alsfrs, criteria, mscanfit, scans, signs, tests, tms, units
 from progression.processes import umn
 
 #: Muscles whose tendon reflex and tone are examined (biceps jerk, knee jerk).
@@ -293,8 +293,9 @@ class Examiner:
         # Stimulus-response recordings: axonal thresholds drawn once, sorted per muscle.
         self.scan_muscles = np.array([mu.name in p.scans.muscles for mu in body.muscles])
         self.incremental = p.mune_method == "incremental"
+        self.from_scan = p.mune_method in ("incremental", "mscanfit")
         self.mune_muscles = np.array([mu.name in p.mune_muscles for mu in body.muscles])
-        if (self.incremental and self.mune_muscles.any()) or self.scan_muscles.any():
+        if (self.from_scan and self.mune_muscles.any()) or self.scan_muscles.any():
             self.thr_sorted, self.thr_order = scans.thresholds(
                 self.seed, ids, body.start, p.threshold_spread
             )
@@ -313,7 +314,7 @@ class Examiner:
             self.ids[rows],
             self.body.n_muscles,
             self.params.mune_sample_units,
-            mean_smup=not self.incremental and self.mune_muscles.any(),
+            mean_smup=self.params.mune_method == "mean_smup" and self.mune_muscles.any(),
         )
         r = self._read_state(cohort, rows)
         found, scale = self._nerve_conduction(cohort, rows, month, r, noise)
@@ -391,6 +392,8 @@ class Examiner:
                 increments=p.mune_increments,
                 measured=self.mune_muscles,
             )
+        elif p.mune_method == "mscanfit":
+            mune = self._mune_mscanfit(s, rows, month, scale)
         else:
             mune = self._mune_mean_smup(s, rows, cmap, noise.smup_pick, noise.smup_size)
         munix = tests.munix(
@@ -632,6 +635,23 @@ class Examiner:
                 size[:, i],
                 self.params.smup_cov,
             )
+        return out
+
+    def _mune_mscanfit(self, state, rows, month, scale) -> np.ndarray:
+        """(examined, muscles) MScanFit MUNE (``mune_method = "mscanfit"``): a CMAP scan of each
+        measured muscle, the very scan :meth:`_record_scans` records when it is due (same
+        counters, stream ``scan:<month>``), fitted by :func:`mscanfit.fit`."""
+        p = self.params
+        out = np.full(scale.shape, np.nan)
+        j, i = np.nonzero(np.broadcast_to(self.mune_muscles, scale.shape))
+        if not len(j):
+            return out
+        stimulus, amplitude = scans.scan(
+            self.thr_sorted, self.thr_order, state.alive, state.fibres, self.body.start,
+            rows[j], i, scale[j, i], rnd.starts(self.seed, f"scan:{month:g}", self.ids[rows])[j],
+            rs=p.threshold_fluctuation, noise_uv=p.recording_noise_uv, stimuli=p.scan_stimuli,
+        )
+        out[j, i] = mscanfit.mune(stimulus, amplitude, rs=p.mscanfit_spread)
         return out
 
     def _record_scans(self, cohort, rows: np.ndarray, month: float, scale: np.ndarray) -> None:
