@@ -528,10 +528,7 @@ class Exam:
     mune_method: str = field(
         default="incremental", metadata={"choices": ("incremental", "mscanfit", "mean_smup")}
     )
-    mscanfit_spread: float = field(
-        default=0.015,
-        metadata=_range(0.001, 0.1, doc="relative threshold spread the MScanFit model assumes"),
-    )
+    mscanfit_spread: float = field(default=0.015, metadata=_range(0.001, 0.1, unit="fraction"))
     mune_muscles: tuple[str, ...] = field(
         default=_MUSCLE_NAMES, metadata={"choices": _MUSCLE_NAMES}
     )
