@@ -1,10 +1,19 @@
 """Benchmarks: throughput, scaling and memory, against the literal model and the bandwidth bound.
 
     python benchmarks/run.py [--quick] [--json FILE]
+    python benchmarks/run.py --scale [--scale-patients N] [--out DIR] [--json FILE]
 
 Prints a Markdown table and writes the figures as JSON. Motor-unit-steps count the units of
 living patients in each simulated month (CONVENTIONS.md); compile and start-up time are
 reported separately. ``--quick`` runs in a few minutes on 2 cores (CI checks that it runs).
+The single-process throughput is given per wall second and per CPU second of the process (the
+latter is the figure to quote when other work shares the machine).
+
+``--scale`` runs only the end-to-end run of issue 18: ``als_natural_history`` with 10^6 patients
+(``--scale-patients`` for another size) over its 10 years on 2 workers, and reports wall time,
+patient-years per second, bytes per patient-year on disk, the largest worker's peak RSS and the
+ready analysis queries on the dataset. At 10^6 patients it occupies both cores for about an hour
+and writes about 13 GB (to ``--out``, kept; otherwise to a temporary folder, removed).
 """
 
 from __future__ import annotations
@@ -76,15 +85,17 @@ def engine_throughput(patients: int, overrides: dict | None = None) -> dict:
     t = time.perf_counter()
     simulate_chunk(scenario, np.arange(2))  # compile (or load) the kernel
     compile_s = time.perf_counter() - t
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     result = simulate_chunk(scenario, np.arange(patients))
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
     return {
         "patients": patients,
         "seconds": wall,
+        "cpu_seconds": cpu,
         "compile_seconds": compile_s,
         "unit_steps": result.unit_steps,
         "unit_steps_per_second_per_core": result.unit_steps / wall,
+        "unit_steps_per_cpu_second": result.unit_steps / cpu,
         "kernel_unit_steps_per_second": result.unit_steps / result.timings["motor_units"],
         "examination_seconds": result.timings.get("examination", 0.0),
         "patient_years": result.patient_years,
@@ -140,6 +151,61 @@ def run_cli(out: Path, patients: int, workers: int, chunk: int) -> tuple[float, 
     return wall, rss["worker_rss_mb"] or rss["client_rss_mb"]
 
 
+#: (patients, chunk size) of the scaling runs, quick and full. Quick: 16 chunks, 8 per worker,
+#: about 25 s of simulation in one worker, so that the cluster's start-up (about 3 s) does not
+#: dominate the ratio as it did at 3,000 patients (12 chunks of 250: 1.4).
+SCALING_SIZES = {True: (8000, 500), False: (20_000, 500)}
+
+
+def scaling(tmp: Path, patients: int, chunk: int) -> dict:
+    """Wall time of the same run on 1 and 2 workers, and the start-up of each (a run of 2
+    patients: interpreter, imports, cluster, writing), whose difference is the simulation's."""
+    run_cli(tmp / "warm-up", 20, 1, 20)  # compiled functions cached before timing
+    s1, _ = run_cli(tmp / "s1", 2, 1, 1)
+    s2, _ = run_cli(tmp / "s2", 2, 2, 1)
+    w1, _ = run_cli(tmp / "w1", patients, 1, chunk)
+    w2, _ = run_cli(tmp / "w2", patients, 2, chunk)
+    return {
+        "patients": patients,
+        "chunk_size": chunk,
+        "wall_1_worker_s": w1,
+        "wall_2_workers_s": w2,
+        "start_up_1_worker_s": s1,
+        "start_up_2_workers_s": s2,
+        "after_start_up": (w1 - s1) / (w2 - s2),
+        "identical": tables_equal(tmp / "w1", tmp / "w2"),
+    }
+
+
+def scale_run(patients: int, out: Path | None) -> dict:
+    """The end-to-end run of issue 18 (``--scale``): ``patients`` of ``als_natural_history``
+    over its duration on 2 workers, chunks of 500, and the ready queries on what it wrote."""
+    tmp = None if out is not None else Path(tempfile.mkdtemp(prefix="progression-scale-"))
+    folder = out if out is not None else tmp / "run"
+    try:
+        run_cli(folder.parent / f"{folder.name}-warm-up", 20, 1, 20)  # compiled functions cached
+        shutil.rmtree(folder.parent / f"{folder.name}-warm-up", ignore_errors=True)
+        wall, rss = run_cli(folder, patients, 2, 500)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        years = manifest["throughput"]["patient_years"]
+        size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
+        return {
+            "patients": patients,
+            "workers": 2,
+            "chunk_size": 500,
+            "wall_s": wall,
+            "patient_years": years,
+            "patient_years_per_second": years / wall,
+            "output_bytes": size,
+            "output_bytes_per_patient_year": size / years,
+            "peak_rss_mb_largest_worker": rss,
+            "analysis_query_seconds": query_times(folder),
+        }
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def tables_equal(a: Path, b: Path) -> bool:
     from analysis import open_run
 
@@ -166,7 +232,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--scale", action="store_true", help="only the million-patient run")
+    parser.add_argument(
+        "--scale-patients", type=int, default=1_000_000, help="patients of --scale (10^6)"
+    )
+    parser.add_argument("--out", type=Path, help="--scale writes its run here (kept)")
     args = parser.parse_args(argv)
+    if args.scale:
+        res = {"machine": machine(), "mode": "scale", **scale_run(args.scale_patients, args.out)}
+        print(markdown_scale(res))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2, default=float))
+        return res
     quick = args.quick
     res: dict = {"machine": machine(), "mode": "quick" if quick else "full"}
     body = Body.from_muscles(load_scenario(SCENARIO).muscles())
@@ -195,19 +272,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="progression-bench-"))
     try:
-        n_scale = 3000 if quick else 20_000
-        chunk = 250 if quick else 500
-        run_cli(tmp / "warm-up", 20, 1, 20)  # compiled functions cached before timing
-        w1, _ = run_cli(tmp / "w1", n_scale, 1, chunk)
-        w2, _ = run_cli(tmp / "w2", n_scale, 2, chunk)
-        res["scaling"] = {
-            "patients": n_scale,
-            "chunk_size": chunk,
-            "wall_1_worker_s": w1,
-            "wall_2_workers_s": w2,
-            "identical": tables_equal(tmp / "w1", tmp / "w2"),
-        }
-        res["scaling_2_workers"] = w1 / w2
+        res["scaling"] = scaling(tmp, *SCALING_SIZES[quick])
+        res["scaling_2_workers"] = res["scaling"]["wall_1_worker_s"] / res["scaling"][
+            "wall_2_workers_s"
+        ]
+        res["scaling_2_workers_after_start_up"] = res["scaling"]["after_start_up"]
 
         sizes = [300, 1000] if quick else [1000, 10_000, 100_000]
         res["peak_rss_mb"] = {}
@@ -243,12 +312,14 @@ def markdown(res: dict) -> str:
         ("machine", f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}"),
         (
             "unit-steps / s / core (full model, 1 process)",
-            f"{res['unit_steps_per_second_per_core']:.3g} ({res['engine']['patients']} patients)",
+            f"{res['unit_steps_per_second_per_core']:.3g} ({res['engine']['patients']} patients);"
+            f" per CPU second {res['engine']['unit_steps_per_cpu_second']:.3g}",
         ),
         ("phase seconds", ", ".join(f"{k} {v}" for k, v in res["engine"]["phase_seconds"].items())),
         (
             f"same, MUNE only in {', '.join(CLINIC_MUNE)} (exam.mune_muscles)",
-            f"{res['unit_steps_per_second_per_core_clinic_mune']:.3g}",
+            f"{res['unit_steps_per_second_per_core_clinic_mune']:.3g}; per CPU second"
+            f" {res['engine_clinic_mune']['unit_steps_per_cpu_second']:.3g}",
         ),
         (
             "fused motor-unit kernel alone (unit-steps / s)",
@@ -266,7 +337,10 @@ def markdown(res: dict) -> str:
         ),
         (
             "2-worker scaling (wall 1 / wall 2)",
-            f"{res['scaling_2_workers']:.2f} (identical tables: {res['scaling']['identical']})",
+            f"{res['scaling_2_workers']:.2f}; {res['scaling_2_workers_after_start_up']:.2f} less"
+            f" start-up ({res['scaling']['start_up_1_worker_s']:.1f} s, "
+            f"{res['scaling']['start_up_2_workers_s']:.1f} s); {res['scaling']['patients']}"
+            f" patients (identical tables: {res['scaling']['identical']})",
         ),
         (
             "peak RSS per worker (MB)",
@@ -285,6 +359,24 @@ def markdown(res: dict) -> str:
                 f"{r['wall_s']:.1f} s wall, {r['patient_years']:.0f} patient-years",
             )
         )
+    return "| figure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
+def markdown_scale(res: dict) -> str:
+    m = res["machine"]
+    rows = [
+        ("machine", f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}"),
+        ("patients (2 workers, chunks of 500)", f"{res['patients']}"),
+        ("wall (s)", f"{res['wall_s']:.1f}"),
+        ("patient-years", f"{res['patient_years']:.0f}"),
+        ("patient-years / s", f"{res['patient_years_per_second']:.0f}"),
+        ("output bytes per patient-year", f"{res['output_bytes_per_patient_year']:.0f}"),
+        ("peak RSS of the largest worker (MB)", f"{res['peak_rss_mb_largest_worker']:.0f}"),
+        (
+            "analysis queries (s)",
+            ", ".join(f"{k} {v:.2f}" for k, v in res["analysis_query_seconds"].items()),
+        ),
+    ]
     return "| figure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
 

@@ -175,7 +175,10 @@ class CohortModel(mesa.Model):
     def umn_loss(self, t0: float, t1: float) -> None:
         """Tract axons whose UMN hazard (accrued to ``t1``) has passed their threshold die."""
         s = self.state
-        s.umn_alive &= ~(s.umn_hazard[:, :, None] > s.umn_threshold)
+        rows = np.flatnonzero(s.living)  # the hazard of the dead no longer accrues
+        if len(rows) == len(s.living):
+            rows = slice(None)
+        s.umn_alive[rows] &= ~(s.umn_hazard[rows, :, None] > s.umn_threshold[rows])
 
     def motor_units(self, t0: float, t1: float) -> None:
         """Atrophy of old orphans, LMN deaths, and adoption of orphans by survivors over one step

@@ -138,6 +138,90 @@ def test_scan_kernel_equals_brute_force():
         np.testing.assert_allclose(amp[j], a, rtol=0, atol=1e-12)
 
 
+def _brute_force_mune(sorted_ma, order, alive, fibres, start, row, muscle, scale, cmap, key,
+                      rs, noise_mv, detect_mv, step, target):
+    """Incremental MUNE stimulus by stimulus over every living unit: the definition (McComas
+    1971 as scans.py's docstring states it) the compiled pass must reproduce."""
+    a0, a1 = start[muscle], start[muscle + 1]
+    living = [q for q in range(a0, a1) if alive[row, a0 + order[row, q]]]
+    if not living:
+        return 0.0, 0
+    smup_nv = {q: round(float(fibres[row, a0 + order[row, q]]) * scale * 1e6) for q in living}
+    s = float(sorted_ma[row, living[0]]) * (1 - scans.START * rs)
+    levels, seen = [], []  # level means (level 0: the baseline), responses per level
+    for k in range(scans.MAX_STIMULI):
+        fired, every_unit_sure = 0, True
+        for q in living:
+            t_q = float(sorted_ma[row, q])
+            if t_q * (1 + scans.BAND * rs) <= s:
+                fired += smup_nv[q]
+                continue
+            every_unit_sure = False
+            if t_q * (1 - scans.BAND * rs) < s:
+                u = scans._uniform(key, scans._counter(muscle, q - a0, k))
+                if u < scans._phi((s - t_q) * (1.0 / (rs * t_q))):
+                    fired += smup_nv[q]
+        noise = scans._ndtri(scans._uniform(key, scans._counter(muscle, scans._NOISE, k)))
+        resp = fired * 1e-6 + noise_mv * noise
+        if k == 0:
+            levels, seen = [resp], [1.0]
+        else:
+            gaps = [abs(resp - level) for level in levels]
+            near = int(np.argmin(gaps))
+            if gaps[near] <= detect_mv:
+                seen[near] += 1
+                levels[near] += (resp - levels[near]) / seen[near]
+            elif resp > levels[0] + detect_mv:
+                levels.append(resp)
+                seen.append(1.0)
+                if len(levels) - 1 == target:
+                    break
+        if every_unit_sure:
+            break
+        s *= 1 + step
+    n = len(levels) - 1
+    top = max((level - levels[0] for level in levels[1:]), default=0.0)
+    return (cmap * n / top if top > 0 else 0.0), n
+
+
+def test_incremental_mune_kernel_equals_brute_force():
+    rng = np.random.default_rng(1)
+    start = np.array([0, 40, 100, 130])
+    ids = np.arange(5)
+    sorted_ma, order = scans.thresholds(3, ids, start, 0.12)
+    alive = rng.random((5, 130)) < np.array([0.9, 0.6, 0.3, 0.1, 0.0])[:, None]
+    fibres = np.where(alive, rng.uniform(50, 900, (5, 130)), 0).astype(np.float32)
+    rows = np.array([4, 0, 1, 2, 3])
+    scale = rng.uniform(2e-4, 5e-4, (5, 3))
+    cmap = rng.uniform(1, 10, (5, 3))
+    keys = rnd.starts(3, "mune:0", ids[rows])
+    mune, counted = scans.incremental_mune(
+        sorted_ma, order, alive, fibres, rows, start, scale, cmap, keys,
+        rs=0.015, noise_uv=10.0, detect_sd=2.5, step=0.002, increments=10,
+    )
+    assert (counted[1:] > 0).all()  # the comparison is not vacuous
+    for j, row in enumerate(rows):
+        for i in range(3):
+            want, n = _brute_force_mune(
+                sorted_ma, order, alive, fibres, start, row, i, scale[j, i], cmap[j, i],
+                keys[j], 0.015, NOISE_MV, 2.5 * NOISE_MV, 0.002, 10,
+            )
+            assert counted[j, i] == n
+            # Equal but for fused multiply-adds in the compiled arithmetic.
+            np.testing.assert_allclose(mune[j, i], want, rtol=1e-12, atol=0)
+
+
+def test_thresholds_of_a_subset_of_muscles_are_those_of_the_full_draw():
+    start = np.array([0, 12, 30, 45])
+    ids = np.array([3, 8])
+    full, full_order = scans.thresholds(7, ids, start, 0.12)
+    some = np.array([False, True, True])
+    part, part_order = scans.thresholds(7, ids, start, 0.12, some)
+    np.testing.assert_array_equal(part[:, 12:], full[:, 12:])
+    np.testing.assert_array_equal(part_order[:, 12:], full_order[:, 12:])
+    assert np.isnan(part[:, :12]).all()
+
+
 def test_a_noiseless_scan_of_separate_thresholds_is_a_staircase_of_the_smups():
     """Three units with far-apart thresholds: the responses are exactly 0, a, a+b, a+b+c."""
     start = np.array([0, 3])

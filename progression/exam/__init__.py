@@ -295,9 +295,11 @@ class Examiner:
         self.incremental = p.mune_method == "incremental"
         self.from_scan = p.mune_method in ("incremental", "mscanfit")
         self.mune_muscles = np.array([mu.name in p.mune_muscles for mu in body.muscles])
-        if (self.from_scan and self.mune_muscles.any()) or self.scan_muscles.any():
+        # Only the muscles a recording reads: MUNE from stimulation, and the recorded scans.
+        stimulated = (self.mune_muscles if self.from_scan else False) | self.scan_muscles
+        if stimulated.any():
             self.thr_sorted, self.thr_order = scans.thresholds(
-                self.seed, ids, body.start, p.threshold_spread
+                self.seed, ids, body.start, p.threshold_spread, stimulated
             )
         self.visits_seen = np.zeros(n, dtype=np.int64)
         self.last_exam = np.full(n, -np.inf)

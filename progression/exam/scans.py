@@ -152,7 +152,8 @@ def _band_fired(key, muscle, k, s, lo, hi, b_t, b_inv, b_amp, b_rank):
 
 
 def thresholds(
-    seed: int, ids: np.ndarray, start: np.ndarray, pool_sd: float
+    seed: int, ids: np.ndarray, start: np.ndarray, pool_sd: float,
+    muscles: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each unit's axonal threshold, drawn once per patient, sorted within each muscle.
 
@@ -161,6 +162,9 @@ def thresholds(
         ids: (patients,) patient ids.
         start: (muscles + 1,) first unit of each muscle in the flat unit axis, and the total.
         pool_sd: log-SD of thresholds across a muscle's pool.
+        muscles: (muscles,) bool, the muscles whose thresholds are needed (default all); the
+            others' blocks are left nan (order 0). A muscle's thresholds are the same whichever
+            others are drawn: each unit's deviate is a pure function of its counter.
 
     Returns:
         ``(sorted_ma, order)``: (patients, units) float32 thresholds (mA) in ascending order
@@ -170,11 +174,14 @@ def thresholds(
         ``"scan-threshold-muscle"`` for the pool medians), drawn in a compiled loop.
     """
     n, units = len(ids), int(start[-1])
-    sorted_ma = np.empty((n, units), dtype=np.float32)
-    order = np.empty((n, units), dtype=np.int16)
+    m = len(start) - 1
+    sorted_ma = np.full((n, units), np.nan, dtype=np.float32)
+    order = np.zeros((n, units), dtype=np.int16)
     _thresholds(
         rnd.starts(seed, "scan-threshold", ids), rnd.starts(seed, "scan-threshold-muscle", ids),
-        np.asarray(start, dtype=np.int64), float(pool_sd), sorted_ma, order,
+        np.asarray(start, dtype=np.int64), float(pool_sd),
+        np.ones(m, dtype=np.bool_) if muscles is None else np.asarray(muscles, dtype=np.bool_),
+        sorted_ma, order,
     )
     return sorted_ma, order
 
@@ -189,15 +196,17 @@ def _normal(key, c, n):
 
 
 @numba.njit(cache=True, nogil=True)
-def _thresholds(unit_keys, pool_keys, start, pool_sd, sorted_ma, order):
+def _thresholds(unit_keys, pool_keys, start, pool_sd, needed, sorted_ma, order):
     m = start.shape[0] - 1
     units = start[m]
     z = np.empty(units)
     for j in range(unit_keys.shape[0]):
-        for u in range(units):
-            z[u] = _normal(unit_keys[j], u, units)
         for i in range(m):
+            if not needed[i]:
+                continue
             a, b = start[i], start[i + 1]
+            for u in range(a, b):
+                z[u] = _normal(unit_keys[j], u, units)
             z_pool = _normal(pool_keys[j], i, m)
             median = MEDIAN_THRESHOLD_MA * math.exp(PERSON_THRESHOLD_SD * z_pool)
             o = np.argsort(z[a:b], kind="mergesort")
