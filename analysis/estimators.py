@@ -62,6 +62,11 @@ Definitions (the choices a paper would state in its methods):
   with hand involvement (APB CMAP below the healthy month-0 5th percentile) and among all;
   and the median ratio there against the healthy month-0 median.
 
+- Presenting LMN-only: in the MND population, per patient the first visit with a diagnosis
+  (``visits.diagnosis``); the share of PMA among first diagnoses of PMA or ALS, and among
+  those first diagnosed PMA the share diagnosed ALS within :data:`PMA_CONVERSION_MONTHS` of it
+  (UMN signs appeared), crude (death or the run's end first counts as no conversion, as in
+  Kim 2009). Wilson intervals.
 - Spread to a second region: per patient the months from the first symptomatic region to the
   next one among bulbar, arms and legs (``region_onset`` events; the thoracic region is not a
   region of first symptoms in the series), over the patients who reached one; mean, t interval.
@@ -108,6 +113,8 @@ PLS_WINDOW_MONTHS = 60.0
 MUNIX_WINDOW_MONTHS = 15.0
 #: Muscles with published healthy MUNIX (Cao 2020), in the order of target ``munix_healthy``.
 MUNIX_MUSCLES = ("APB", "ADM", "biceps", "TA")
+#: Months after a first PMA diagnosis within which UMN signs are counted (Kim 2009: 61).
+PMA_CONVERSION_MONTHS = 61.0
 #: Regions of first and later symptoms in the spread series (Fujimura-Kiyono 2011).
 SPREAD_REGIONS = ("bulbar", "cervical", "lumbosacral")
 #: A second region within this many months of the first is rapid spread (Fujimura-Kiyono 2011).
@@ -727,6 +734,43 @@ def rapid_spread_five_year_survival(runs: Mapping[str, Run]) -> Estimate:
     return _est(p, lo, hi, known.height, f"{alive} of {known.height} rapid spreaders alive at 5 y")
 
 
+def _first_diagnoses(run: Run) -> pl.DataFrame:
+    """Per patient ever diagnosed PMA or ALS: the first diagnosis, its month, and the month
+    of the first ALS diagnosis (null if never)."""
+    v = strings(frames(run)["visits"].select("patient_id", "month", "diagnosis"), ["diagnosis"])
+    dx = v.filter(pl.col("diagnosis").is_in(["PMA", "ALS"])).sort("patient_id", "month")
+    return (
+        dx.group_by("patient_id")
+        .agg(
+            pl.col("diagnosis").first().alias("first"),
+            pl.col("month").first().alias("first_month"),
+            pl.col("month").filter(pl.col("diagnosis") == "ALS").first().alias("als_month"),
+        )
+        .collect()
+    )
+
+
+def pma_first_diagnosis_share(runs: Mapping[str, Run]) -> Estimate:
+    """Share first diagnosed PMA among MND patients first diagnosed PMA or ALS."""
+    d = _first_diagnoses(runs["mnd_population"])
+    k = int((d["first"] == "PMA").sum())
+    p, lo, hi = share_ci(k, d.height)
+    return _est(p, lo, hi, d.height, f"{k} of {d.height} first diagnosed PMA")
+
+
+def pma_conversion_share(runs: Mapping[str, Run]) -> Estimate:
+    """Share of patients first diagnosed PMA who are diagnosed ALS (UMN signs) within
+    :data:`PMA_CONVERSION_MONTHS` of that diagnosis."""
+    d = _first_diagnoses(runs["mnd_population"]).filter(pl.col("first") == "PMA")
+    gap = d["als_month"] - d["first_month"]
+    k = int((gap <= PMA_CONVERSION_MONTHS).fill_null(False).sum())
+    p, lo, hi = share_ci(k, d.height)
+    median = gap.drop_nulls().median()
+    median = math.nan if median is None else float(median)
+    return _est(p, lo, hi, d.height,
+                f"{k} of {d.height} converted; median {median:.1f} months to ALS among all")
+
+
 #: Target id -> (estimator, runs it reads).
 ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, ...]]] = {
     "als_survival_median_months": (als_survival_median_months, ("als_natural_history",)),
@@ -753,6 +797,8 @@ ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, 
     ),
     "split_hand": (split_hand, ("als_natural_history", "als_natural_history@month0")),
     "als_second_region_months": (als_second_region_months, ("als_natural_history",)),
+    "pma_first_diagnosis_share": (pma_first_diagnosis_share, ("mnd_population",)),
+    "pma_conversion_share": (pma_conversion_share, ("mnd_population",)),
     "rapid_spread_five_year_survival": (
         rapid_spread_five_year_survival, ("als_natural_history",)
     ),
@@ -794,6 +840,7 @@ __all__ = [
     "NEEDS",
     "PLS_TMS_MONTHS",
     "PLS_WINDOW_MONTHS",
+    "PMA_CONVERSION_MONTHS",
     "RAPID_SPREAD_MONTHS",
     "SPREAD_REGIONS",
     "TMS_LIMIT_SD",
@@ -823,6 +870,8 @@ __all__ = [
     "pls_alsfrs_slope",
     "pls_survival_median_years",
     "pls_tms_abnormal",
+    "pma_conversion_share",
+    "pma_first_diagnosis_share",
     "pma_survival_median_months",
     "rapid_spread_five_year_survival",
     "reinnervation_hides_loss",

@@ -557,7 +557,7 @@ class Exam:
     tms_intensity_rmt: float = field(default=1.2, metadata=_range(1, 2, unit="x RMT"))
     mep_saturation_rmt: float = field(default=1.55, metadata=_range(1.3, 2, unit="x RMT"))
     mep_threshold_drive: float = field(
-        default=0.19, metadata=_range(0.1, 0.8, open_lo=True, unit="fraction of healthy drive")
+        default=0.18, metadata=_range(0.1, 0.8, open_lo=True, unit="fraction of healthy drive")
     )
     tms_volley_exponent: float = field(default=4.0, metadata=_range(0, 10, unit=""))
     cmct_cov: float = field(default=0.13, metadata=_range(0, 0.5, unit="fraction"))

@@ -59,9 +59,10 @@ DEFAULT_TARGETS = ROOT / "validation" / "targets.toml"
 DEFAULT_PATIENTS = 500
 #: Overrides of a run variant (the part of a run name after ``@``).
 VARIANTS: dict[str, dict[str, Any]] = {"month0": {"visits.start": "degeneration"}}
-#: Extra overrides for runs that only need the patients table: the phenotype mix is drawn at
-#: month 0, so one simulated month is enough to report it.
-RUN_OVERRIDES: dict[str, dict[str, Any]] = {"mnd_population": {"time.duration_months": 1}}
+#: Extra overrides of named runs: the MND population is followed 10 years (its targets read
+#: the phenotype mix, drawn at month 0, and the first diagnoses and conversions within 61
+#: months of them), not its 20.
+RUN_OVERRIDES: dict[str, dict[str, Any]] = {"mnd_population": {"time.duration_months": 120}}
 
 
 class CalibrationError(Exception):
