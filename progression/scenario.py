@@ -506,6 +506,31 @@ class Exam:
         jaw_sd: rater noise on the jaw-jerk score (grades; chosen, no published figure).
         jaw_subject_sd: a person's own jaw-jerk level (grades; chosen, no published figure;
             the healthy jaw jerk is slight or barely present, :data:`signs.JAW_HEALTHY`).
+        tone_sd: rater noise on the log of the resistance felt (tract loss read larger, units
+            lost smaller: :func:`progression.exam.signs.tone`). Calibrated so that two raters
+            at the same visits of the ALS natural-history clinic agree on spastic, normal or
+            flaccid tone with Cohen's kappa 0.51: the Modified Ashworth Scale's inter-rater
+            kappa 0.514 (30 hemiplegic patients, 2 physiotherapists, NeuroRehabilitation
+            2008;23:231), and "moderate" (0.41-0.60) tone agreement between neurologists
+            (Thaller & Hughes 2014 Clin Med 14:264, 30 patients).
+        wasting_sd: rater noise on the log of the bulk lost. Calibrated to kappa 0.85 between
+            two raters at the same visits: inspection, muscle bulk and wasting included, had
+            "almost perfect" (0.81-1.00) agreement between neurologists (Thaller & Hughes 2014
+            Clin Med 14:264).
+        wasting_subject_sd: a person's habitus, on the log of the bulk lost: how visible a loss
+            is in them (fat hides it), shared by every rater and visit (chosen, no published
+            figure).
+        dysarthria_sd: listener noise on the log of each component of dysarthria (bulbar
+            fibres lost, corticobulbar tract lost), drawn for each apart. Calibrated to
+            kappa 0.32 on flaccid, spastic or mixed at the visits with dysarthria: neurologists
+            classifying dysarthria type from recordings alone agreed with kappa 0.16-0.32
+            (Fonville 2008 J Neurol 255:1545, 100 patients; at the bedside the other signs
+            inform the type, so the upper end).
+        pba_sd: visit-to-visit noise on the log of the corticobulbar loss behind pseudobulbar
+            affect, in susceptible patients. Calibrated to the test-retest reliability 0.88
+            of the Center for Neurologic Study-Lability Scale (NINDS Common Data Elements,
+            CNS-LS for ALS): the correlation of two readings of the log score over the visits
+            of susceptible patients with corticobulbar loss.
         svc_cov: SVC test-retest CoV.
         svc_subject_sd: a person's healthy vital capacity around 100% predicted (percentage
             points; chosen a little narrower than published spreads: FVC 109 +/- 12% predicted
@@ -565,6 +590,11 @@ class Exam:
     reflex_subject_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
     jaw_sd: float = field(default=0.1, metadata=_range(0, 2, unit="grades"))
     jaw_subject_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
+    tone_sd: float = field(default=0.49, metadata=_range(0, 3, unit="log SD"))
+    wasting_sd: float = field(default=0.38, metadata=_range(0, 3, unit="log SD"))
+    wasting_subject_sd: float = field(default=0.2, metadata=_range(0, 3, unit="log SD"))
+    dysarthria_sd: float = field(default=0.85, metadata=_range(0, 3, unit="log SD"))
+    pba_sd: float = field(default=0.28, metadata=_range(0, 3, unit="log SD"))
     svc_cov: float = field(default=0.05, metadata=_range(0, 1, unit="fraction"))
     svc_subject_sd: float = field(default=10.0, metadata=_range(0, 50, unit="% predicted"))
     mrc_sd: float = field(default=0.1, metadata=_range(0, 2, unit="log strength"))

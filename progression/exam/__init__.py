@@ -48,6 +48,11 @@ _VISIT_Z_PER_PATIENT = (
     ("unused_reserved", 2),
     ("alsfrs_items", len(alsfrs.ITEMS)),
 )
+#: A visit's normal stream ``exam-signs:<month>`` (rater noise of the bedside signs that were
+#: noise-free thresholds until issue 17): these per muscle, interleaved muscle by muscle, then
+#: :data:`_SIGNS_Z_PER_PATIENT`.
+_SIGNS_Z_PER_MUSCLE = ("tone", "wasting")
+_SIGNS_Z_PER_PATIENT = (("dysarthria_lmn", None), ("dysarthria_umn", None), ("pba", None))
 
 
 def _columns(z: np.ndarray, layout) -> dict[str, np.ndarray]:
@@ -89,6 +94,12 @@ class VisitNoise:
             (``smup_cov``); None unless the mean-SMUP MUNE is measured somewhere.
         rmt: (examined, compartments) test-retest noise of the measured motor threshold
             (``rmt_sd``).
+        tone: rater noise on the log of the felt resistance (``tone_sd``).
+        wasting: rater noise on the log of the bulk lost (``wasting_sd``).
+        dysarthria_lmn, dysarthria_umn: (examined,) listener noise on the log of the bulbar
+            fibres lost and of the corticobulbar tract lost (``dysarthria_sd``).
+        pba: (examined,) noise on the log of the corticobulbar loss behind pseudobulbar affect
+            (``pba_sd``).
     """
 
     cmap: np.ndarray
@@ -107,13 +118,19 @@ class VisitNoise:
     smup_pick: np.ndarray
     smup_size: np.ndarray | None
     rmt: np.ndarray
+    tone: np.ndarray
+    wasting: np.ndarray
+    dysarthria_lmn: np.ndarray
+    dysarthria_umn: np.ndarray
+    pba: np.ndarray
 
 
 def visit_noise(
     seed: int, month: float, ids: np.ndarray, muscles: int, sample_units: int, mean_smup: bool
 ) -> VisitNoise:
     """A visit's draws for patients ``ids`` (streams ``exam:<month>``, ``exam-u:<month>``,
-    ``exam-tms:<month>`` and, if ``mean_smup``, ``exam-smup:<month>``)."""
+    ``exam-tms:<month>``, ``exam-signs:<month>`` and, if ``mean_smup``,
+    ``exam-smup:<month>``)."""
     n, m, k = len(ids), muscles, sample_units
     per_muscle = len(_VISIT_Z_PER_MUSCLE)
     width = m * per_muscle + sum(1 if w is None else w for _, w in _VISIT_Z_PER_PATIENT)
@@ -124,6 +141,9 @@ def visit_noise(
     size = None
     if mean_smup:
         size = rnd.normal(seed, f"exam-smup:{month:g}", ids, m * k).reshape(n, m, k)
+    per_sign = len(_SIGNS_Z_PER_MUSCLE)
+    zs = rnd.normal(seed, f"exam-signs:{month:g}", ids, m * per_sign + len(_SIGNS_Z_PER_PATIENT))
+    zsm = zs[:, : m * per_sign].reshape(n, m, per_sign)
     return VisitNoise(
         **{name: zm[:, :, j] for j, name in enumerate(_VISIT_Z_PER_MUSCLE)},
         **_columns(z[:, m * per_muscle :], _VISIT_Z_PER_PATIENT),
@@ -131,6 +151,8 @@ def visit_noise(
         smup_pick=u[:, :, 1:],
         smup_size=size,
         rmt=rnd.normal(seed, f"exam-tms:{month:g}", ids, len(COMPARTMENTS)),
+        **{name: zsm[:, :, j] for j, name in enumerate(_SIGNS_Z_PER_MUSCLE)},
+        **_columns(zs[:, m * per_sign :], _SIGNS_Z_PER_PATIENT),
     )
 
 
@@ -156,6 +178,8 @@ class SubjectNoise:
             (``rmt_subject_sd``).
         cmct: (patients, compartments) healthy CMCT offset of each tract (its SD: what
             ``cmct_cov`` leaves of the published between-person SD).
+        wasting: (patients,) the person's habitus: how visible a loss of bulk is in them, on
+            the log of the bulk lost (``wasting_subject_sd``).
     """
 
     cmap: np.ndarray
@@ -169,11 +193,12 @@ class SubjectNoise:
     pba: np.ndarray
     rmt: np.ndarray
     cmct: np.ndarray
+    wasting: np.ndarray
 
 
 def subject_noise(seed: int, ids: np.ndarray, muscles: int) -> SubjectNoise:
     """Patients' own draws (streams ``exam:subject``, ``exam:subject-u``,
-    ``exam:subject-munix``, ``exam:subject-tms``)."""
+    ``exam:subject-munix``, ``exam:subject-tms``, ``exam:subject-signs``)."""
     layout = (
         ("cmap", muscles),
         ("reflex", None),
@@ -190,7 +215,7 @@ def subject_noise(seed: int, ids: np.ndarray, muscles: int) -> SubjectNoise:
     zt = rnd.normal(seed, "exam:subject-tms", ids, 1 + len(COMPARTMENTS))
     return SubjectNoise(
         **_columns(z, layout), munix=zs, babinski=u[:, 0], pba=u[:, 1], rmt=zt[:, 0],
-        cmct=zt[:, 1:],
+        cmct=zt[:, 1:], wasting=rnd.normal(seed, "exam:subject-signs", ids, 1)[:, 0],
     )
 
 
@@ -255,6 +280,7 @@ class Examiner:
         self.munix_subject = np.exp(sigma * own.munix - sigma**2 / 2)
         self.babinski_threshold = 0.9 * own.babinski
         self.pba_susceptible = own.pba < 0.5
+        self.habitus = p.wasting_subject_sd * own.wasting
         self.mv_per_fibre = np.array([mu.cmap_mv for mu in body.muscles]) / body.healthy_fibres
         self.healthy_mean = np.array([mu.innervation_ratio for mu in body.muscles], dtype=float)
         self.munix_scale = np.array(
@@ -321,7 +347,7 @@ class Examiner:
         r = self._read_state(cohort, rows)
         found, scale = self._nerve_conduction(cohort, rows, month, r, noise)
         self._record_scans(cohort, rows, month, scale)
-        found |= self._strength_and_wasting(r, noise)
+        found |= self._strength_and_wasting(rows, r, noise)
         found |= self._reflexes_and_tone(rows, r, noise)
         found |= self._needle_emg(r, noise)
         found |= self._tms(cohort, rows, r, noise)
@@ -404,11 +430,16 @@ class Examiner:
         )
         return {"cmap_mv": cmap, "mune": mune, "munix": munix}, scale
 
-    def _strength_and_wasting(self, r: Readings, noise: VisitNoise) -> dict[str, np.ndarray]:
-        """``mrc_grade`` (MRC 0-5, int8) with rater noise, and visible ``wasting`` (bool)."""
+    def _strength_and_wasting(
+        self, rows: np.ndarray, r: Readings, noise: VisitNoise
+    ) -> dict[str, np.ndarray]:
+        """``mrc_grade`` (MRC 0-5, int8) with rater noise, and visible ``wasting`` (bool) with
+        the person's habitus and rater noise."""
+        p = self.params
+        seen = self.habitus[rows, None] + p.wasting_sd * noise.wasting
         return {
-            "mrc_grade": signs.mrc_grade(r.strength, noise.mrc, self.params.mrc_sd),
-            "wasting": signs.wasting(r.fibres_fraction, r.orphan_fraction),
+            "mrc_grade": signs.mrc_grade(r.strength, noise.mrc, p.mrc_sd),
+            "wasting": signs.wasting(r.fibres_fraction, r.orphan_fraction, seen),
         }
 
     def _reflexes_and_tone(
@@ -423,7 +454,11 @@ class Examiner:
         )
         return {
             "reflex_grade": np.where(reflexive, grade, np.int8(-1)).astype(np.int8),
-            "tone": np.where(reflexive, signs.tone(r.tract, r.units_fraction), None),
+            "tone": np.where(
+                reflexive,
+                signs.tone(r.tract, r.units_fraction, self.params.tone_sd * noise.tone),
+                None,
+            ),
         }
 
     def _needle_emg(self, r: Readings, noise: VisitNoise) -> dict[str, np.ndarray]:
@@ -527,12 +562,18 @@ class Examiner:
         t_units = r.units_fraction[:, t] if t is not None else np.ones(n)
         t_fibres = r.fibres_fraction[:, t] if t is not None else np.ones(n)
         lumbosacral = r.integrity[:, self.lumbosacral].min(axis=1)
-        jaw_score = self.jaw_offset[rows] + self.params.jaw_sd * noise.jaw
+        p = self.params
+        jaw_score = self.jaw_offset[rows] + p.jaw_sd * noise.jaw
         return {
             "babinski": signs.babinski(lumbosacral, self.babinski_threshold[rows]),
             "jaw_jerk": signs.jaw_jerk(bulbar, t_units, jaw_score),
-            "dysarthria": signs.dysarthria(bulbar, t_fibres),
-            "pseudobulbar_affect": signs.pseudobulbar_affect(bulbar, self.pba_susceptible[rows]),
+            "dysarthria": signs.dysarthria(
+                bulbar, t_fibres, p.dysarthria_sd * noise.dysarthria_lmn,
+                p.dysarthria_sd * noise.dysarthria_umn,
+            ),
+            "pseudobulbar_affect": signs.pseudobulbar_affect(
+                bulbar, self.pba_susceptible[rows], p.pba_sd * noise.pba
+            ),
         }
 
     def _function_scores(

@@ -1,6 +1,15 @@
 """Bedside signs from the state: strength, wasting, reflexes, tone and the bulbar UMN/LMN signs.
 
 Pure functions of arrays; ``z`` arguments are standard normal noise drawn by the caller.
+
+Each categorical sign thresholds a latent score on a physiological scale: the deficit that
+makes it (tract lost, units or bulk lost) as the examiner perceives it, the true deficit
+times ``exp(offset)``. The caller makes ``offset`` (log units) of the examiner's noise at the
+visit and, where a person's make-up shifts what the examiner sees, the person's own level.
+Perception is on a ratio scale, as strength is for the MRC grade (noise on log strength):
+the examiner misjudges how much of a deficit there is, near the threshold most, and never
+finds a deficit where there is none. A positive offset reads as more deficit. With zero
+offsets the signs are the noise-free thresholds of the true state.
 """
 
 from __future__ import annotations
@@ -34,9 +43,18 @@ def mrc_grade(strength: np.ndarray, z: np.ndarray, sd: float) -> np.ndarray:
     return np.searchsorted(MRC_THRESHOLDS, observed, side="right").astype(np.int8)
 
 
-def wasting(fibres_fraction: np.ndarray, orphan_fraction: np.ndarray) -> np.ndarray:
-    """Visible wasting: bulk below :data:`WASTING_BULK` of healthy."""
-    return fibres_fraction + 0.5 * orphan_fraction < WASTING_BULK
+def bulk(fibres_fraction: np.ndarray, orphan_fraction: np.ndarray) -> np.ndarray:
+    """Muscle bulk over healthy: living fibres plus half-shrunken orphans."""
+    return fibres_fraction + 0.5 * orphan_fraction
+
+
+def wasting(
+    fibres_fraction: np.ndarray, orphan_fraction: np.ndarray, offset: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Visible wasting: the bulk lost as the examiner sees it (true loss times
+    ``exp(offset)``) beyond ``1 -`` :data:`WASTING_BULK`."""
+    lost = 1 - bulk(fibres_fraction, orphan_fraction)
+    return lost * np.exp(offset) > 1 - WASTING_BULK
 
 
 def reflex_grade(
@@ -47,11 +65,21 @@ def reflex_grade(
     return np.clip(np.rint(score + offset + sd * z), 0, 4).astype(np.int8)
 
 
-def tone(integrity: np.ndarray, units_fraction: np.ndarray) -> np.ndarray:
-    """``spastic`` (UMN), ``flaccid`` (LMN with the tract intact) or ``normal``."""
-    out = np.full(integrity.shape, "normal", dtype=object)
-    out[(units_fraction < FLACCID_UNITS) & (integrity > 1 - SPASTIC_LOSS / 2)] = "flaccid"
-    out[1 - integrity > SPASTIC_LOSS] = "spastic"
+def tone(
+    integrity: np.ndarray, units_fraction: np.ndarray, offset: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """``spastic`` (UMN), ``flaccid`` (LMN with the tract intact) or ``normal``.
+
+    ``offset`` (log) is the resistance the examiner feels beyond the truth: the tract loss
+    reads ``exp(offset)`` times larger and the units lost ``exp(offset)`` times smaller, so one
+    feel of the limb moves both readings the same way (more resistance: nearer spastic,
+    further from flaccid)."""
+    factor = np.exp(offset)
+    loss = (1 - integrity) * factor
+    left = 1 - (1 - units_fraction) / factor
+    out = np.full(np.broadcast(integrity, offset).shape, "normal", dtype=object)
+    out[(left < FLACCID_UNITS) & (loss < SPASTIC_LOSS / 2)] = "flaccid"
+    out[loss > SPASTIC_LOSS] = "spastic"
     return out
 
 
@@ -80,10 +108,26 @@ def jaw_jerk(
     ]
 
 
-def dysarthria(bulbar_integrity: np.ndarray, bulbar_fibres: np.ndarray) -> np.ndarray:
-    """``none``, ``flaccid`` (LMN), ``spastic`` (UMN) or ``mixed``."""
-    lmn = bulbar_fibres < 0.7
-    umn_ = 1 - bulbar_integrity > 0.3
+#: Dysarthria: flaccid once the bulbar muscle keeps less than this share of its fibres,
+#: spastic once the corticobulbar tract has lost more than this share.
+DYSARTHRIA_FIBRES = 0.7
+DYSARTHRIA_LOSS = 0.3
+#: Pseudobulbar affect once the corticobulbar tract has lost more than this (susceptible only).
+PBA_LOSS = 0.4
+
+
+def dysarthria(
+    bulbar_integrity: np.ndarray,
+    bulbar_fibres: np.ndarray,
+    lmn_offset: np.ndarray | float = 0.0,
+    umn_offset: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """``none``, ``flaccid`` (LMN), ``spastic`` (UMN) or ``mixed``.
+
+    The listener hears each component with its own error (log): the fibres lost read
+    ``exp(lmn_offset)`` times, the tract lost ``exp(umn_offset)`` times the truth."""
+    lmn = (1 - bulbar_fibres) * np.exp(lmn_offset) > 1 - DYSARTHRIA_FIBRES
+    umn_ = (1 - bulbar_integrity) * np.exp(umn_offset) > DYSARTHRIA_LOSS
     out = np.full(lmn.shape, "none", dtype=object)
     out[lmn] = "flaccid"
     out[umn_] = "spastic"
@@ -91,6 +135,10 @@ def dysarthria(bulbar_integrity: np.ndarray, bulbar_fibres: np.ndarray) -> np.nd
     return out
 
 
-def pseudobulbar_affect(bulbar_integrity: np.ndarray, susceptible: np.ndarray) -> np.ndarray:
-    """Uncontrolled laughing or crying: corticobulbar loss in a susceptible patient."""
-    return susceptible & (1 - bulbar_integrity > 0.4)
+def pseudobulbar_affect(
+    bulbar_integrity: np.ndarray, susceptible: np.ndarray, offset: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Uncontrolled laughing or crying: corticobulbar loss (times ``exp(offset)``, the visit's
+    variation of what is reported and judged) past :data:`PBA_LOSS` in a susceptible
+    patient."""
+    return susceptible & ((1 - bulbar_integrity) * np.exp(offset) > PBA_LOSS)
