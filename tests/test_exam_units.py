@@ -57,4 +57,4 @@ def test_muscle_sums_match_numpy(overrides):
     # The state is part-way through the disease: some units dead, some enlarged and sick.
     assert (~s.alive[rows]).any()
     assert (s.alive[rows] & (s.fibres[rows] > body.base)).any()
-    assert (got[3] > 0).all()
+    assert (got[3][got[0] > 0] > 0).all()  # every muscle with a living unit discharges
