@@ -126,6 +126,12 @@ def correlate(scores: dict[str, np.ndarray], matrix: np.ndarray) -> dict[str, np
     names = list(scores)
     width = np.sqrt([scores[k].shape[1] for k in names])
     t = np.column_stack([scores[k].mean(axis=1) * w for k, w in zip(names, width, strict=True)])
-    moved = t @ np.linalg.cholesky(np.asarray(matrix, dtype=float)).T
+    chol = np.linalg.cholesky(np.asarray(matrix, dtype=float))
+    # ``t @ chol.T`` term by term: a matrix product may round a row differently with the number
+    # of rows (BLAS kernels), and a patient's values must not depend on its chunk.
+    moved = np.zeros_like(t)
+    for i in range(len(names)):
+        for j in range(i + 1):
+            moved[:, i] += chol[i, j] * t[:, j]
     return {k: scores[k] + ((moved[:, i] - t[:, i]) / width[i])[:, None]
             for i, k in enumerate(names)}

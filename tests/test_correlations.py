@@ -96,6 +96,13 @@ def test_correlated_runs_do_not_depend_on_the_chunks(tmp_path: Path) -> None:
     whole, part = draw_latent(s, ids), draw_latent(s, ids[37:61])
     assert np.array_equal(whole.lmn_onset[37:61], part.lmn_onset)
     assert np.array_equal(whole.umn_speed[37:61], part.umn_speed)
+    # One patient at a time, as a replay simulates it: the same bits (a matrix product rounded
+    # a single row differently once).
+    for i in (0, 13, 99):
+        one = draw_latent(s, ids[i : i + 1])
+        for name in ("lmn_speed", "umn_speed", "age_years"):
+            assert getattr(one, name)[0] == getattr(whole, name)[i], (name, i)
+        assert np.array_equal(one.lmn_onset[0], whole.lmn_onset[i])
 
 
 def test_every_patient_parameter_goes_through_the_copula() -> None:

@@ -26,7 +26,7 @@ def test_the_controls_reach_the_model():
     # Common random numbers: a higher median scales every patient's speed by the same factor.
     ratio = fast.latent.lmn_speed[base.latent.lmn_speed > 0] / base.latent.lmn_speed[
         base.latent.lmn_speed > 0]
-    np.testing.assert_allclose(ratio, 0.2 / 0.058)
+    np.testing.assert_allclose(ratio, 0.2 / base.scenario.disease.lmn.speed.p["median"])
     assert "onset regions drawn: bulbar 10" in findings_html(fast, 0)
     assert "onset regions drawn: bulbar 10" not in findings_html(base, 0)
 
