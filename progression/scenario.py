@@ -487,10 +487,10 @@ class Exam:
             that just brings the spinal motoneurons to firing (no published figure; calibrated
             to the published share of ALS patients inexcitable in one or more limbs, 30% of
             133, Dharmadasa 2021, and with an absent MEP or prolonged CMCT, 51% of 63 (Claus
-            1995) to 78% (Floyd 2009). With the disease of issue 17's recalibration (UMN speed
-            0.065/month) 0.19 gives 0.35 and 0.45 at the first visit (3,000 patients) and
-            keeps definite PLS at 0.67, 0.20 gives 0.36 and 0.47, 0.24 gives 0.44 and 0.52;
-            the ALS inexcitability and the PLS share pull it opposite ways (Validation page).
+            1995) to 78% (Floyd 2009). With the disease of issue 17's recalibration (ALS UMN
+            speed 0.075/month, PLS 0.013) 0.15 gives 0.35 and 0.48 at the first visit and 0.69
+            in definite PLS (3,000 patients); the ALS inexcitability and the PLS share pull it
+            opposite ways (Validation page).
         tms_volley_exponent: beta, each axon's drive ``(v / mean v) ** beta``: the fast
             corticomotoneuronal axons of the largest Betz cells make the MEP. Calibrated to the
             published fall of CMCT from 120% to 140% MT, APB 7.8 -> 7.2 ms and EDB 14.3 ->
@@ -582,7 +582,7 @@ class Exam:
     tms_intensity_rmt: float = field(default=1.2, metadata=_range(1, 2, unit="x RMT"))
     mep_saturation_rmt: float = field(default=1.55, metadata=_range(1.3, 2, unit="x RMT"))
     mep_threshold_drive: float = field(
-        default=0.18, metadata=_range(0.1, 0.8, open_lo=True, unit="fraction of healthy drive")
+        default=0.15, metadata=_range(0.1, 0.8, open_lo=True, unit="fraction of healthy drive")
     )
     tms_volley_exponent: float = field(default=4.0, metadata=_range(0, 10, unit=""))
     cmct_cov: float = field(default=0.13, metadata=_range(0, 0.5, unit="fraction"))
