@@ -381,16 +381,21 @@ def munix_healthy(runs: Mapping[str, Run]) -> Estimate:
                 "SD " + "/".join(f"{s:.0f}" for s in sds))
 
 
-def munix_decline_als(runs: Mapping[str, Run]) -> Estimate:
-    """Mean per-patient decline of the MUNIX sum score (% of first visit per month)."""
-    run = runs["als_natural_history"]
-    pts = patients(run, ["first_visit_month"]).filter(pl.col("first_visit_month").is_not_null())
+def _first_visit(run: Run) -> pl.LazyFrame:
+    return patients(run, ["first_visit_month"]).filter(pl.col("first_visit_month").is_not_null())
+
+
+def _sum_score_decline(run: Run, column: str, muscles: Sequence[str], window: float) -> Estimate:
+    """Mean per-patient decline (% of the first visit's value per month) of a sum score: the
+    sum of ``column`` over ``muscles`` (both sides) at each visit of the first ``window``
+    months of follow-up, its least-squares slope over the first visit's sum."""
     s = (
-        _muscles(run, ["munix"], MUNIX_MUSCLES)
+        _muscles(run, [column], muscles)
+        .filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan())
         .group_by("patient_id", "month")
-        .agg(pl.col("munix").sum().alias("sum"), pl.len().alias("k"))
-        .join(pts, on="patient_id", how="inner")
-        .filter(pl.col("month") - pl.col("first_visit_month") <= MUNIX_WINDOW_MONTHS + 1e-9)
+        .agg(pl.col(column).sum().alias("sum"))
+        .join(_first_visit(run), on="patient_id", how="inner")
+        .filter(pl.col("month") - pl.col("first_visit_month") <= window + 1e-9)
         .sort("patient_id", "month")
         .collect()
     )
@@ -400,8 +405,14 @@ def munix_decline_als(runs: Mapping[str, Run]) -> Estimate:
     pct = -100.0 * (sl["slope"] / sl["first"]).to_numpy()
     m, lo, hi = mean_ci(pct)
     return _est(m, lo, hi, sl.height,
-                f"sum of {', '.join(MUNIX_MUSCLES)} (both sides), first "
-                f"{MUNIX_WINDOW_MONTHS:g} months")
+                f"sum of {', '.join(muscles)} (both sides), first {window:g} months")
+
+
+def munix_decline_als(runs: Mapping[str, Run]) -> Estimate:
+    """Mean per-patient decline of the MUNIX sum score (% of first visit per month)."""
+    return _sum_score_decline(
+        runs["als_natural_history"], "munix", MUNIX_MUSCLES, MUNIX_WINDOW_MONTHS
+    )
 
 
 def munix_test_retest_cov(runs: Mapping[str, Run]) -> Estimate:
@@ -569,10 +580,6 @@ def fasciculation_rate_ratio(runs: Mapping[str, Run]) -> Estimate:
                 f"{vals[1] / vals[0] if vals[0] else math.nan:.1f} (published 4)", checks)
 
 
-def _first_visit(run: Run) -> pl.LazyFrame:
-    return patients(run, ["first_visit_month"]).filter(pl.col("first_visit_month").is_not_null())
-
-
 def cmap_reduced_at_presentation(runs: Mapping[str, Run]) -> Estimate:
     """Share of limb-onset patients whose first-visit CMAP of the onset limb's distal muscle
     (same side) is below the lower limit of normal."""
@@ -599,25 +606,7 @@ def cmap_reduced_at_presentation(runs: Mapping[str, Run]) -> Estimate:
 
 def mune_decline_als(runs: Mapping[str, Run]) -> Estimate:
     """Mean per-patient decline of the MUNE sum score (% of first visit per month)."""
-    run = runs["als_natural_history"]
-    s = (
-        _muscles(run, ["mune"], MUNE_MUSCLES)
-        .filter(pl.col("mune").is_not_null() & pl.col("mune").is_not_nan())
-        .group_by("patient_id", "month")
-        .agg(pl.col("mune").sum().alias("sum"))
-        .join(_first_visit(run), on="patient_id", how="inner")
-        .filter(pl.col("month") - pl.col("first_visit_month") <= MUNE_WINDOW_MONTHS + 1e-9)
-        .sort("patient_id", "month")
-        .collect()
-    )
-    sl = slopes_by(s, "sum", ["patient_id"], min_points=SLOPE_MIN_VISITS).filter(
-        pl.col("first") > 0
-    ).collect()
-    pct = -100.0 * (sl["slope"] / sl["first"]).to_numpy()
-    m, lo, hi = mean_ci(pct)
-    return _est(m, lo, hi, sl.height,
-                f"sum of {', '.join(MUNE_MUSCLES)} (both sides), first "
-                f"{MUNE_WINDOW_MONTHS:g} months")
+    return _sum_score_decline(runs["als_natural_history"], "mune", MUNE_MUSCLES, MUNE_WINDOW_MONTHS)
 
 
 def _onset_limb(run: Run) -> pl.LazyFrame:
