@@ -1,3 +1,3 @@
 """progression: population-scale simulation of motor neuron disease, one motor unit at a time."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
