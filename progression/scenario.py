@@ -530,7 +530,8 @@ class Exam:
             affect, in susceptible patients. Calibrated to the test-retest reliability 0.88
             of the Center for Neurologic Study-Lability Scale (NINDS Common Data Elements,
             CNS-LS for ALS): the correlation of two readings of the log score over the visits
-            of susceptible patients with corticobulbar loss.
+            of susceptible patients with corticobulbar loss (0.23; 0.28 before the disease's
+            recalibration in issue 17, which widened the spread of that loss).
         svc_cov: SVC test-retest CoV.
         svc_subject_sd: a person's healthy vital capacity around 100% predicted (percentage
             points; chosen a little narrower than published spreads: FVC 109 +/- 12% predicted
@@ -594,7 +595,7 @@ class Exam:
     wasting_sd: float = field(default=0.38, metadata=_range(0, 3, unit="log SD"))
     wasting_subject_sd: float = field(default=0.2, metadata=_range(0, 3, unit="log SD"))
     dysarthria_sd: float = field(default=0.85, metadata=_range(0, 3, unit="log SD"))
-    pba_sd: float = field(default=0.28, metadata=_range(0, 3, unit="log SD"))
+    pba_sd: float = field(default=0.23, metadata=_range(0, 3, unit="log SD"))
     svc_cov: float = field(default=0.05, metadata=_range(0, 1, unit="fraction"))
     svc_subject_sd: float = field(default=10.0, metadata=_range(0, 50, unit="% predicted"))
     mrc_sd: float = field(default=0.1, metadata=_range(0, 2, unit="log strength"))
