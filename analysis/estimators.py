@@ -491,12 +491,10 @@ def _tms_at(run: Run, visits: pl.DataFrame, limits: pl.DataFrame,
 
 
 def _first_visits(run: Run) -> pl.DataFrame:
-    return (
-        patients(run, ["first_visit_month"])
-        .filter(pl.col("first_visit_month").is_not_null())
-        .select("patient_id", pl.col("first_visit_month").alias("month"))
-        .collect()
-    )
+    """``patient_id`` and ``month`` of each patient's first visit."""
+    return _first_visit(run).select(
+        "patient_id", pl.col("first_visit_month").alias("month")
+    ).collect()
 
 
 def _pls_visits(run: Run) -> pl.DataFrame:

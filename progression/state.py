@@ -140,22 +140,26 @@ def _choice(u: np.ndarray, shares: list[float]) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(shares), u, side="right"), len(shares) - 1)
 
 
-def _jumps(proc: LMN | UMN, path: str, seed: int, ids, origin, rostro):
-    """A non-contiguous jump per patient: the compartment it reaches (or -1) and its delay."""
+def _spread_draws(proc: LMN | UMN, path: str, seed: int, ids, origin, draw: PatientDraws):
+    """A spreading process's per-patient draws: the rostro-caudal and contralateral delay of
+    each contiguity edge, and a non-contiguous jump (the compartment it reaches, or -1, and its
+    delay)."""
+    n_edges = len(CONTIGUITY)
+    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
+    contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
     u = rnd.uniform(seed, f"{path}.jump", ids, 3)
     jump = u[:, 0] < proc.noncontiguous_probability
     target = np.minimum((u[:, 1] * len(COMPARTMENTS)).astype(np.int64), len(COMPARTMENTS) - 1)
     jump_to = np.where(jump & (target != origin), target, -1)
-    return jump_to, u[:, 2] * rostro.mean(axis=1) * 2
+    return rostro, contra, jump_to, u[:, 2] * rostro.mean(axis=1) * 2
 
 
 def _umn_onsets(proc: UMN, scenario, ids, origin, start, draw: PatientDraws) -> np.ndarray:
     """(patients, compartments) UMN onsets: each tract starts a drawn delay after its
     neighbour."""
-    n_edges, path = len(CONTIGUITY), "disease.umn"
-    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
-    contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
-    jump_to, jump_delay = _jumps(proc, path, scenario.cohort.seed, ids, origin, rostro)
+    rostro, contra, jump_to, jump_delay = _spread_draws(
+        proc, "disease.umn", scenario.cohort.seed, ids, origin, draw
+    )
     return hazard.spread_onsets(
         origin, start, rostro, contra, jump_to, jump_delay, proc.bulbar_resistance
     )
@@ -180,11 +184,9 @@ def _lmn_onsets(proc: LMN, scenario, ids, origin, start, draw: PatientDraws) -> 
     muscles = scenario.muscles()
     if not lmn.PATTERNS[proc.pattern].spreads:
         return np.repeat(start[:, None], len(muscles), axis=1)
-    n_edges, path, seed = len(CONTIGUITY), "disease.lmn", scenario.cohort.seed
-    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
-    contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
+    path, seed = "disease.lmn", scenario.cohort.seed
+    rostro, contra, jump_to, jump_delay = _spread_draws(proc, path, seed, ids, origin, draw)
     level = draw(proc.level_delay_months, f"{path}.level_delay_months")
-    jump_to, jump_delay = _jumps(proc, path, seed, ids, origin, rostro)
     u = rnd.uniform(seed, f"{path}.focus", ids, 2)
     node_origin = np.empty(len(ids), dtype=np.int64)
     node_jump = np.full(len(ids), -1, dtype=np.int64)
