@@ -57,6 +57,11 @@ Definitions (the choices a paper would state in its methods):
 - MUNE at the first visit: mean first-visit MUNE of the onset limb's distal muscle on the
   onset side (the nerve "based on clinical examination", Shefner 2011) over the mean healthy
   month-0 MUNE of the same muscles; patient bootstrap.
+- Pyramidal signs at the first visit (Alvarez 2018): among patients ever diagnosed ALS, the
+  share with an extensor plantar response, with a tendon reflex graded brisk or clonus (biceps
+  or knee jerk, either side), with spastic tone in a limb, and with none of the three. PLS
+  (Santos Silva 2024): spastic tone in a leg at each patient's first visit
+  :data:`PLS_SIGNS_MONTHS` or more after symptom onset. Wilson intervals.
 - Split hand: share of ALS patients with APB/ADM CMAP ratio below 0.6 in either hand at the
   visit where ALS criteria are first met (the diagnostic nerve conduction study), among those
   with hand involvement (APB CMAP below the healthy month-0 5th percentile) and among all;
@@ -141,6 +146,9 @@ DISTAL_MUSCLE = {"cervical": "APB", "lumbosacral": "EDB"}
 #: Lower limit of normal: this quantile of the healthy month-0 CMAPs of the same muscle
 #: (2.5%: mean - 1.96 SD for a normal distribution, the usual laboratory convention).
 LLN_QUANTILE = 0.025
+#: PLS patients' bedside signs are read at their first visit this many months after symptom
+#: onset: the median symptom duration at first observation of Santos Silva 2024 (3 years).
+PLS_SIGNS_MONTHS = 36.0
 
 
 @dataclass(frozen=True)
@@ -517,6 +525,83 @@ def _share(flags: pl.Series, detail: str) -> Estimate:
     return _est(share, lo, hi, n, f"{k} of {n} patients; {detail}")
 
 
+def _pyramidal_signs(run: Run, visits: pl.DataFrame) -> pl.DataFrame:
+    """Per patient at the given visits (``patient_id``, ``month``), the pyramidal signs a
+    neurologist records: ``babinski`` (extensor plantar response), ``hyperreflexia`` (a tendon
+    reflex graded brisk or clonus: biceps or knee jerk, either side), ``spasticity`` (spastic
+    tone in any limb examined) and ``ll_spasticity`` (spastic tone in a leg)."""
+    at = visits.lazy()
+    bedside = frames(run)["visits"].select("patient_id", "month", "babinski").join(
+        at, on=["patient_id", "month"], how="inner"
+    )
+    limbs = (
+        strings(_muscles(run, ["reflex_grade", "tone"]), ["tone"])
+        .filter(pl.col("reflex_grade") >= 0)
+        .join(at, on=["patient_id", "month"], how="inner")
+        .group_by("patient_id")
+        .agg(
+            (pl.col("reflex_grade") >= 3).any().alias("hyperreflexia"),
+            (pl.col("tone") == "spastic").any().alias("spasticity"),
+            ((pl.col("tone") == "spastic") & (pl.col("muscle") == "quadriceps"))
+            .any().alias("ll_spasticity"),
+        )
+    )
+    return bedside.join(limbs, on="patient_id", how="inner").collect()
+
+
+def _als_first_visit_signs(runs: Mapping[str, Run]) -> pl.DataFrame:
+    """Pyramidal signs at the first visit of the ALS patients (those ever diagnosed ALS, as
+    Alvarez 2018 studied them)."""
+    run = runs["als_natural_history"]
+    als = _als_diagnosis(run).filter(pl.col("als_month").is_not_null()).select("patient_id")
+    return _pyramidal_signs(run, _first_visits(run).join(als, on="patient_id", how="inner"))
+
+
+def als_babinski_first_visit(runs: Mapping[str, Run]) -> Estimate:
+    """Share of ALS patients with an extensor plantar response at the first visit."""
+    signs = _als_first_visit_signs(runs)
+    return _share(signs["babinski"], "Babinski sign at the first visit")
+
+
+def als_hyperreflexia_first_visit(runs: Mapping[str, Run]) -> Estimate:
+    """Share of ALS patients with a brisk tendon reflex or clonus at the first visit."""
+    signs = _als_first_visit_signs(runs)
+    return _share(signs["hyperreflexia"], "brisk biceps or knee jerk at the first visit")
+
+
+def als_spasticity_first_visit(runs: Mapping[str, Run]) -> Estimate:
+    """Share of ALS patients with spastic tone in a limb at the first visit."""
+    signs = _als_first_visit_signs(runs)
+    return _share(signs["spasticity"], "spastic tone at the first visit")
+
+
+def als_no_pyramidal_signs_first_visit(runs: Mapping[str, Run]) -> Estimate:
+    """Share of ALS patients with none of Babinski, hyperreflexia or spasticity at the first
+    visit."""
+    s = _als_first_visit_signs(runs)
+    none = ~(s["babinski"] | s["hyperreflexia"] | s["spasticity"])
+    return _share(none, "no Babinski, hyperreflexia or spasticity at the first visit")
+
+
+def pls_leg_spasticity(runs: Mapping[str, Run]) -> Estimate:
+    """Share of PLS patients with spastic tone in a leg at their first visit
+    :data:`PLS_SIGNS_MONTHS` or more after symptom onset."""
+    run = runs["pls_natural_history"]
+    onset = patients(run, ["symptom_onset_month"]).filter(
+        pl.col("symptom_onset_month").is_not_null()
+    )
+    visits = (
+        frames(run)["visits"].select("patient_id", "month")
+        .join(onset, on="patient_id", how="inner")
+        .filter(pl.col("month") - pl.col("symptom_onset_month") >= PLS_SIGNS_MONTHS)
+        .group_by("patient_id").agg(pl.col("month").min())
+        .collect()
+    )
+    signs = _pyramidal_signs(run, visits)
+    return _share(signs["ll_spasticity"],
+                  f"leg spasticity; hyperreflexia {signs['hyperreflexia'].mean():.2f}")
+
+
 def als_tms_abnormal_first_visit(runs: Mapping[str, Run]) -> Estimate:
     """Share of ALS patients with an absent MEP or a CMCT beyond the controls' upper limit in
     ADM or TA (either side) at the first visit."""
@@ -805,6 +890,13 @@ ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, 
         ("als_natural_history", "als_natural_history@month0"),
     ),
     "mune_decline_als": (mune_decline_als, ("als_natural_history",)),
+    "als_babinski_first_visit": (als_babinski_first_visit, ("als_natural_history",)),
+    "als_hyperreflexia_first_visit": (als_hyperreflexia_first_visit, ("als_natural_history",)),
+    "als_spasticity_first_visit": (als_spasticity_first_visit, ("als_natural_history",)),
+    "als_no_pyramidal_signs_first_visit": (
+        als_no_pyramidal_signs_first_visit, ("als_natural_history",),
+    ),
+    "pls_leg_spasticity": (pls_leg_spasticity, ("pls_natural_history",)),
     "mune_first_visit_fraction": (
         mune_first_visit_fraction,
         ("als_natural_history", "als_natural_history@month0"),
@@ -825,6 +917,7 @@ __all__ = [
     "MUNIX_MUSCLES",
     "MUNIX_WINDOW_MONTHS",
     "NEEDS",
+    "PLS_SIGNS_MONTHS",
     "PLS_TMS_MONTHS",
     "PLS_WINDOW_MONTHS",
     "PMA_CONVERSION_MONTHS",
@@ -834,9 +927,13 @@ __all__ = [
     "TMS_TARGETS",
     "Estimate",
     "als_alsfrs_slope",
+    "als_babinski_first_visit",
     "als_five_year_survival",
+    "als_hyperreflexia_first_visit",
     "als_inexcitable_first_visit",
+    "als_no_pyramidal_signs_first_visit",
     "als_second_region_months",
+    "als_spasticity_first_visit",
     "als_survival_median_months",
     "als_svc_slope",
     "als_tms_abnormal_first_visit",
@@ -855,6 +952,7 @@ __all__ = [
     "munix_test_retest_cov",
     "onset_region_mix",
     "pls_alsfrs_slope",
+    "pls_leg_spasticity",
     "pls_survival_median_years",
     "pls_tms_abnormal",
     "pma_conversion_share",

@@ -120,7 +120,7 @@ OPEN_TARGETS = {
     "cmap_reduced_at_presentation",  # 0.56 (0.54-0.58) at 3,000 patients against 0.68-0.82
     "mune_decline_als",  # passes at 3,000 (2.67, 2.58-2.76); kept: small cohorts scatter it
     "mune_first_visit_fraction",  # 0.49 (0.47-0.51) against 0.19-0.28
-    "pma_conversion_share",  # 0.61 (0.56-0.66) against 0.12-0.45
+    "pma_conversion_share",  # 0.54 (0.48-0.59) against 0.12-0.45
 }
 
 
