@@ -512,7 +512,8 @@ class Exam:
             flaccid tone with Cohen's kappa 0.51: the Modified Ashworth Scale's inter-rater
             kappa 0.514 (30 hemiplegic patients, 2 physiotherapists, NeuroRehabilitation
             2008;23:231), and "moderate" (0.41-0.60) tone agreement between neurologists
-            (Thaller & Hughes 2014 Clin Med 14:264, 30 patients).
+            (Thaller & Hughes 2014 Clin Med 14:264, 30 patients). Recalibrated 0.49 -> 0.31
+            when the tract loss came to be felt through the units left (issue 17).
         wasting_sd: rater noise on the log of the bulk lost. Calibrated to kappa 0.85 between
             two raters at the same visits: inspection, muscle bulk and wasting included, had
             "almost perfect" (0.81-1.00) agreement between neurologists (Thaller & Hughes 2014
@@ -591,7 +592,7 @@ class Exam:
     reflex_subject_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
     jaw_sd: float = field(default=0.1, metadata=_range(0, 2, unit="grades"))
     jaw_subject_sd: float = field(default=0.15, metadata=_range(0, 2, unit="grades"))
-    tone_sd: float = field(default=0.49, metadata=_range(0, 3, unit="log SD"))
+    tone_sd: float = field(default=0.31, metadata=_range(0, 3, unit="log SD"))
     wasting_sd: float = field(default=0.38, metadata=_range(0, 3, unit="log SD"))
     wasting_subject_sd: float = field(default=0.2, metadata=_range(0, 3, unit="log SD"))
     dysarthria_sd: float = field(default=0.85, metadata=_range(0, 3, unit="log SD"))

@@ -15,11 +15,20 @@ from functools import cache
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from progression import random as rnd
 from progression.body import default_muscles
-from progression.exam import Examiner, alsfrs, criteria, subject_noise, visit_noise
+from progression.exam import (
+    Examiner,
+    _previous_visit,
+    alsfrs,
+    criteria,
+    subject_noise,
+    visit_noise,
+)
 from progression.model import CohortModel, simulate_chunk
 from progression.state import State
 from tests.conftest import small
@@ -547,30 +556,51 @@ def test_brisk_reflexes_count_as_umn_signs_only_where_pathological():
     assert _findings(reflex=3, mrc=4)[1][0, cervical]  # brisk in a weak limb
     assert _findings(reflex=3, mrc=5, wasting=True)[1][0, cervical]  # brisk in a wasted limb
     assert _findings(reflex=4, mrc=5)[1][0, cervical]  # clonus
+    # A reflex kept at a normal grade by a weak and wasted muscle is a UMN sign (Gold Coast:
+    # "the presence of a reflex in a weak and wasted limb"); reduced there, or normal in a
+    # muscle only weak or only wasted, it is not.
+    assert _findings(reflex=2, mrc=4, wasting=True)[1][0, cervical]
+    assert not _findings(reflex=1, mrc=4, wasting=True)[1][0, cervical]
+    assert not _findings(reflex=2, mrc=4)[1][0, cervical]
+    assert not _findings(reflex=2, mrc=5, wasting=True)[1][0, cervical]
     # A brisk jaw jerk and a prolonged CMCT are soft: reported, not yet counted.
     lmn, umn, soft = _findings(reflex=2, mrc=5, jaw="brisk", cmct=HAND_LIMIT + 1)
     assert not umn.any() and soft[0, 0] and soft[0, cervical]
 
 
-def test_pls_needs_two_years_and_soft_findings_need_two_visits():
+def test_pls_needs_two_years_pma_two_visits_and_soft_findings_two_visits():
     umn = np.array([[False, True, False, False]])
     none = np.zeros_like(umn)
-    assert criteria.classify(none, umn, np.array([23.9]))[0][0] == "none"
-    assert criteria.classify(none, umn, np.array([24.0]))[0][0] == "PLS"
-    assert not criteria.classify(none, umn, np.array([60.0]))[1][0]  # not Gold Coast ALS
-    assert criteria.classify(umn, umn, np.array([1.0]))[0][0] == "ALS"
-    assert criteria.classify(umn, none, np.array([np.nan]))[0][0] == "none"  # asymptomatic
+    no, yes = np.array([False]), np.array([True])
+    assert criteria.classify(none, umn, np.array([23.9]), no)[0][0] == "none"
+    assert criteria.classify(none, umn, np.array([24.0]), no)[0][0] == "PLS"
+    assert not criteria.classify(none, umn, np.array([60.0]), no)[1][0]  # not Gold Coast ALS
+    assert criteria.classify(umn, umn, np.array([1.0]), no)[0][0] == "ALS"
+    assert criteria.classify(umn, none, np.array([np.nan]), yes)[0][0] == "none"  # asymptomatic
+    # An LMN-only picture is PMA once a second visit confirms it; UMN signs make it ALS at once.
+    assert criteria.classify(umn, none, np.array([6.0]), no)[0][0] == "none"
+    assert criteria.classify(umn, none, np.array([9.0]), yes)[0][0] == "PMA"
+    assert criteria.classify(umn, umn, np.array([9.0]), yes)[0][0] == "ALS"
+    assert criteria.lmn_only(umn, none)[0] and not criteria.lmn_only(umn, umn)[0]
+    assert not criteria.lmn_only(none, none)[0]
 
-    scenario = small(patients=1, **{"body.muscles": list(MAP)})
-    cohort = CohortModel(scenario, np.arange(1), "natural_history")
-    ex = cohort.examiner
+    history = np.zeros((2, 1, 4), dtype=bool)
     rows = np.arange(1)
     soft = np.array([[True, False, False, False]])
     quiet = np.zeros_like(soft)
-    assert not ex._soft_previous(rows, soft, 3.0).any()  # first sighting
-    assert not ex._soft_previous(rows, soft, 3.0).any()  # the same visit again
-    assert ex._soft_previous(rows, quiet, 6.0)[0, 0]  # the next visit sees the last one
-    assert not ex._soft_previous(rows, soft, 9.0).any()  # interrupted: starts again
+    months = iter([3.0, 3.0, 6.0, 9.0])
+    last = [-np.inf]
+
+    def previous(now):
+        month = next(months)
+        repeat = np.array([last[0] >= month])
+        last[0] = month
+        return _previous_visit(history, rows, now, repeat)
+
+    assert not previous(soft).any()  # first sighting
+    assert not previous(soft).any()  # the same visit again
+    assert previous(quiet)[0, 0]  # the next visit sees the last one
+    assert not previous(soft).any()  # interrupted: starts again
 
 
 def test_a_soft_finding_counts_once_seen_at_two_consecutive_visits(monkeypatch):
@@ -766,6 +796,35 @@ def test_two_raters_agree_on_bedside_signs_as_published():
     assert not signs.wasting(intact, 0 * intact, big).any()
     assert (signs.dysarthria(intact, intact, big, big) == "none").all()
     assert not signs.pseudobulbar_affect(intact, intact > 0, big).any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    loss=st.floats(0, 1), units=st.floats(0, 1), fewer=st.floats(0, 1),
+    offset=st.floats(-3, 3),
+)
+def test_spasticity_needs_the_units_that_contract_in_it(loss, units, fewer, offset):
+    """The tract loss is felt through the units left: a muscle without units is never
+    spastic, and losing units never turns a limb spastic (issue 17: LMN loss masks spasticity,
+    Alvarez 2018)."""
+    from progression.exam import signs
+
+    tract, z = np.array([1 - loss]), np.array([offset])
+    assert signs.tone(tract, np.array([0.0]), z)[0] != "spastic"
+    if signs.tone(tract, np.array([units * fewer]), z)[0] == "spastic":
+        assert signs.tone(tract, np.array([units]), z)[0] == "spastic"
+
+
+def test_babinski_thresholds_spread_over_the_calibrated_tract_loss():
+    from progression.exam import signs
+
+    u = np.linspace(0, 1, 101)
+    loss = 1 - signs.babinski_threshold(u)
+    lo, hi = signs.BABINSKI_LOSS
+    assert np.isclose(loss.min(), lo) and np.isclose(loss.max(), hi)
+    assert (np.diff(loss) < 0).all()  # a larger draw, a lower threshold of loss
+    intact = np.ones_like(u)
+    assert not signs.babinski(intact, signs.babinski_threshold(u)).any()
 
 
 def test_sign_noise_is_its_own_named_stream():

@@ -171,8 +171,8 @@ class SubjectNoise:
         alsfrs_items: (patients, items) shift of each ALSFRS-R item's thresholds
             (``alsfrs_subject_sd``).
         munix: (patients, muscles) healthy MUNIX level (``munix_population_cov``).
-        babinski: (patients,) uniform; 0.9 times it is the lumbosacral tract integrity below
-            which the plantar response turns extensor.
+        babinski: (patients,) uniform; the patient's Babinski threshold
+            (:func:`~progression.exam.signs.babinski_threshold`).
         pba: (patients,) uniform; susceptibility to pseudobulbar affect (below 0.5).
         rmt: (patients,) healthy resting motor threshold, hand and leg alike
             (``rmt_subject_sd``).
@@ -278,7 +278,7 @@ class Examiner:
         self.item_jitter = p.alsfrs_subject_sd * own.alsfrs_items
         sigma = tests.munix_subject_sigma(p.munix_cov, p.munix_population_cov)
         self.munix_subject = np.exp(sigma * own.munix - sigma**2 / 2)
-        self.babinski_threshold = 0.9 * own.babinski
+        self.babinski_threshold = signs.babinski_threshold(own.babinski)
         self.pba_susceptible = own.pba < 0.5
         self.habitus = p.wasting_subject_sd * own.wasting
         self.mv_per_fibre = np.array([mu.cmap_mv for mu in body.muscles]) / body.healthy_fibres
@@ -308,10 +308,11 @@ class Examiner:
         self.tongue = tongue[0] if tongue else None
         self.lmn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
         self.umn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
-        # Soft findings at the patient's last visit and at the one before it, to confirm them.
-        self.soft_month = np.full(n, -np.inf)
-        self.soft_last = np.zeros((n, len(REGIONS)), dtype=bool)
-        self.soft_before = np.zeros((n, len(REGIONS)), dtype=bool)
+        # What a second visit confirms, at the patient's last visit ([0]) and the one before it
+        # ([1]): the soft findings per region, and an LMN-only picture (PMA).
+        self.visit_month = np.full(n, -np.inf)
+        self.soft = np.zeros((2, n, len(REGIONS)), dtype=bool)
+        self.lmn_only = np.zeros((2, n), dtype=bool)
         self.diagnosis = np.full(n, "none", dtype=object)
         self.visit_rows: list[dict[str, np.ndarray]] = []
         self.muscle_rows: list[dict[str, np.ndarray]] = []
@@ -614,12 +615,19 @@ class Examiner:
             bedside["dysarthria"],
             bedside["pseudobulbar_affect"],
         )
-        umn_now |= soft_now & self._soft_previous(rows, soft_now, month)
+        # A repeat examination at the same month is not a second visit.
+        repeat = self.visit_month[rows] >= month
+        self.visit_month[rows[~repeat]] = month
+        umn_now |= soft_now & _previous_visit(self.soft, rows, soft_now, repeat)
         self.lmn_seen[rows] |= lmn_now
         self.umn_seen[rows] |= umn_now
+        lmn_only = criteria.lmn_only(self.lmn_seen[rows], self.umn_seen[rows])
         since = month - cohort.symptom_onset[rows]
         since = np.where(np.isfinite(since) & (since >= 0), since, np.nan)
-        dx, gold = criteria.classify(self.lmn_seen[rows], self.umn_seen[rows], since)
+        dx, gold = criteria.classify(
+            self.lmn_seen[rows], self.umn_seen[rows], since,
+            _previous_visit(self.lmn_only, rows, lmn_only, repeat),
+        )
         changed = dx != self.diagnosis[rows]
         self.diagnosis[rows] = dx
         return {
@@ -734,16 +742,22 @@ class Examiner:
             }
         )
 
-    def _soft_previous(self, rows: np.ndarray, soft: np.ndarray, month: float) -> np.ndarray:
-        """Soft findings at each patient's previous visit (before ``month``); records ``soft``
-        as this visit's. A repeat examination at the same month does not count as a visit."""
-        repeat = self.soft_month[rows] >= month
-        prev = np.where(repeat[:, None], self.soft_before[rows], self.soft_last[rows])
-        new = rows[~repeat]
-        self.soft_before[new] = self.soft_last[new]
-        self.soft_month[new] = month
-        self.soft_last[rows] = soft
-        return prev
+
+def _previous_visit(
+    history: np.ndarray, rows: np.ndarray, now: np.ndarray, repeat: np.ndarray
+) -> np.ndarray:
+    """A finding at each patient's previous visit; records ``now`` as this visit's.
+
+    ``history[0]`` holds the finding at each patient's last visit, ``history[1]`` at the one
+    before it (updated in place); ``repeat`` marks rows examined again at the month of their
+    last visit, whose previous visit is then the one before it."""
+    last, before = history
+    flag = repeat.reshape(repeat.shape + (1,) * (now.ndim - 1))
+    prev = np.where(flag, before[rows], last[rows])
+    new = rows[~repeat]
+    before[new] = last[new]
+    last[rows] = now
+    return prev
 
 
 #: The columns the examiner fills in the ``muscles`` table, in order.

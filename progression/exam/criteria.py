@@ -5,8 +5,9 @@ Per region (MODEL.md section 9; Gold Coast 2020, Shefner et al. Clin Neurophysio
 - LMN dysfunction: weakness with wasting, or EMG denervation (fibrillations) with neurogenic
   (enlarged, reinnervated) MUPs; in the bulbar region also flaccid dysarthria. An absent jaw
   jerk is *not* an LMN sign: it is often absent in healthy people.
-- UMN dysfunction: pathologically brisk reflexes (clonus, or brisk reflexes in a weak or wasted
-  region: "a reflex preserved or brisk in a weak and wasted limb"), spasticity, Babinski sign,
+- UMN dysfunction: pathologically brisk reflexes (clonus, brisk reflexes in a weak or wasted
+  region, or a reflex preserved at a normal grade by a muscle that is itself weak and wasted:
+  "the presence of a reflex in a weak and wasted limb"), spasticity, Babinski sign,
   brisk jaw jerk, spastic dysarthria, pseudobulbar affect, or an absent or prolonged central
   motor conduction where recorded.
 
@@ -17,9 +18,14 @@ consecutive visits (the examiner keeps that record). Brisk reflexes in a region 
 strength are not counted at all: healthy people may have brisk reflexes, and without weakness,
 clonus or spasticity a neurologist does not call them pathological.
 
-``diagnosis`` is the clinical phenotype (ALS: UMN and LMN; PMA: LMN only; PLS: UMN only for at
-least 2 years since symptom onset, probable PLS under the 2020 consensus criteria, Turner et
-al. JNNP 91:373; else none). ``gold_coast`` applies the Gold Coast criteria, which also call LMN
+``diagnosis`` is the clinical phenotype (ALS: UMN and LMN; PMA: LMN only, at two consecutive
+visits; PLS: UMN only for at least 2 years since symptom onset, probable PLS under the 2020
+consensus criteria, Turner et al. JNNP 91:373; else none). An LMN-only picture is a diagnosis
+of exclusion that the neurologist confirms at follow-up: the criteria ask for progressive
+impairment "documented by history or repeated clinical assessment" (Gold Coast), and a first
+visit without UMN signs is common in ALS (26% of 130 patients, their first UMN signs a mean
+4.5 months later; Alvarez 2018 Neurologia 33:8). Before issue 17 PMA was diagnosed at the
+first LMN-only visit. ``gold_coast`` applies the Gold Coast criteria, which also call LMN
 dysfunction in two regions ALS.
 """
 
@@ -83,6 +89,10 @@ def region_findings(
     neurogenic = mus["mup_amplitude_uv"] > NEUROGENIC_MUP * mup_healthy_uv
     lmn_m = ((mus["fibrillation_grade"] >= 1) & neurogenic) | (weak & mus["wasting"])
     brisk = mus["reflex_grade"] >= 3
+    # A reflex kept at a normal grade by a muscle that is itself weak and wasted: its arc has
+    # lost units, so only lost inhibition keeps it (Gold Coast, "the presence of a reflex in
+    # a weak and wasted limb").
+    preserved = (mus["reflex_grade"] >= 2) & weak & mus["wasting"]
     clonus = mus["reflex_grade"] >= 4
     spastic = mus["tone"] == "spastic"
     slow = np.nan_to_num(mus["cmct_ms"], nan=-np.inf) > cmct_limit_ms
@@ -99,6 +109,7 @@ def region_findings(
         umn_r[:, r] = (
             clonus[:, cols].any(axis=1)
             | (brisk[:, cols].any(axis=1) & weak_or_wasted)
+            | preserved[:, cols].any(axis=1)
             | spastic[:, cols].any(axis=1)
             | absent[:, cols].any(axis=1)
         )
@@ -111,14 +122,24 @@ def region_findings(
     return lmn_r, umn_r, soft_r
 
 
+def lmn_only(lmn_seen: np.ndarray, umn_seen: np.ndarray) -> np.ndarray:
+    """(patients,) LMN dysfunction seen in some region and UMN dysfunction in none."""
+    return lmn_seen.any(axis=1) & ~umn_seen.any(axis=1)
+
+
 def classify(
-    lmn_seen: np.ndarray, umn_seen: np.ndarray, months_since_onset: np.ndarray
+    lmn_seen: np.ndarray,
+    umn_seen: np.ndarray,
+    months_since_onset: np.ndarray,
+    lmn_only_before: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Phenotype and Gold Coast status from accumulated findings.
 
     Args:
         lmn_seen, umn_seen: (patients, regions) dysfunction observed so far.
         months_since_onset: (patients,) months since symptom onset (nan if asymptomatic).
+        lmn_only_before: (patients,) the findings accumulated by the previous visit were
+            LMN-only (:func:`lmn_only`): an LMN-only picture now confirms PMA.
 
     Returns:
         (diagnosis category strings, gold_coast booleans).
@@ -127,7 +148,7 @@ def classify(
     any_lmn = lmn_seen.any(axis=1) & symptomatic
     any_umn = umn_seen.any(axis=1) & symptomatic
     dx = np.full(len(any_lmn), "none", dtype=object)
-    dx[any_lmn] = "PMA"
+    dx[any_lmn & lmn_only_before] = "PMA"
     dx[any_umn & (np.nan_to_num(months_since_onset, nan=-1) >= PLS_MONTHS)] = "PLS"
     dx[any_lmn & any_umn] = "ALS"
     gold = symptomatic & ((lmn_seen & umn_seen).any(axis=1) | (lmn_seen.sum(axis=1) >= 2))
