@@ -173,12 +173,15 @@ class CohortModel(mesa.Model):
         )
 
     def umn_loss(self, t0: float, t1: float) -> None:
-        """Tract axons whose UMN hazard (accrued to ``t1``) has passed their threshold die."""
+        """Tract axons whose UMN hazard (accrued to ``t1``) has passed their threshold die, and
+        the spinal circuits below adapt to the loss (:func:`umn.release`)."""
         s = self.state
         rows = np.flatnonzero(s.living)  # the hazard of the dead no longer accrues
         if len(rows) == len(s.living):
             rows = slice(None)
         s.umn_alive[rows] &= ~(s.umn_hazard[rows, :, None] > s.umn_threshold[rows])
+        loss = 1.0 - umn.integrity(s.umn_alive[rows])
+        s.umn_release[rows] = umn.release(s.umn_release[rows], loss, t1 - t0)
 
     def motor_units(self, t0: float, t1: float) -> None:
         """Atrophy of old orphans, LMN deaths, and adoption of orphans by survivors over one step

@@ -26,6 +26,7 @@ def _run_checking(cohort: CohortModel, steps: int) -> None:
     capacity = cohort.capacity_scale * cohort.body.base
     alive_before = s.alive.copy()
     umn_before = cohort.integrity()
+    release_before = s.umn_release.copy()
     for _ in range(steps):
         cohort.step()
         living = s.fibres_per_muscle(cohort.starts)
@@ -37,7 +38,10 @@ def _run_checking(cohort: CohortModel, steps: int) -> None:
         assert (s.orphans >= -1e-3).all()
         u = cohort.integrity()
         assert (u <= umn_before + 1e-12).all(), "UMN integrity rose"
-        alive_before, umn_before = s.alive.copy(), u
+        # Spinal release follows the tract loss, never ahead of it and never back.
+        assert (s.umn_release <= 1 - u + 1e-12).all(), "release ahead of the tract loss"
+        assert (s.umn_release >= release_before - 1e-12).all(), "release fell"
+        alive_before, umn_before, release_before = s.alive.copy(), u, s.umn_release.copy()
 
 
 @FAST
@@ -211,3 +215,25 @@ def test_a_finished_cohort_is_freed(model):
     del cohort
     gc.collect()
     assert ref() is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    loss=st.floats(0, 1), previous=st.floats(0, 1), dt=st.floats(0.05, 3.0),
+    steps=st.integers(1, 40),
+)
+def test_spinal_release_relaxes_towards_the_tract_loss(loss, previous, dt, steps):
+    """umn.release: between its previous value and the loss, exponential in time whatever the
+    step (n steps of dt are one step of n dt), and a constant loss is fully felt in time."""
+    from progression.processes import umn
+
+    prev = np.array([previous * loss])  # the release never runs ahead of the loss
+    one = umn.release(prev, np.array([loss]), dt)
+    assert prev[0] - 1e-12 <= one[0] <= loss + 1e-12
+    r = prev
+    for _ in range(steps):
+        r = umn.release(r, np.array([loss]), dt)
+    np.testing.assert_allclose(r, umn.release(prev, np.array([loss]), steps * dt), atol=1e-12)
+    gap = loss - prev[0]
+    expected = loss - gap * np.exp(-steps * dt / umn.SPASTICITY_MONTHS)
+    np.testing.assert_allclose(r[0], expected, atol=1e-12)

@@ -735,7 +735,7 @@ def _clinic_states() -> dict[str, np.ndarray]:
         since = cohort.month - cohort.symptom_onset[rows]
         keep = np.isfinite(since) & (since >= 0)
         seen.append({
-            "tract": r.tract[keep][:, ex.reflex_muscles],
+            "release": r.release[keep][:, ex.reflex_muscles],
             "units": r.units_fraction[keep][:, ex.reflex_muscles],
             "fibres": r.fibres_fraction[keep],
             "orphans": r.orphan_fraction[keep],
@@ -764,9 +764,9 @@ def test_two_raters_agree_on_bedside_signs_as_published():
     def two(shape, sd):
         return sd * rng.standard_normal(shape), sd * rng.standard_normal(shape)
 
-    tract, units = t["tract"].ravel(), t["units"].ravel()
-    assert len(tract) >= 2000
-    a, b = (signs.tone(tract, units, z).astype(str) for z in two(tract.shape, p.tone_sd))
+    release, units = t["release"].ravel(), t["units"].ravel()
+    assert len(release) >= 2000
+    a, b = (signs.tone(release, units, z).astype(str) for z in two(release.shape, p.tone_sd))
     assert abs(_kappa(a, b) - 0.51) < 0.06  # MAS inter-rater kappa 0.514
 
     fibres, orphans = t["fibres"].ravel(), t["orphans"].ravel()
@@ -789,10 +789,10 @@ def test_two_raters_agree_on_bedside_signs_as_published():
     assert abs(np.corrcoef(a, b)[0, 1] - 0.88) < 0.03  # CNS-LS test-retest 0.88
 
     # Noise-free thresholds of the truth without noise, and never a sign without a deficit.
-    assert (signs.tone(tract, units) == signs.tone(tract, units, 0.0 * tract)).all()
+    assert (signs.tone(release, units) == signs.tone(release, units, 0.0 * release)).all()
     intact = np.ones(1000)
     big = 3.0 * rng.standard_normal(1000)
-    assert (signs.tone(intact, intact, big) == "normal").all()
+    assert (signs.tone(0 * intact, intact, big) == "normal").all()
     assert not signs.wasting(intact, 0 * intact, big).any()
     assert (signs.dysarthria(intact, intact, big, big) == "none").all()
     assert not signs.pseudobulbar_affect(intact, intact > 0, big).any()
@@ -804,15 +804,15 @@ def test_two_raters_agree_on_bedside_signs_as_published():
     offset=st.floats(-3, 3),
 )
 def test_spasticity_needs_the_units_that_contract_in_it(loss, units, fewer, offset):
-    """The tract loss is felt through the units left: a muscle without units is never
+    """The spinal release is felt through the units left: a muscle without units is never
     spastic, and losing units never turns a limb spastic (issue 17: LMN loss masks spasticity,
     Alvarez 2018)."""
     from progression.exam import signs
 
-    tract, z = np.array([1 - loss]), np.array([offset])
-    assert signs.tone(tract, np.array([0.0]), z)[0] != "spastic"
-    if signs.tone(tract, np.array([units * fewer]), z)[0] == "spastic":
-        assert signs.tone(tract, np.array([units]), z)[0] == "spastic"
+    release, z = np.array([loss]), np.array([offset])
+    assert signs.tone(release, np.array([0.0]), z)[0] != "spastic"
+    if signs.tone(release, np.array([units * fewer]), z)[0] == "spastic":
+        assert signs.tone(release, np.array([units]), z)[0] == "spastic"
 
 
 def test_babinski_thresholds_spread_over_the_calibrated_tract_loss():

@@ -229,6 +229,8 @@ class Readings:
         strength: force fraction, UMN weakness included.
         integrity: (examined, compartments) UMN tract integrity (alive fraction of the tract).
         tract: integrity of each muscle's compartment.
+        release: spinal release (the tract loss the spinal circuits have adapted to) of each
+            muscle's compartment.
         count: living units.
         fibres: fibres in living units.
         squares: sum of the living units' squared fibre counts (fibres^2).
@@ -241,6 +243,7 @@ class Readings:
     strength: np.ndarray
     integrity: np.ndarray
     tract: np.ndarray
+    release: np.ndarray
     count: np.ndarray
     fibres: np.ndarray
     squares: np.ndarray
@@ -380,6 +383,7 @@ class Examiner:
             strength=strength,
             integrity=integrity,
             tract=integrity[:, body.compartment_of_muscle],
+            release=s.umn_release[rows][:, body.compartment_of_muscle],
             count=count,
             fibres=total,
             squares=squares,
@@ -457,7 +461,7 @@ class Examiner:
             "reflex_grade": np.where(reflexive, grade, np.int8(-1)).astype(np.int8),
             "tone": np.where(
                 reflexive,
-                signs.tone(r.tract, r.units_fraction, self.params.tone_sd * noise.tone),
+                signs.tone(r.release, r.units_fraction, self.params.tone_sd * noise.tone),
                 None,
             ),
         }

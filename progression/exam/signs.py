@@ -28,14 +28,15 @@ REFLEX_LMN_GAIN = 2.5
 #: Wasting is visible when the muscle's bulk (living fibres plus half-shrunken orphans) falls
 #: below this fraction of healthy.
 WASTING_BULK = 0.75
-#: Spastic tone beyond this tract loss (as the units left express it, :func:`tone`); flaccid
-#: when fewer than this share of units remain and the tract is near intact. Calibrated (issue
-#: 17): 0.35 -> 0.49, to spasticity in 17% of ALS patients at the first visit (Alvarez 2018
-#: Neurologia 33:8; target ``als_spasticity_first_visit``); the check is PLS leg spasticity at
-#: about 3 years (79% of 34, Santos Silva 2024 Muscle Nerve 70:152; ``pls_leg_spasticity``).
-#: The window that holds both is narrow (0.48-0.50 at 3,000 patients): tone reads the tract as
-#: it is now, while spasticity develops over months after a lesion, which the model lacks.
-SPASTIC_LOSS = 0.49
+#: Spastic tone beyond this spinal release (the tract loss the spinal circuits have adapted to,
+#: as the units left express it, :func:`tone`); flaccid when fewer than this share of units
+#: remain and the tract is near intact. Calibrated (issue 17): 0.35 -> 0.38, to spasticity in
+#: 17% of ALS patients at the first visit (Alvarez 2018 Neurologia 33:8; target
+#: ``als_spasticity_first_visit``); PLS leg spasticity at about 3 years (79% of 34, Santos Silva
+#: 2024 Muscle Nerve 70:152; ``pls_leg_spasticity``) is the check. Read from the present tract
+#: loss, no threshold held both (0.48-0.50 at best); with the months spasticity takes to develop
+#: (:data:`progression.processes.umn.SPASTICITY_MONTHS`) 0.37-0.45 holds both.
+SPASTIC_LOSS = 0.38
 #: The plantar response turns extensor once the lumbosacral tract has lost more than the
 #: patient's own threshold, spread uniformly over this range of tract loss. Calibrated (issue
 #: 17): (0.1, 1.0) -> (0.05, 0.6), to the Babinski sign in 49% of ALS patients at the first
@@ -77,26 +78,29 @@ def reflex_grade(
 
 
 def tone(
-    integrity: np.ndarray, units_fraction: np.ndarray, offset: np.ndarray | float = 0.0
+    release: np.ndarray, units_fraction: np.ndarray, offset: np.ndarray | float = 0.0
 ) -> np.ndarray:
     """``spastic`` (UMN), ``flaccid`` (LMN with the tract intact) or ``normal``.
 
-    Spasticity is the stretch reflex released from descending inhibition, and the surviving
-    motor units are what contract in it: the tract loss is felt in proportion to the units
-    left, so LMN loss masks spasticity (spasticity in 17% of ALS patients at the first visit,
-    Alvarez 2018 Neurologia 33:8, against 79% of PLS patients' legs, Santos Silva 2024 Muscle
-    Nerve 70:152). Before issue 17 the tract loss alone was read (ALS spasticity 77%).
+    ``release`` is the tract loss as the spinal circuits have adapted to it (0 to 1,
+    :func:`progression.processes.umn.release`): spasticity develops over months after a tract
+    loss, where brisk reflexes follow it within weeks. Spasticity is the stretch reflex released
+    from descending inhibition, and the surviving motor units are what contract in it: the
+    release is felt in proportion to the units left, so LMN loss masks spasticity (spasticity
+    in 17% of ALS patients at the first visit, Alvarez 2018 Neurologia 33:8, against 79% of PLS
+    patients' legs, Santos Silva 2024 Muscle Nerve 70:152). Before issue 17 the tract loss
+    alone was read (ALS spasticity 77%).
 
-    ``offset`` (log) is the resistance the examiner feels beyond the truth: the tract loss
-    reads ``exp(offset)`` times larger and the units lost ``exp(offset)`` times smaller, so one
+    ``offset`` (log) is the resistance the examiner feels beyond the truth: the release reads
+    ``exp(offset)`` times larger and the units lost ``exp(offset)`` times smaller, so one
     feel of the limb moves both readings the same way (more resistance: nearer spastic,
     further from flaccid)."""
     factor = np.exp(offset)
-    loss = (1 - integrity) * units_fraction * factor
+    felt = release * units_fraction * factor
     left = 1 - (1 - units_fraction) / factor
-    out = np.full(np.broadcast(integrity, offset).shape, "normal", dtype=object)
-    out[(left < FLACCID_UNITS) & (loss < SPASTIC_LOSS / 2)] = "flaccid"
-    out[loss > SPASTIC_LOSS] = "spastic"
+    out = np.full(np.broadcast(release, offset).shape, "normal", dtype=object)
+    out[(left < FLACCID_UNITS) & (felt < SPASTIC_LOSS / 2)] = "flaccid"
+    out[felt > SPASTIC_LOSS] = "spastic"
     return out
 
 
