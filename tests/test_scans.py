@@ -184,7 +184,11 @@ def _brute_force_mune(sorted_ma, order, alive, fibres, start, row, muscle, scale
     return (cmap * n / top if top > 0 else 0.0), n
 
 
-def test_incremental_mune_kernel_equals_brute_force():
+@pytest.mark.parametrize(("step", "increments"), [(0.002, 10), (0.013, 5), (0.0007, 20)])
+def test_incremental_mune_kernel_equals_brute_force(step, increments):
+    """The compiled pass computes the band draws of 16 stimuli at a time and reads them one by
+    one; stopping at any stimulus of a block (after ``increments`` increments, or when every
+    living unit fires for sure) must give the numbers of one stimulus at a time."""
     rng = np.random.default_rng(1)
     start = np.array([0, 40, 100, 130])
     ids = np.arange(5)
@@ -197,14 +201,16 @@ def test_incremental_mune_kernel_equals_brute_force():
     keys = rnd.starts(3, "mune:0", ids[rows])
     mune, counted = scans.incremental_mune(
         sorted_ma, order, alive, fibres, rows, start, scale, cmap, keys,
-        rs=0.015, noise_uv=10.0, detect_sd=2.5, step=0.002, increments=10,
+        rs=0.015, noise_uv=10.0, detect_sd=2.5, step=step, increments=increments,
     )
     assert (counted[1:] > 0).all()  # the comparison is not vacuous
+    # Both ways of stopping occur: the target reached, and every unit firing for sure.
+    assert (counted == increments).any() and ((counted > 0) & (counted < increments)).any()
     for j, row in enumerate(rows):
         for i in range(3):
             want, n = _brute_force_mune(
                 sorted_ma, order, alive, fibres, start, row, i, scale[j, i], cmap[j, i],
-                keys[j], 0.015, NOISE_MV, 2.5 * NOISE_MV, 0.002, 10,
+                keys[j], 0.015, NOISE_MV, 2.5 * NOISE_MV, step, increments,
             )
             assert counted[j, i] == n
             # Equal but for fused multiply-adds in the compiled arithmetic.
