@@ -316,6 +316,38 @@ def test_block_draws_decide_as_the_table_even_where_the_polynomial_would_not():
     assert bad == 0
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 190, 600])
+def test_the_bucket_order_is_numpys_stable_argsort(n):
+    """``scans._stable_order`` (counting sort into buckets, then insertion sort) must give the
+    order of a stable sort, ties in index order, whatever the values: normals, repeated values,
+    the bucket edges and far tails."""
+    rng = np.random.default_rng(n)
+    z = rng.normal(size=n)
+    if n >= 7:
+        z[rng.integers(0, n, n // 3)] = z[0]  # ties
+        z[1:5] = [-4.0, 4.0, -40.0, 1e300]
+    o = np.empty(n, dtype=np.int64)
+    scans._stable_order(z, o, np.empty(n + 1, dtype=np.int64))
+    np.testing.assert_array_equal(o, np.argsort(z, kind="stable"))
+
+
+def test_thresholds_follow_the_stable_order_of_the_documented_deviates():
+    start = np.array([0, 40, 230, 260])
+    ids = np.array([2, 9])
+    sorted_ma, order = scans.thresholds(5, ids, start, 0.12)
+    z = rnd.normal(5, "scan-threshold", ids, 260)
+    median = scans.MEDIAN_THRESHOLD_MA * np.exp(
+        scans.PERSON_THRESHOLD_SD * rnd.normal(5, "scan-threshold-muscle", ids, 3)
+    )
+    for j in range(2):
+        for i in range(3):
+            a, b = start[i], start[i + 1]
+            o = np.argsort(z[j, a:b], kind="stable")
+            np.testing.assert_array_equal(order[j, a:b], o)
+            want = median[j, i] * np.exp(0.12 * z[j, a:b][o])
+            np.testing.assert_allclose(sorted_ma[j, a:b], want, rtol=1e-6)
+
+
 def test_thresholds_of_a_subset_of_muscles_are_those_of_the_full_draw():
     start = np.array([0, 12, 30, 45])
     ids = np.array([3, 8])

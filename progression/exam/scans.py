@@ -238,11 +238,42 @@ def _normal(key, c, n):
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
+@numba.njit(inline="always")
+def _stable_order(z, o, count):
+    """The stable ascending order of ``z`` (standard normal deviates) into ``o``, as
+    ``np.argsort(z, kind="stable")`` gives it, about three times faster for a muscle's few
+    hundred units: a counting sort into ``len(count) - 1`` equal buckets over [-4, 4) (the
+    ends take the rest), which keeps equal values in index order, then an insertion sort that
+    moves values only within their bucket. ``count``: scratch, (len(z) + 1,) int64."""
+    n = z.shape[0]
+    buckets = count.shape[0] - 1
+    per_sd = buckets / 8.0
+    count[:] = 0
+    for q in range(n):
+        k = min(max(int((z[q] + 4.0) * per_sd), 0), buckets - 1)
+        count[k + 1] += 1
+    for k in range(buckets):
+        count[k + 1] += count[k]
+    for q in range(n):
+        k = min(max(int((z[q] + 4.0) * per_sd), 0), buckets - 1)
+        o[count[k]] = q
+        count[k] += 1
+    for q in range(1, n):
+        v = o[q]
+        p = q - 1
+        while p >= 0 and z[o[p]] > z[v]:
+            o[p + 1] = o[p]
+            p -= 1
+        o[p + 1] = v
+
+
 @numba.njit(cache=True, nogil=True)
 def _thresholds(unit_keys, pool_keys, start, pool_sd, needed, sorted_ma, order):
     m = start.shape[0] - 1
     units = start[m]
     z = np.empty(units)
+    o_all = np.empty(units, dtype=np.int64)
+    count = np.empty(units + 1, dtype=np.int64)
     for j in range(unit_keys.shape[0]):
         for i in range(m):
             if not needed[i]:
@@ -252,7 +283,8 @@ def _thresholds(unit_keys, pool_keys, start, pool_sd, needed, sorted_ma, order):
                 z[u] = _normal(unit_keys[j], u, units)
             z_pool = _normal(pool_keys[j], i, m)
             median = MEDIAN_THRESHOLD_MA * math.exp(PERSON_THRESHOLD_SD * z_pool)
-            o = np.argsort(z[a:b], kind="mergesort")
+            o = o_all[: b - a]
+            _stable_order(z[a:b], o, count[: b - a + 1])
             for q in range(b - a):
                 order[j, a + q] = o[q]
                 sorted_ma[j, a + q] = median * math.exp(pool_sd * z[a + o[q]])
