@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from functools import cache
 
+import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -184,7 +185,11 @@ def _brute_force_mune(sorted_ma, order, alive, fibres, start, row, muscle, scale
     return (cmap * n / top if top > 0 else 0.0), n
 
 
-def test_incremental_mune_kernel_equals_brute_force():
+@pytest.mark.parametrize(("step", "increments"), [(0.002, 10), (0.013, 5), (0.0007, 20)])
+def test_incremental_mune_kernel_equals_brute_force(step, increments):
+    """The compiled pass computes the band draws of 16 stimuli at a time and reads them one by
+    one; stopping at any stimulus of a block (after ``increments`` increments, or when every
+    living unit fires for sure) must give the numbers of one stimulus at a time."""
     rng = np.random.default_rng(1)
     start = np.array([0, 40, 100, 130])
     ids = np.arange(5)
@@ -197,18 +202,150 @@ def test_incremental_mune_kernel_equals_brute_force():
     keys = rnd.starts(3, "mune:0", ids[rows])
     mune, counted = scans.incremental_mune(
         sorted_ma, order, alive, fibres, rows, start, scale, cmap, keys,
-        rs=0.015, noise_uv=10.0, detect_sd=2.5, step=0.002, increments=10,
+        rs=0.015, noise_uv=10.0, detect_sd=2.5, step=step, increments=increments,
     )
     assert (counted[1:] > 0).all()  # the comparison is not vacuous
+    # Both ways of stopping occur: the target reached, and every unit firing for sure.
+    assert (counted == increments).any() and ((counted > 0) & (counted < increments)).any()
     for j, row in enumerate(rows):
         for i in range(3):
             want, n = _brute_force_mune(
                 sorted_ma, order, alive, fibres, start, row, i, scale[j, i], cmap[j, i],
-                keys[j], 0.015, NOISE_MV, 2.5 * NOISE_MV, 0.002, 10,
+                keys[j], 0.015, NOISE_MV, 2.5 * NOISE_MV, step, increments,
             )
             assert counted[j, i] == n
             # Equal but for fused multiply-adds in the compiled arithmetic.
             np.testing.assert_allclose(mune[j, i], want, rtol=1e-12, atol=0)
+
+
+def test_the_polynomial_cdf_stays_within_its_tolerance_of_the_table():
+    """The incremental MUNE's vector loop compares uniforms with ``scans._phi_approx``; its
+    decisions equal the table's wherever it is within ``_PHI_TOLERANCE`` of ``scans._phi``:
+    checked at 64 points in every table segment inside ``_PHI_EDGE`` (observed: 1.7e-7)."""
+    per_sd = scans._PHI_PER_SD
+    segments = np.arange(-scans._PHI_EDGE, scans._PHI_EDGE, 1.0 / per_sd)
+    x = (segments[:, None] + np.linspace(0.0, 1.0 / per_sd, 64)[None, :]).ravel()
+    x = x[np.abs(x) <= scans._PHI_EDGE]
+    table = np.array([scans._phi(v) for v in x])
+    approx = np.array([scans._phi_approx(v) for v in x])
+    assert np.abs(approx - table).max() < 0.5 * scans._PHI_TOLERANCE
+
+
+def test_a_guess_that_could_differ_from_the_table_is_flagged():
+    """``scans._guess`` decides u < Phi(x) by the polynomial; whenever that could differ from
+    the table's decision it must say so (and the pass then asks the table). Uniforms placed at,
+    just off and well off the table's probability, across the band and at its edges."""
+    x = np.concatenate([np.linspace(-2.9999, 2.9999, 4001), [-scans._PHI_EDGE - 1e-3, 2.999]])
+    offsets = [-3e-6, -1e-6, -2e-7, -1e-9, -1e-15, 0.0, 1e-15, 1e-9, 2e-7, 1e-6, 3e-6]
+    differ = unsure_far = 0
+    for v in x:
+        p = scans._phi(v)
+        for d in offsets:
+            u = p + d
+            below, unsure = scans._guess(u, v)
+            if below != (u < p):
+                differ += 1
+                assert unsure, (v, d)
+            far = abs(d) >= 3e-6 and abs(v) <= scans._PHI_EDGE
+            unsure_far += bool(unsure and far)
+    assert differ > 0  # the polynomial does decide otherwise near p: the flag is needed
+    assert unsure_far == 0  # and it asks the table only near p or at the band's edges
+
+
+@numba.njit
+def _blocks_against_the_table(stream, blocks, units, rs):
+    """Random buffers of ``units`` units (thresholds 5-6 mA) and blocks of stimuli across their
+    bands: ``scans._block_fired`` against the table stimulus by stimulus (``_band_fired`` over
+    the units in band plus those above their band). The set-up draws come from ``stream``.
+    Returns (blocks that differ, unit-stimuli in band, of which the polynomial alone would
+    have decided otherwise)."""
+    n_block = scans._BLOCK
+    sure_f, can_f = 1.0 + scans.BAND * rs, 1.0 - scans.BAND * rs
+    b_t = np.empty(units)
+    b_inv = np.empty(units)
+    b_amp = np.empty(units, dtype=np.int64)
+    b_rank = np.arange(units)
+    s_blk = np.empty(n_block)
+    fired = np.empty(n_block, dtype=np.int64)
+    guess = np.empty(n_block, dtype=np.bool_)
+    bad = in_band = wrong_guess = 0
+    c = 0  # counter of the set-up draws
+    for _ in range(blocks):
+        key = np.uint64(scans._uniform(stream, c + 1) * 2.0**62)
+        for b in range(units):
+            b_t[b] = 5.0 + scans._uniform(stream, c + 2 + b)
+            b_amp[b] = 1 + np.int64(scans._uniform(stream, c + 2 + units + b) * 1e6)
+        b_t.sort()
+        b_inv[:] = 1.0 / (rs * b_t)
+        k0 = np.int64(scans._uniform(stream, c + 2 + 2 * units) * (4000 // n_block)) * n_block
+        s = 5.0 * can_f + (6.0 * sure_f - 5.0 * can_f) * scans._uniform(stream, c + 3 + 2 * units)
+        c += 3 + 2 * units
+        for q in range(n_block):
+            s_blk[q] = s
+            s *= 1.002
+        scans._block_fired(
+            key, 3, k0, s_blk, 0, units, b_t, b_inv, b_amp, b_rank, sure_f, can_f, fired, guess
+        )
+        for q in range(n_block):
+            s = s_blk[q]
+            want = 0
+            lo = 0
+            while lo < units and b_t[lo] * sure_f <= s:
+                want += b_amp[lo]
+                lo += 1
+            hi = lo
+            while hi < units and b_t[hi] * can_f < s:
+                hi += 1
+            want += scans._band_fired(key, 3, k0 + q, s, lo, hi, b_t, b_inv, b_amp, b_rank)
+            bad += fired[q] != want
+            for b in range(lo, hi):
+                in_band += 1
+                u = scans._uniform(key, scans._counter(3, b_rank[b], k0 + q))
+                x = (s - b_t[b]) * b_inv[b]
+                wrong_guess += (u < scans._phi_approx(x)) != (u < scans._phi(x))
+    return bad, in_band, wrong_guess
+
+
+def test_block_draws_decide_as_the_table_even_where_the_polynomial_would_not():
+    """The vector loop's polynomial decides otherwise than the table about once in 10^7
+    unit-stimuli; the pass must then take the table's decision. 5 10^7 unit-stimuli in band."""
+    stream = rnd.starts(7, "test-blocks", np.array([0]))[0]
+    bad, in_band, wrong_guess = _blocks_against_the_table(stream, 400_000, 24, 0.015)
+    assert in_band > 4 * 10**7
+    assert wrong_guess > 0  # the fallback was needed (observed: 21)
+    assert bad == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 190, 600])
+def test_the_bucket_order_is_numpys_stable_argsort(n):
+    """``scans._stable_order`` (counting sort into buckets, then insertion sort) must give the
+    order of a stable sort, ties in index order, whatever the values: normals, repeated values,
+    the bucket edges and far tails."""
+    rng = np.random.default_rng(n)
+    z = rng.normal(size=n)
+    if n >= 7:
+        z[rng.integers(0, n, n // 3)] = z[0]  # ties
+        z[1:5] = [-4.0, 4.0, -40.0, 1e300]
+    o = np.empty(n, dtype=np.int64)
+    scans._stable_order(z, o, np.empty(n + 1, dtype=np.int64))
+    np.testing.assert_array_equal(o, np.argsort(z, kind="stable"))
+
+
+def test_thresholds_follow_the_stable_order_of_the_documented_deviates():
+    start = np.array([0, 40, 230, 260])
+    ids = np.array([2, 9])
+    sorted_ma, order = scans.thresholds(5, ids, start, 0.12)
+    z = rnd.normal(5, "scan-threshold", ids, 260)
+    median = scans.MEDIAN_THRESHOLD_MA * np.exp(
+        scans.PERSON_THRESHOLD_SD * rnd.normal(5, "scan-threshold-muscle", ids, 3)
+    )
+    for j in range(2):
+        for i in range(3):
+            a, b = start[i], start[i + 1]
+            o = np.argsort(z[j, a:b], kind="stable")
+            np.testing.assert_array_equal(order[j, a:b], o)
+            want = median[j, i] * np.exp(0.12 * z[j, a:b][o])
+            np.testing.assert_allclose(sorted_ma[j, a:b], want, rtol=1e-6)
 
 
 def test_thresholds_of_a_subset_of_muscles_are_those_of_the_full_draw():
