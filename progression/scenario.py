@@ -437,7 +437,7 @@ class Exam:
             model gives every unit (the simulated axons' is ``threshold_fluctuation``; 1-2% in
             the MScanFit model, Bostock 2016; chosen 1.5%).
         mune_muscles: muscles whose MUNE is measured (default: every muscle; elsewhere
-            ``mune`` is null). Incremental MUNE is the costliest examination (about 8
+            ``mune`` is null). Incremental MUNE is the costliest examination (about 5
             microseconds per muscle and visit); a clinic measures a few muscles (APB, ADM,
             biceps, TA, EDB).
         mune_increments: increments counted by incremental stimulation (McComas: about 10).
