@@ -95,7 +95,11 @@ def local_cluster(workers: int | None = None) -> Any:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address="127.0.0.1:0",  # no clash with a dashboard on :8787
-                silence_logs=logging.ERROR,
+                # CRITICAL, not ERROR: on Ctrl-C the in-process scheduler can close before a
+                # worker's next heartbeat, which distributed logs as an ERROR traceback. A
+                # failing chunk or a dying worker reaches the user through the runner's
+                # exceptions, not through these logs.
+                silence_logs=logging.CRITICAL,
             )
     except RuntimeError as e:
         raise RunError(
