@@ -252,29 +252,46 @@ def als_five_year_survival(runs: Mapping[str, Run]) -> Estimate:
                 f"{s['at_risk']} still followed at 60 months")
 
 
+def _median_difference(st: pl.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[float, ...]:
+    """Kaplan-Meier median survival of the patients ``a`` minus those ``b`` (boolean masks
+    over ``st``'s rows), with a patient-bootstrap 95% interval, and both medians."""
+    t, d = st["months"].to_numpy(), st["died"].to_numpy()
+    diff = km_median(t[a], d[a]) - km_median(t[b], d[b])
+    rng = bootstrap_rng()
+    reps = np.empty(BOOTSTRAP)
+    ia, ib = np.flatnonzero(a), np.flatnonzero(b)
+    for k in range(BOOTSTRAP):
+        sa = rng.choice(ia, len(ia))
+        sb = rng.choice(ib, len(ib))
+        reps[k] = km_median(t[sa], d[sa]) - km_median(t[sb], d[sb])
+    lo, hi = percentile_ci(reps)
+    return diff, lo, hi, km_median(t[a], d[a]), km_median(t[b], d[b])
+
+
 def bulbar_onset_survival_shorter(runs: Mapping[str, Run]) -> Estimate:
     """Median survival of bulbar-onset minus limb-onset ALS (months), patient bootstrap.
 
     The onset site is clinical: where the first symptoms appeared (``region_onset`` events),
     not the latent region where degeneration started.
     """
-    run = runs["als_natural_history"]
-    st = _survival(run, ["onset_site"])
-    t, d = st["months"].to_numpy(), st["died"].to_numpy()
+    st = _survival(runs["als_natural_history"], ["onset_site"])
     bulbar = (st["onset_site"] == "bulbar").to_numpy()
     limb = (st["onset_site"] == "limb").to_numpy()
-    diff = km_median(t[bulbar], d[bulbar]) - km_median(t[limb], d[limb])
-    rng = bootstrap_rng()
-    reps = np.empty(BOOTSTRAP)
-    ib, il = np.flatnonzero(bulbar), np.flatnonzero(limb)
-    for b in range(BOOTSTRAP):
-        sb = rng.choice(ib, len(ib))
-        sl = rng.choice(il, len(il))
-        reps[b] = km_median(t[sb], d[sb]) - km_median(t[sl], d[sl])
-    lo, hi = percentile_ci(reps)
+    diff, lo, hi, mb, ml = _median_difference(st, bulbar, limb)
     return _est(diff, lo, hi, int(bulbar.sum() + limb.sum()),
-                f"bulbar {km_median(t[bulbar], d[bulbar]):.1f} (n={bulbar.sum()}), "
-                f"limb {km_median(t[limb], d[limb]):.1f} (n={limb.sum()})")
+                f"bulbar {mb:.1f} (n={bulbar.sum()}), limb {ml:.1f} (n={limb.sum()})")
+
+
+def leg_onset_survival_difference(runs: Mapping[str, Run]) -> Estimate:
+    """Median survival of leg-onset minus arm-onset ALS (months), patient bootstrap; the
+    onset limb is where the first symptoms appeared (:func:`_onset_limb`)."""
+    run = runs["als_natural_history"]
+    st = survival_times(run, None).join(_onset_limb(run), on="patient_id", how="inner").collect()
+    legs = (st["region"] == "lumbosacral").to_numpy()
+    arms = (st["region"] == "cervical").to_numpy()
+    diff, lo, hi, ml, ma = _median_difference(st, legs, arms)
+    return _est(diff, lo, hi, int(legs.sum() + arms.sum()),
+                f"legs {ml:.1f} (n={legs.sum()}), arms {ma:.1f} (n={arms.sum()})")
 
 
 def als_alsfrs_slope(runs: Mapping[str, Run]) -> Estimate:
@@ -848,6 +865,7 @@ ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, 
     "als_survival_median_months": (als_survival_median_months, ("als_natural_history",)),
     "als_five_year_survival": (als_five_year_survival, ("als_natural_history",)),
     "bulbar_onset_survival_shorter": (bulbar_onset_survival_shorter, ("als_natural_history",)),
+    "leg_onset_survival_difference": (leg_onset_survival_difference, ("als_natural_history",)),
     "als_alsfrs_slope": (als_alsfrs_slope, ("als_natural_history",)),
     "als_svc_slope": (als_svc_slope, ("als_natural_history",)),
     "diagnostic_delay_median_months": (diagnostic_delay_median_months, ("als_natural_history",)),
@@ -943,6 +961,7 @@ __all__ = [
     "cmct_normal_upper_ms",
     "diagnostic_delay_median_months",
     "fasciculation_rate_ratio",
+    "leg_onset_survival_difference",
     "mnd_phenotype_mix",
     "mune_decline_als",
     "mune_first_visit_fraction",

@@ -114,9 +114,11 @@ def _overlaps(result: T.Result) -> bool:
 
 #: Emergent targets known not to hold yet (open work of issue 17; docs/model/validation.md): at
 #: the first visit the simulated onset limb has lost less than published and MUNE falls more
-#: slowly, and patients first diagnosed PMA convert to ALS more often than published. They are
+#: slowly, patients first diagnosed PMA convert to ALS more often than published, and leg-onset
+#: patients outlive arm-onset ones by about a year where the published split is even. They are
 #: judged and reported; this test only asks that no *other* target miss.
 OPEN_TARGETS = {
+    "leg_onset_survival_difference",  # +13.6 (11.1-15.1) months at 3,000 against -6 to +4
     "cmap_reduced_at_presentation",  # 0.56 (0.54-0.58) at 3,000 patients against 0.68-0.82
     "mune_decline_als",  # passes at 3,000 (2.67, 2.58-2.76); kept: small cohorts scatter it
     "mune_first_visit_fraction",  # 0.49 (0.47-0.51) against 0.19-0.28
