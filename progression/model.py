@@ -179,8 +179,8 @@ class CohortModel(mesa.Model):
         rows = np.flatnonzero(s.living)  # the hazard of the dead no longer accrues
         if len(rows) == len(s.living):
             rows = slice(None)
-        s.umn_alive[rows] &= ~(s.umn_hazard[rows, :, None] > s.umn_threshold[rows])
-        loss = 1.0 - umn.integrity(s.umn_alive[rows])
+        u = umn.lose_axons(s.umn_hazard, s.umn_threshold, s.umn_alive, s.living)
+        loss = 1.0 - u[rows]
         s.umn_release[rows] = umn.release(s.umn_release[rows], loss, t1 - t0)
 
     def motor_units(self, t0: float, t1: float) -> None:

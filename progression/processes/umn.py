@@ -8,6 +8,7 @@ first: ``w_a = (v_a / mean v) ** exponent`` (MODEL.md section 4).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 #: Time constant (months) of spasticity developing below a tract loss: the spinal circuits
 #: released from descending control grow hyperexcitable over months (motoneuron persistent
@@ -33,8 +34,62 @@ def weight(v: np.ndarray, exponent: float) -> np.ndarray:
 
 
 def integrity(alive: np.ndarray) -> np.ndarray:
-    """(patients, compartments) fraction of each tract's axons alive, U in [0, 1]."""
-    return alive.mean(axis=-1)
+    """(patients, compartments) fraction of each tract's axons alive, U in [0, 1]:
+    ``alive.mean(axis=-1)``, as a compiled count over the last axis (the count of a bool mask is
+    exact, so count / axons is the mean's value to the last bit; ``tests/test_umn.py``)."""
+    alive = np.asarray(alive, dtype=np.bool_)
+    shape = alive.shape[:-1]
+    flat = np.ascontiguousarray(alive).reshape(-1, alive.shape[-1])
+    return _integrity(flat).reshape(shape)
+
+
+@njit(cache=True, nogil=True)
+def _integrity(alive):
+    n, k = alive.shape
+    out = np.empty(n)
+    for i in range(n):
+        c = 0
+        for a in range(k):
+            c += alive[i, a]
+        out[i] = c / k
+    return out
+
+
+def lose_axons(
+    hazard: np.ndarray, threshold: np.ndarray, alive: np.ndarray, living: np.ndarray
+) -> np.ndarray:
+    """Tract axons of the living patients whose hazard passed their threshold die, in place:
+    ``alive[living] &= ~(hazard[living, :, None] > threshold[living])``; returns the
+    (patients, compartments) integrity after the loss (:func:`integrity`), computed in the same
+    pass (the dead patients' tracts are counted, not changed).
+
+    Args:
+        hazard: (patients, compartments) cumulative UMN hazard of a weight-1 axon.
+        threshold: (patients, compartments, axons) scaled thresholds (float32).
+        alive: (patients, compartments, axons) bool, updated in place.
+        living: (patients,) bool.
+    """
+    return _lose_axons(hazard, threshold, alive, living)
+
+
+@njit(cache=True, nogil=True)
+def _lose_axons(hazard, threshold, alive, living):
+    n, m, k = alive.shape
+    out = np.empty((n, m))
+    for j in range(n):
+        for c in range(m):
+            count = 0
+            if living[j]:
+                h = hazard[j, c]
+                for a in range(k):
+                    keep = alive[j, c, a] and not h > threshold[j, c, a]
+                    alive[j, c, a] = keep
+                    count += keep
+            else:
+                for a in range(k):
+                    count += alive[j, c, a]
+            out[j, c] = count / k
+    return out
 
 
 def release(previous: np.ndarray, loss: np.ndarray, dt: float) -> np.ndarray:
