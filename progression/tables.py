@@ -144,22 +144,33 @@ def _nullable(x: np.ndarray) -> np.ndarray | list:
 
 def _table(name: str, data: dict, order: np.ndarray | None = None) -> pa.Table:
     schema = SCHEMAS[name]
+    take = None if order is None else pa.array(order)
     arrays = []
     for f in schema:
         col = data[f.name]
-        if order is not None and not isinstance(col, pa.Array):
-            col = np.asarray(col, dtype=object if f.type == STR else None)[order]
-        elif order is not None:
-            col = col.take(pa.array(order))
+        if not isinstance(col, pa.Array) and f.type == STR:
+            col = pa.array(np.asarray(col, dtype=object), type=STR)  # None: null
         if isinstance(col, pa.Array):
-            arrays.append(col.cast(f.type))
-        elif f.type == STR:
-            arrays.append(pa.array(list(col), type=STR))
-        elif f.type == F64:
+            arrays.append((col if take is None else col.take(take)).cast(f.type))
+            continue
+        if order is not None:
+            col = np.asarray(col)[order]
+        if f.type == F64:
             arrays.append(_nullable(col))
         else:
             arrays.append(pa.array(col, type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _categories(names, codes: np.ndarray) -> pa.Array:
+    """Strings as Arrow builds them from int codes: ``names[codes]``, without a Python
+    string per row."""
+    return pa.array(list(names), type=STR).take(pa.array(np.asarray(codes)))
+
+
+def _repeat(value: str, n: int) -> pa.Array:
+    """``n`` copies of one string."""
+    return _categories([value], np.zeros(n, dtype=np.int8))
 
 
 def _concat(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -171,9 +182,8 @@ def build(cohort) -> dict[str, pa.Table]:
     arm = cohort.arm
     lat = cohort.latent
     n = len(cohort.ids)
-    names = np.array(list(cohort.scenario.phenotypes), dtype=object)
-    region = np.array([COMPARTMENTS[c][0] for c in lat.onset_compartment], dtype=object)
-    side = np.array([COMPARTMENTS[c][1] for c in lat.onset_compartment], dtype=object)
+    region = _categories([r for r, _ in COMPARTMENTS], lat.onset_compartment)
+    side = _categories([sd for _, sd in COMPARTMENTS], lat.onset_compartment)
     onset = cohort.symptom_onset
     end = np.minimum(cohort.death_month, cohort.month)
     dead = np.isfinite(cohort.death_month)
@@ -181,8 +191,8 @@ def build(cohort) -> dict[str, pa.Table]:
     final = np.where(np.isfinite(cohort.first_visit), cohort.examiner.diagnosis, None)
     patients = {
         "patient_id": cohort.ids,
-        "arm": np.full(n, arm, dtype=object),
-        "phenotype": names[lat.phenotype],
+        "arm": _repeat(arm, n),
+        "phenotype": _categories(cohort.scenario.phenotypes, lat.phenotype),
         "onset_region": region,
         "onset_side": side,
         "age_at_degeneration_years": lat.age_years,
@@ -211,7 +221,7 @@ def build(cohort) -> dict[str, pa.Table]:
 
     visits = _concat(cohort.examiner.visit_rows)
     if visits:
-        visits["arm"] = np.full(len(visits["month"]), arm, dtype=object)
+        visits["arm"] = _repeat(arm, len(visits["month"]))
         visits["trial_month"] = _trial_month(visits, cohort.ids, cohort.enrolment)
         order = np.lexsort((visits["month"], visits["patient_id"]))
         out["visits"] = _table("visits", visits, order)
@@ -222,14 +232,14 @@ def build(cohort) -> dict[str, pa.Table]:
     if mus:
         m = mus.pop("muscle_index")
         body = cohort.body
-        mus["arm"] = np.full(len(m), arm, dtype=object)
+        mus["arm"] = _repeat(arm, len(m))
         mus["trial_month"] = _trial_month(mus, cohort.ids, cohort.enrolment)
-        mus["muscle"] = np.array([x.name for x in body.muscles], dtype=object)[m]
-        mus["region"] = np.array([x.region for x in body.muscles], dtype=object)[m]
-        mus["side"] = np.array([x.side for x in body.muscles], dtype=object)[m]
+        mus["muscle"] = _categories([x.name for x in body.muscles], m)
+        mus["region"] = _categories([x.region for x in body.muscles], m)
+        mus["side"] = _categories([x.side for x in body.muscles], m)
         rg = mus["reflex_grade"]
         mus["reflex_grade"] = pa.array(rg, mask=rg < 0, type=I8)
-        mus["mep_present"] = pa.array(list(mus["mep_present"]), type=BOOL)
+        mus["mep_present"] = pa.array(np.asarray(mus["mep_present"], dtype=object), type=BOOL)
         order = np.lexsort((m, mus["month"], mus["patient_id"]))
         out["muscles"] = _table("muscles", mus, order)
     else:
@@ -237,7 +247,7 @@ def build(cohort) -> dict[str, pa.Table]:
 
     ev = _concat(cohort.events)
     if ev:
-        ev["arm"] = np.full(len(ev["month"]), arm, dtype=object)
+        ev["arm"] = _repeat(arm, len(ev["month"]))
         kind = np.array([_EVENT_ORDER[e] for e in ev["event"]])
         order = np.lexsort((kind, ev["month"], ev["patient_id"]))
         out["events"] = _table("events", ev, order)
@@ -249,9 +259,9 @@ def build(cohort) -> dict[str, pa.Table]:
         if sc:
             m = sc.pop("muscle_index")
             body = cohort.body
-            sc["arm"] = np.full(len(m), arm, dtype=object)
-            sc["muscle"] = np.array([x.name for x in body.muscles], dtype=object)[m]
-            sc["side"] = np.array([x.side for x in body.muscles], dtype=object)[m]
+            sc["arm"] = _repeat(arm, len(m))
+            sc["muscle"] = _categories([x.name for x in body.muscles], m)
+            sc["side"] = _categories([x.side for x in body.muscles], m)
             order = np.lexsort((-sc["stimulus_ma"], m, sc["month"], sc["patient_id"]))
             out["scans"] = _table("scans", sc, order)
         else:
