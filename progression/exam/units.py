@@ -57,19 +57,27 @@ def muscle_sums(
     a = margin_mv * margin_mv / (2.0 * noise_mv * noise_mv)
     two_p = 2.0 * sickness_exponent
     healthy_rate = max_rate_per_min * np.exp(-a)
+    width = 0
+    for i in range(m):
+        width = max(width, starts[i + 1] - starts[i])
+    living = np.empty(width, dtype=np.int64)  # the muscle's living units
     for j in range(n):
         r = rows[j]
         for i in range(m):
             h = np.float32(hazard[r, i])
+            # First the living units' indices, without a branch (whether a unit lives is as
+            # good as random once a muscle degenerates), then the sums over them alone, in
+            # unit order as before: a chain of additions per living unit, not per unit.
             c = 0
+            for u in range(starts[i], starts[i + 1]):
+                living[c] = u
+                c += alive[r, u]
             f1 = 0.0
             f2 = 0.0
             q = 0.0
-            for u in range(starts[i], starts[i + 1]):
-                if not alive[r, u]:
-                    continue
+            for k in range(c):
+                u = living[k]
                 f = np.float64(fibres[r, u])
-                c += 1
                 f1 += f
                 f2 += f * f
                 if h == 0.0:  # s = 0: the healthy margin
