@@ -408,14 +408,15 @@ def _incremental(
                     s_blk[q] = s
                     s *= 1.0 + step
                 while pos <= last and sorted_ma[r, pos] * can_f < s_blk[_BLOCK - 1]:
+                    # Written whether the unit lives or not (no branch); only a living one is
+                    # kept (nb moves on). The entry past the last living one is never read.
                     u = a0 + order[r, pos]
-                    if alive[r, u]:
-                        t = sorted_ma[r, pos]
-                        b_t[nb] = t
-                        b_inv[nb] = 1.0 / (rs * t)
-                        b_amp[nb] = _nanovolts(fibres[r, u] * amp_scale)
-                        b_rank[nb] = pos - a0
-                        nb += 1
+                    t = sorted_ma[r, pos]
+                    b_t[nb] = t
+                    b_inv[nb] = 1.0 / (rs * t)
+                    b_amp[nb] = _nanovolts(fibres[r, u] * amp_scale)
+                    b_rank[nb] = pos - a0
+                    nb += alive[r, u]
                     pos += 1
                 while lo < nb and b_t[lo] * sure_f <= s_blk[0]:
                     sure += b_amp[lo]
