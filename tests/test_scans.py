@@ -316,8 +316,9 @@ def test_block_draws_decide_as_the_table_even_where_the_polynomial_would_not():
     assert bad == 0
 
 
+@pytest.mark.parametrize("per_unit", [1, scans._BUCKETS_PER_UNIT, 9])
 @pytest.mark.parametrize("n", [1, 2, 7, 190, 600])
-def test_the_bucket_order_is_numpys_stable_argsort(n):
+def test_the_bucket_order_is_numpys_stable_argsort(n, per_unit):
     """``scans._stable_order`` (counting sort into buckets, then insertion sort) must give the
     order of a stable sort, ties in index order, whatever the values: normals, repeated values,
     the bucket edges and far tails."""
@@ -327,7 +328,7 @@ def test_the_bucket_order_is_numpys_stable_argsort(n):
         z[rng.integers(0, n, n // 3)] = z[0]  # ties
         z[1:5] = [-4.0, 4.0, -40.0, 1e300]
     o = np.empty(n, dtype=np.int64)
-    scans._stable_order(z, o, np.empty(n + 1, dtype=np.int64))
+    scans._stable_order(z, o, np.empty(per_unit * n + 1, dtype=np.int64))
     np.testing.assert_array_equal(o, np.argsort(z, kind="stable"))
 
 
