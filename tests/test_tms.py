@@ -177,3 +177,33 @@ def test_a_thinned_pls_tract_gives_absent_meps_in_most_patients():
     assert absent.any(axis=1).mean() >= 0.8
     hand = rows["cmct_ms"].reshape(n, -1)[:, 0]
     assert (hand[np.isfinite(hand)] > 7.5).all()
+
+
+def _onset_velocity_numpy(alive, v, w, need):
+    """The readable formula the compiled :func:`tms.onset_velocity` must equal to the bit."""
+    arrived = np.cumsum((alive * w)[..., ::-1], axis=-1) / w.sum()
+    idx = (arrived < np.asarray(need, dtype=float)[..., None] - 1e-12).sum(axis=-1)
+    vv = np.asarray(v, dtype=float)[::-1][np.minimum(idx, len(v) - 1)]
+    return np.where(idx < len(v), vv, np.nan)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(0, 6), k=st.integers(1, 120), p=st.floats(0.0, 1.0),
+    exponent=st.floats(-2.0, 6.0), seed=st.integers(0, 2**32 - 1),
+)
+def test_compiled_onset_velocity_is_the_numpy_formula(n, k, p, exponent, seed):
+    rng = np.random.default_rng(seed)
+    v = umn.velocities(k)
+    w = tms.volley_weights(v, exponent)
+    alive = rng.random((n, 8, k)) < p
+    need = rng.random((n, 8)) * rng.choice([0.5, 1.0, 2.0])
+    need[rng.random((n, 8)) < 0.2] = 0.0
+    if n:  # exactly an arrival, which the 1e-12 margin decides
+        need[0, 0] = np.cumsum((alive[0, 0] * w)[::-1])[k // 2] / w.sum()
+    want = _onset_velocity_numpy(alive, v, w, need)
+    np.testing.assert_array_equal(tms.onset_velocity(alive, v, w, need), want)
+    # a 1-D need over a 2-D tract sample, as healthy_onset calls it
+    np.testing.assert_array_equal(
+        tms.onset_velocity(alive[:, 0], v, w, need[:, 0]), want[:, 0]
+    )

@@ -32,6 +32,7 @@ fastest die first (MODEL.md section 4). What a neurologist records from it:
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 #: Synaptic and cortical delay inside the CMCT (ms).
 SYNAPTIC_DELAY_MS = 1.5
@@ -104,13 +105,45 @@ def onset_velocity(alive: np.ndarray, v: np.ndarray, w: np.ndarray, need: np.nda
 
     Arrivals come fastest first; ``need`` (...,) is the drive (fraction of the healthy tract's,
     after recruitment: :func:`required_drive`) that must have arrived. nan where the survivors
-    never supply it (no MEP).
+    never supply it (no MEP). In numpy::
+
+        arrived = np.cumsum((alive * w)[..., ::-1], axis=-1) / w.sum()
+        idx = (arrived < need[..., None] - 1e-12).sum(axis=-1)
+        vv = v[::-1][np.minimum(idx, len(v) - 1)]
+        np.where(idx < len(v), vv, np.nan)
+
+    computed by one compiled pass per tract (the running sum in the same order, so the same
+    numbers; ``tests/test_tms.py`` checks it against that formula).
     """
-    arrived = np.cumsum((alive * w)[..., ::-1], axis=-1) / w.sum()
-    need = np.asarray(need, dtype=float)
-    idx = (arrived < need[..., None] - 1e-12).sum(axis=-1)
-    vv = np.asarray(v, dtype=float)[::-1][np.minimum(idx, len(v) - 1)]
-    return np.where(idx < len(v), vv, np.nan)
+    alive = np.asarray(alive, dtype=np.bool_)
+    need = np.broadcast_to(np.asarray(need, dtype=float), alive.shape[:-1])
+    k = alive.shape[-1]
+    w = np.asarray(w, dtype=float)
+    out = _onset_velocity(
+        np.ascontiguousarray(alive).reshape(-1, k), np.asarray(v, dtype=float),
+        np.ascontiguousarray(np.broadcast_to(w, (k,))), float(w.sum()),
+        np.ascontiguousarray(need).reshape(-1),
+    )
+    return out.reshape(alive.shape[:-1])
+
+
+@njit(cache=True, nogil=True)
+def _onset_velocity(alive, v, w, total, need):
+    n, k = alive.shape
+    out = np.empty(n)
+    for i in range(n):
+        bar = need[i] - 1e-12
+        cum = 0.0
+        idx = 0
+        # Fastest first. The weights are >= 0, so the arrived fraction never falls: the count
+        # of arrivals short of the need ends at the first that is not (as for a nan need).
+        for a in range(k - 1, -1, -1):
+            cum += w[a] if alive[i, a] else 0.0
+            if not cum / total < bar:
+                break
+            idx += 1
+        out[i] = v[k - 1 - idx] if idx < k else np.nan
+    return out
 
 
 def required_drive(x: np.ndarray, threshold_drive: float, saturation: float) -> np.ndarray:
