@@ -58,3 +58,33 @@ def test_muscle_sums_match_numpy(overrides):
     assert (~s.alive[rows]).any()
     assert (s.alive[rows] & (s.fibres[rows] > body.base)).any()
     assert (got[3][got[0] > 0] > 0).all()  # every muscle with a living unit discharges
+
+
+def _fasciculations_numpy(rate_per_min, u, z, minutes):
+    """The whole-array formula the compiled inversion of ``tests.fasciculations`` replaced."""
+    lam = rate_per_min * minutes
+    small = lam < 10
+    k = np.zeros_like(lam)
+    cdf = np.exp(-lam)
+    p = cdf.copy()
+    for i in range(1, 40):
+        more = small & (u > cdf)
+        k[more] = i
+        p = p * lam / i
+        cdf = cdf + p
+    big = np.maximum(np.rint(lam + np.sqrt(lam) * z), 0)
+    return np.where(small, k, big) / minutes
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fasciculation_counts_are_the_numpy_formula(seed):
+    from progression.exam import tests
+
+    rng = np.random.default_rng(seed)
+    rate = rng.exponential(size=(300, 18)) * rng.choice([0.01, 0.3, 2.0, 20.0], (300, 18))
+    rate[0, :4] = [0.0, 10.0 / 3.0, np.nextafter(10.0 / 3.0, 0), 1e-300]
+    u, z = rng.random((300, 18)), rng.normal(size=(300, 18))
+    u[1, :3] = [1.0 - 1e-16, 1e-300, 0.5]
+    for minutes in (1.0, 3.0):
+        want = _fasciculations_numpy(rate, u, z, minutes)
+        np.testing.assert_array_equal(tests.fasciculations(rate, u, z, minutes), want)

@@ -8,6 +8,7 @@ Pure functions of arrays, mostly of per-muscle sums over the living units
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 #: Fibrillation grade thresholds on the orphan fraction (denervated, not yet reinnervated).
 FIBRILLATION_THRESHOLDS = np.array([0.01, 0.03, 0.08, 0.20])
@@ -91,18 +92,37 @@ def fasciculations(
     (:func:`progression.exam.units.muscle_sums`); the count is Poisson, by inversion of
     ``u`` for small means (exact) and by the normal approximation (``z``) for large ones.
     """
-    lam = rate_per_min * minutes
-    small = lam < 10
-    k = np.zeros_like(lam)
-    cdf = np.exp(-lam)
-    p = cdf.copy()
-    for i in range(1, 40):
-        more = small & (u > cdf)
-        k[more] = i
-        p = p * lam / i
-        cdf = cdf + p
+    lam = np.asarray(rate_per_min * minutes, dtype=np.float64)
+    u = np.broadcast_to(np.asarray(u, dtype=np.float64), lam.shape)
+    # The inversion, element by element in a compiled loop (as whole arrays it made 40 passes
+    # of temporaries); exp(-lam) by numpy as before, so every count is the same.
+    k = _poisson_inversion(
+        np.ascontiguousarray(lam).reshape(-1), np.exp(-lam).reshape(-1),
+        np.ascontiguousarray(u).reshape(-1),
+    ).reshape(lam.shape)
     big = np.maximum(np.rint(lam + np.sqrt(lam) * z), 0)
-    return np.where(small, k, big) / minutes
+    return np.where(lam < 10, k, big) / minutes
+
+
+@njit(cache=True, nogil=True)
+def _poisson_inversion(lam, cdf0, u):
+    """Poisson counts by inversion of ``u`` where ``lam < 10`` (0 elsewhere): the largest
+    ``i < 40`` with ``u`` above the CDF at ``i - 1``, the CDF summed term by term as
+    ``cdf + p``, ``p = p * lam / i``. The CDF only grows, so the search ends at the first
+    ``i`` whose ``u`` it reaches."""
+    k = np.zeros(lam.shape[0])
+    for e in range(lam.shape[0]):
+        if not lam[e] < 10:
+            continue
+        cdf = cdf0[e]
+        p = cdf
+        for i in range(1, 40):
+            if not u[e] > cdf:
+                break
+            k[e] = i
+            p = p * lam[e] / i
+            cdf = cdf + p
+    return k
 
 
 def fibrillation_grade(orphan_fraction: np.ndarray, z: np.ndarray, sd: float) -> np.ndarray:
