@@ -4,9 +4,11 @@
 
 Runs ``als_natural_history`` in one process as ``benchmarks/run.py`` measures it (after a
 2-patient run that compiles or loads the compiled functions) and prints the CPU seconds of the
-run, unit-steps per CPU second, the phases (``CohortModel.timings``, wall seconds) and the CPU
-seconds of each step of :class:`progression.exam.Examiner` and of the incremental MUNE. CPU
-seconds are the figure to quote when other work shares the machine.
+run, unit-steps per CPU second, and the CPU seconds of each stage: the cohort's set-up (latent
+draws, initial state, the examiner's stimulation thresholds), each phase of a step
+(:attr:`~progression.model.CohortModel.PHASES`), the tables, and what is left (the chunk's
+concatenation and bookkeeping); then each step of :class:`progression.exam.Examiner` and the
+incremental MUNE. CPU seconds are the figure to quote when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from progression import exam  # noqa: E402
 from progression.exam import scans  # noqa: E402
-from progression.model import simulate_chunk  # noqa: E402
+from progression.model import CohortModel, simulate_chunk  # noqa: E402
 from progression.scenario import load_scenario  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "als_natural_history.toml"
@@ -60,20 +62,32 @@ def main(argv: list[str] | None = None) -> dict:
     over = {"exam.mune_muscles": CLINIC_MUNE} if args.clinic else None
     scenario = load_scenario(SCENARIO, patients=args.patients, overrides=over)
     seconds: dict[str, float] = {}
+    stages: dict[str, float] = {}
+    timed(CohortModel, "__init__", stages)
+    for _, method in CohortModel.PHASES:
+        timed(CohortModel, method, stages)
+    timed(CohortModel, "results", stages)
     for name in STEPS:
         timed(exam.Examiner, name, seconds)
     timed(scans, "incremental_mune", seconds)
     simulate_chunk(scenario, np.arange(2))
     seconds.clear()
+    stages.clear()
     t, c = time.perf_counter(), time.process_time()
     result = simulate_chunk(scenario, np.arange(args.patients))
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     print(f"{args.patients} patients: {wall:.2f} s wall, {cpu:.2f} s CPU, "
           f"{result.unit_steps / cpu:.3g} unit-steps per CPU second")
-    print("phases (wall s):", ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()))
+    names = {"__init__": "set-up", "results": "tables", **{m: p for p, m in CohortModel.PHASES}}
+    stages = {names[k]: v for k, v in stages.items()}
+    stages["other"] = cpu - sum(stages.values())
+    print("stages (CPU s):", ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
     print("examiner (CPU s):", ", ".join(
         f"{k} {v:.3f}" for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])))
-    return {"wall_s": wall, "cpu_s": cpu, "phases": result.timings, "examiner": seconds}
+    return {
+        "wall_s": wall, "cpu_s": cpu, "phases": result.timings, "stages": stages,
+        "examiner": seconds,
+    }
 
 
 if __name__ == "__main__":
