@@ -60,16 +60,17 @@ def muscle_sums(
     width = 0
     for i in range(m):
         width = max(width, starts[i + 1] - starts[i])
-    living = np.empty(width, dtype=np.int64)  # the muscle's living units
+    living = np.empty(width, dtype=np.uint64)  # the muscle's living units (unsigned: no
+    # negative-index wraparound in the loop that reads them)
     for j in range(n):
-        r = rows[j]
+        r = np.uint64(rows[j])
         for i in range(m):
             h = np.float32(hazard[r, i])
             # First the living units' indices, without a branch (whether a unit lives is as
             # good as random once a muscle degenerates), then the sums over them alone, in
             # unit order as before: a chain of additions per living unit, not per unit.
             c = 0
-            for u in range(starts[i], starts[i + 1]):
+            for u in range(np.uint64(starts[i]), np.uint64(starts[i + 1])):
                 living[c] = u
                 c += alive[r, u]
             f1 = 0.0
