@@ -789,10 +789,15 @@ def split_hand(runs: Mapping[str, Run]) -> Estimate:
 
 
 def _second_region(run: Run) -> pl.DataFrame:
-    """Per patient who reached a second region of :data:`SPREAD_REGIONS`: ``gap`` (months
-    from the first such region to the second), with ``months`` and ``died`` of survival."""
+    """Per patient whose first symptoms were in a region of :data:`SPREAD_REGIONS` and who
+    reached a second one: ``gap`` (months from the first such region to the second), with
+    ``months`` and ``died`` of survival. Patients whose first symptoms were thoracic
+    (respiratory or trunk onset) are left out: Fujimura-Kiyono's 150 patients had upper-limb,
+    lower-limb, bulbar or combined onsets only."""
+    trunk_onset = onset_sites(run).filter(pl.col("onset_site") == "trunk").collect()
     ons = (
         spread.region_onsets(run, by=None)
+        .join(trunk_onset, on="patient_id", how="anti")
         .filter(pl.col("region").is_in(list(SPREAD_REGIONS)))
         .sort("patient_id", "months_since_onset")
         .group_by("patient_id", maintain_order=True)

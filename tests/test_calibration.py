@@ -144,6 +144,23 @@ def test_targets_land_in_their_ranges_within_monte_carlo_error():
             assert r.status == "pass", (r.target.id, r.estimate)
 
 
+def test_spread_targets_count_the_published_cohorts_onset_types_only():
+    """The interval to a second region (Fujimura-Kiyono 2011: upper-limb, lower-limb, bulbar
+    or combined onsets) leaves out patients whose first symptoms were thoracic, and keeps
+    every other patient who reached two of bulbar, arms and legs."""
+    from analysis.io import onset_sites
+    from analysis.spread import region_onsets
+
+    run = _runs()["als_natural_history"]
+    sites = onset_sites(run).collect()
+    trunk = set(sites.filter(pl.col("onset_site") == "trunk")["patient_id"])
+    assert trunk, "the cohort has thoracic onsets (onset_region_mix: 6%)"
+    ons = region_onsets(run, by=None).filter(pl.col("region").is_in(list(E.SPREAD_REGIONS)))
+    two = set(ons.group_by("patient_id").len().filter(pl.col("len") >= 2)["patient_id"])
+    got = set(E._second_region(run)["patient_id"])
+    assert got == two - trunk and two & trunk
+
+
 def test_sweep_outcomes_report_the_calibration_targets_slopes():
     """One ALSFRS-R and SVC slope (first 12 months of follow-up): a sweep's outcome is the
     validation target's estimate."""
