@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from analysis.io import Run, frames, group_columns
+from analysis.io import ENGINE, Run, frames, group_columns
 from analysis.quantiles import pack, patient_groups, quartiles, unpack
 
 #: Measures of the compensation curve: column -> label.
@@ -52,19 +52,28 @@ def healthy_reference(run: Run, measures: Sequence[str] = tuple(MEASURES)) -> pl
         .drop("_m")
         .with_columns(pl.col("muscle").cast(pl.String))
         .sort("muscle")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
 def _healthy(run: Run, measures: list[str]) -> pl.LazyFrame:
-    return (
+    """Per muscle code ``_m``: ``muscle``, ``n`` (healthy examinations) and the median of each
+    measure (grouped medians in bounded memory: :func:`analysis.quantiles.quartiles`)."""
+    healthy = (
         frames(run)["muscles"]
-        .select("muscle", "units_alive_fraction", *measures)
+        .select(pl.col("muscle").to_physical().alias("_k"), "muscle", "units_alive_fraction",
+                *measures)
         .filter(pl.col("units_alive_fraction") >= HEALTHY_UNITS)
-        .group_by(pl.col("muscle").to_physical().alias("_m"))
-        .agg(pl.col("muscle").first(), pl.len().cast(pl.Int64).alias("n"),
-             *[pl.col(m).median() for m in measures])
     )
+    counts = healthy.group_by("_k").agg(pl.col("muscle").first(),
+                                        pl.len().cast(pl.Int64).alias("n"))
+    medians = (
+        quartiles(healthy, measures, name="measure")
+        .select("_k", "measure", "median")
+        .collect(engine=ENGINE)
+        .pivot(on="measure", on_columns=measures, index="_k", values="median")
+    )
+    return counts.join(medians.lazy(), on="_k", how="left").rename({"_k": "_m"})
 
 
 def relative_measures(
@@ -88,9 +97,9 @@ def relative_measures(
         plain = [m for m in measures if m != "strength_fraction"]
         ref = _healthy(run, plain).select(
             "_m", *[pl.col(m).alias(f"{m}_ref") for m in plain]
-        )
+        ).collect(engine=ENGINE)  # computed once, joined to every examination as it streams
         lf = lf.with_columns(pl.col("muscle").to_physical().alias("_m")).join(
-            ref, on="_m", how="inner"
+            ref.lazy(), on="_m", how="inner"
         )
         if "strength_fraction" in measures:
             lf = lf.with_columns(pl.lit(1.0).alias("strength_fraction_ref"))
@@ -175,7 +184,7 @@ def compensation_curve(
     return (
         out.select(*by, "measure", "units_lost", "lo", "hi", "n", "median", "q25", "q75")
         .sort(pl.col("measure").replace_strict(order), *by, "units_lost")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 

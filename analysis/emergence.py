@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from analysis.io import Run, aggregate, frames, group_columns, patients
+from analysis.io import ENGINE, Run, aggregate, frames, group_columns, patients
 from analysis.quantiles import median_quartiles
 
 #: Diagnoses a visit can give (besides ``none``).
@@ -39,7 +39,7 @@ def diagnosis_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> p
         (to the first), ``months_to_PMA``, ``months_to_PLS``, ``months_to_ALS`` (first visit
         with that diagnosis; null if never).
     """
-    return _diagnosis_times(run, group_columns(by)).collect()
+    return _diagnosis_times(run, group_columns(by)).collect(engine=ENGINE)
 
 
 def _diagnosis_times(run: Run, by: list[str]) -> pl.LazyFrame:
@@ -164,7 +164,7 @@ def phenotype_emergence(
         )
         .select(*keys, "state", "patients", "followed", "share")
         .sort(*keys, pl.col("state").replace_strict({s: i for i, s in enumerate(STATES)}))
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -202,7 +202,7 @@ def confusion(
             *[(pl.col("diagnosis") == c).sum().cast(pl.Int64).alias(c) for c in cats],
         )
         .sort(keys)
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -237,7 +237,7 @@ def time_to_diagnosis(run: Run, by: str | Sequence[str] | None = "phenotype") ->
         out.select(*by, "diagnosis", "patients", "diagnosed", "share", "median", "q25", "q75",
                    "median_after_first_visit")
         .sort(*by, pl.col("diagnosis").replace_strict(order))
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -249,7 +249,7 @@ def conversion_events(run: Run, by: str | Sequence[str] | None = "phenotype") ->
         ``months_to_first`` (onset to the first diagnosis), ``months_to_ALS`` (onset to ALS) and
         ``months_between``.
     """
-    return _conversions(run, group_columns(by)).collect()
+    return _conversions(run, group_columns(by)).collect(engine=ENGINE)
 
 
 def _conversions(run: Run, by: list[str]) -> pl.LazyFrame:
@@ -310,5 +310,5 @@ def conversions(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.Da
         .select(*by, "conversion", "first_diagnosed", "converted", "share", "median", "q25",
                 "q75", "median_months_to_ALS")
         .sort(*by, "conversion")
-        .collect()
+        .collect(engine=ENGINE)
     )

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from analysis.io import Run, frames, onset_sites
+from analysis.io import ENGINE, Run, frames, onset_sites
 
 #: Limb muscles whose MUNE, MUNIX and CMAP are summed (both sides): the MUNIX-sum muscles of
 #: Neuwirth et al. (2011, JNNP 82:1175) that the body map has (abductor hallucis is not in it).
@@ -227,7 +227,7 @@ def trial_patients(
         )
         .join(_arm_str(onset_sites(t)), on=["patient_id", "arm"], how="left",
               maintain_order="left")
-        .collect()
+        .collect(engine=ENGINE)
     )
     arms = (design.placebo, *design.treatments)
     p = p.filter(pl.col("arm").is_in(arms))
@@ -235,7 +235,7 @@ def trial_patients(
         _arm_str(t["visits"])
         .filter(pl.col("arm") == design.placebo, pl.col("trial_month").abs() < _EPS)
         .select("patient_id", "alsfrs_r", "svc_percent")
-        .collect()
+        .collect(engine=ENGINE)
     )
     scr = (
         p.filter(pl.col("arm") == design.placebo)
@@ -341,7 +341,7 @@ def _muscle_frame(t: Mapping[str, pl.LazyFrame], column: str) -> pl.DataFrame:
             pl.col("muscle").cast(pl.String),
             *(pl.col(c).cast(pl.Float64) for c in columns),
         )
-        .collect()
+        .collect(engine=ENGINE)
     )
     if cache is not None:
         cache.update(columns=columns, frame=frame)
@@ -673,7 +673,7 @@ def load_trial(
                 _windowed(e.measure(tables), follow_lazy, T, k)
                 .select("patient_id", "arm", "trial_month", "value", "seen")
                 .sort("patient_id", "arm", "trial_month")
-                .collect()
+                .collect(engine=ENGINE)
             )
             measures[key] = _per_patient_arrays(w, ids, arms, T)
         return measures[key]
@@ -690,7 +690,7 @@ def load_trial(
             obs = {"change": np.where(arr["last_t"] >= T - _EPS, change, np.nan)}
         elif e.kind == "time":
             w = _windowed(e.measure(tables), follow_lazy, T, k)
-            ev = e.events(tables, w).collect()
+            ev = e.events(tables, w).collect(engine=ENGINE)
             arr = _to_arrays(ev, ids, arms, {"event": np.nan})
             event_t = np.fmin(np.nan_to_num(arr["event"], nan=np.inf), fa["death"])
             obs, full = _censor(event_t, fa["dropout"], T)
@@ -791,5 +791,5 @@ def trial_values(
         _windowed(e.measure(tables), follow.lazy(), T, float(options.visit_interval))
         .select("patient_id", "arm", "trial_month", "value", "seen")
         .sort("patient_id", "arm", "trial_month")
-        .collect()
+        .collect(engine=ENGINE)
     )

@@ -107,7 +107,7 @@ from analysis.intervals import (
     weighted_mean,
     weighted_median,
 )
-from analysis.io import Run, frames, onset_sites, patients, strings
+from analysis.io import ENGINE, Run, frames, onset_sites, patients, strings
 from analysis.least_squares import slopes_by
 from analysis.survival import kaplan_meier_estimate, km_medians, survival_at, survival_times
 from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
@@ -185,7 +185,9 @@ def _est(value, lower, upper, n: int, detail: str = "", checks=None) -> Estimate
 
 
 def _survival(run: Run, by: Sequence[str] = ()) -> pl.DataFrame:
-    return survival_times(run, list(by) or None).collect()
+    """Survival times in patient order (a bootstrap over the rows then draws the same
+    patients whatever the order of the files)."""
+    return survival_times(run, list(by) or None).sort("patient_id").collect(engine=ENGINE)
 
 
 def _km(run: Run) -> Estimate:
@@ -197,7 +199,7 @@ def _km(run: Run) -> Estimate:
 
 
 def _slope_estimate(run: Run, column: str, window: float, scale: float) -> Estimate:
-    s = patient_slopes(run, column, window).collect()
+    s = patient_slopes(run, column, window).collect(engine=ENGINE)
     m, lo, hi = mean_ci(s["slope"].to_numpy() * scale)
     return _est(m, lo, hi, s.height, f"per-patient OLS over first {window:g} months of follow-up")
 
@@ -214,7 +216,7 @@ def _month0(run: Run, column: str, muscles: Sequence[str] | None) -> pl.DataFram
     return (
         _muscles(run, [column, "units_alive_fraction"], muscles)
         .filter((pl.col("month") == 0) & pl.col(column).is_not_null())
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -231,7 +233,7 @@ def _als_diagnosis(run: Run) -> pl.DataFrame:
         patients(run, ["symptom_onset_month", "phenotype"])
         .filter(pl.col("symptom_onset_month").is_not_null())
         .join(dx, on="patient_id", how="left")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -286,7 +288,12 @@ def leg_onset_survival_difference(runs: Mapping[str, Run]) -> Estimate:
     """Median survival of leg-onset minus arm-onset ALS (months), patient bootstrap; the
     onset limb is where the first symptoms appeared (:func:`_onset_limb`)."""
     run = runs["als_natural_history"]
-    st = survival_times(run, None).join(_onset_limb(run), on="patient_id", how="inner").collect()
+    st = (
+        survival_times(run, None)
+        .join(_onset_limb(run), on="patient_id", how="inner")
+        .sort("patient_id")
+        .collect(engine=ENGINE)
+    )
     legs = (st["region"] == "lumbosacral").to_numpy()
     arms = (st["region"] == "cervical").to_numpy()
     diff, lo, hi, ml, ma = _median_difference(st, legs, arms)
@@ -333,7 +340,7 @@ def pma_survival_median_months(runs: Mapping[str, Run]) -> Estimate:
 def onset_region_mix(runs: Mapping[str, Run]) -> Estimate:
     """Shares of limb, bulbar and trunk onset among symptomatic patients, by the site of the
     first symptoms (an input, reported with Wilson intervals)."""
-    p = onset_sites(runs["als_natural_history"]).collect()
+    p = onset_sites(runs["als_natural_history"]).collect(engine=ENGINE)
     n = p.height
     parts = [share_ci(int((p["onset_site"] == s).sum()), n) for s in ("limb", "bulbar", "trunk")]
     return _est(*[tuple(x[i] for x in parts) for i in range(3)], n)
@@ -341,7 +348,7 @@ def onset_region_mix(runs: Mapping[str, Run]) -> Estimate:
 
 def mnd_phenotype_mix(runs: Mapping[str, Run]) -> Estimate:
     """Shares of latent ALS, PMA and PLS (an input, reported with Wilson intervals)."""
-    p = patients(runs["mnd_population"], ["phenotype"]).collect()
+    p = patients(runs["mnd_population"], ["phenotype"]).collect(engine=ENGINE)
     n = p.height
     parts = [share_ci(int((p["phenotype"] == s).sum()), n) for s in ("ALS", "PMA", "PLS")]
     return _est(*[tuple(x[i] for x in parts) for i in range(3)], n)
@@ -349,7 +356,8 @@ def mnd_phenotype_mix(runs: Mapping[str, Run]) -> Estimate:
 
 def reinnervation_hides_loss(runs: Mapping[str, Run], bins: int = 20, min_n: int = 5) -> Estimate:
     """Fraction of units lost when the median CMAP (over its month-0 value) falls below 0.8."""
-    m = _muscles(runs["als_natural_history@month0"], ["cmap_mv", "units_alive_fraction"]).collect()
+    m = _muscles(runs["als_natural_history@month0"], ["cmap_mv", "units_alive_fraction"])
+    m = m.collect(engine=ENGINE)
     base = m.filter(pl.col("month") == 0).select(
         "patient_id", "muscle", "side", pl.col("cmap_mv").alias("_b")
     )
@@ -422,11 +430,11 @@ def _sum_score_decline(run: Run, column: str, muscles: Sequence[str], window: fl
         .join(_first_visit(run), on="patient_id", how="inner")
         .filter(pl.col("month") - pl.col("first_visit_month") <= window + 1e-9)
         .sort("patient_id", "month")
-        .collect()
+        .collect(engine=ENGINE)
     )
     sl = slopes_by(s, "sum", ["patient_id"], min_points=SLOPE_MIN_VISITS).filter(
         pl.col("first") > 0
-    ).collect()
+    ).collect(engine=ENGINE)
     pct = -100.0 * (sl["slope"] / sl["first"]).to_numpy()
     m, lo, hi = mean_ci(pct)
     return _est(m, lo, hi, sl.height,
@@ -458,7 +466,7 @@ def munix_test_retest_cov(runs: Mapping[str, Run]) -> Estimate:
             & (pl.col("fibres_fraction") == pl.col("_fprev"))
         )
         .select("patient_id", (pl.col("munix") / pl.col("_prev")).log().alias("d"))
-        .collect()
+        .collect(engine=ENGINE)
     )
     d = m["d"].to_numpy()
     groups = cluster_codes(m["patient_id"].to_numpy())
@@ -507,7 +515,7 @@ def _tms_at(run: Run, visits: pl.DataFrame, limits: pl.DataFrame,
         _muscles(run, ["cmct_ms", "mep_present"], muscles)
         .join(visits.lazy(), on=["patient_id", "month"], how="inner")
         .join(limits.lazy(), on="muscle", how="inner")
-        .collect()
+        .collect(engine=ENGINE)
     )
     return m.group_by("patient_id").agg(
         (~pl.col("mep_present")).any().alias("absent"),
@@ -519,7 +527,7 @@ def _first_visits(run: Run) -> pl.DataFrame:
     """``patient_id`` and ``month`` of each patient's first visit."""
     return _first_visit(run).select(
         "patient_id", pl.col("first_visit_month").alias("month")
-    ).collect()
+    ).collect(engine=ENGINE)
 
 
 def _pls_visits(run: Run) -> pl.DataFrame:
@@ -532,7 +540,7 @@ def _pls_visits(run: Run) -> pl.DataFrame:
         .join(onset, on="patient_id", how="inner")
         .filter(pl.col("month") - pl.col("symptom_onset_month") >= PLS_TMS_MONTHS)
         .group_by("patient_id").agg(pl.col("month").min())
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -563,7 +571,7 @@ def _pyramidal_signs(run: Run, visits: pl.DataFrame) -> pl.DataFrame:
             .any().alias("ll_spasticity"),
         )
     )
-    return bedside.join(limbs, on="patient_id", how="inner").collect()
+    return bedside.join(limbs, on="patient_id", how="inner").collect(engine=ENGINE)
 
 
 def _als_first_visit_signs(runs: Mapping[str, Run]) -> pl.DataFrame:
@@ -612,7 +620,7 @@ def pls_leg_spasticity(runs: Mapping[str, Run]) -> Estimate:
         .join(onset, on="patient_id", how="inner")
         .filter(pl.col("month") - pl.col("symptom_onset_month") >= PLS_SIGNS_MONTHS)
         .group_by("patient_id").agg(pl.col("month").min())
-        .collect()
+        .collect(engine=ENGINE)
     )
     signs = _pyramidal_signs(run, visits)
     return _share(signs["ll_spasticity"],
@@ -656,7 +664,7 @@ def fasciculation_rate_ratio(runs: Mapping[str, Run]) -> Estimate:
         _muscles(runs["als_natural_history"], ["fasciculations_per_min", "mrc_grade"], ["biceps"])
         .join(pts, on="patient_id", how="inner")
         .filter(pl.col("month") >= pl.col("symptom_onset_month"))
-        .collect()
+        .collect(engine=ENGINE)
     )
     h = healthy["fasciculations_per_min"].to_numpy()
     hg = cluster_codes(healthy["patient_id"].to_numpy())
@@ -695,7 +703,7 @@ def cmap_reduced_at_presentation(runs: Mapping[str, Run]) -> Estimate:
         .join(_first_visit(run), on="patient_id", how="inner")
         .filter(pl.col("month") == pl.col("first_visit_month"))
         .join(first, on=["patient_id", "muscle", "side"], how="inner")
-        .collect()
+        .collect(engine=ENGINE)
     )
     low = seen["cmap_mv"].to_numpy() < seen["muscle"].replace_strict(lln).to_numpy()
     share, lo, hi = share_ci(int(low.sum()), seen.height)
@@ -736,7 +744,8 @@ def mune_first_visit_fraction(runs: Mapping[str, Run]) -> Estimate:
         .filter(pl.col("month") == pl.col("first_visit_month"))
         .join(_onset_limb(run), on=["patient_id", "muscle", "side"], how="inner")
         .filter(pl.col("mune").is_not_null() & pl.col("mune").is_not_nan())
-        .collect()
+        .sort("patient_id", "muscle", "side")
+        .collect(engine=ENGINE)
     )
     ref = {
         name: float(healthy.filter(pl.col("muscle") == name)["mune"].mean())
@@ -758,7 +767,7 @@ def mune_first_visit_fraction(runs: Mapping[str, Run]) -> Estimate:
 
 def _hands(run: Run) -> pl.DataFrame:
     """Every hand examined with an ADM response (:func:`analysis.spread.split_hand`)."""
-    return spread.split_hand(run, by=None).filter(pl.col("adm_mv") > 0).collect()
+    return spread.split_hand(run, by=None).filter(pl.col("adm_mv") > 0).collect(engine=ENGINE)
 
 
 def split_hand(runs: Mapping[str, Run]) -> Estimate:
@@ -794,7 +803,7 @@ def _second_region(run: Run) -> pl.DataFrame:
     ``months`` and ``died`` of survival. Patients whose first symptoms were thoracic
     (respiratory or trunk onset) are left out: Fujimura-Kiyono's 150 patients had upper-limb,
     lower-limb, bulbar or combined onsets only."""
-    trunk_onset = onset_sites(run).filter(pl.col("onset_site") == "trunk").collect()
+    trunk_onset = onset_sites(run).filter(pl.col("onset_site") == "trunk").collect(engine=ENGINE)
     ons = (
         spread.region_onsets(run, by=None)
         .join(trunk_onset, on="patient_id", how="anti")
@@ -805,7 +814,7 @@ def _second_region(run: Run) -> pl.DataFrame:
         .filter(pl.col("t").list.len() == 2)
         .select("patient_id", (pl.col("t").list.get(1) - pl.col("t").list.get(0)).alias("gap"))
     )
-    return ons.join(survival_times(run, None).collect(), on="patient_id", how="inner")
+    return ons.join(survival_times(run, None).collect(engine=ENGINE), on="patient_id", how="inner")
 
 
 def als_second_region_months(runs: Mapping[str, Run]) -> Estimate:
@@ -840,7 +849,7 @@ def _first_diagnoses(run: Run) -> pl.DataFrame:
             pl.col("month").first().alias("first_month"),
             pl.col("month").filter(pl.col("diagnosis") == "ALS").first().alias("als_month"),
         )
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 

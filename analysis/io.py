@@ -223,6 +223,11 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object] | bytes | str) 
 #: A run as the analysis functions accept it: the dict from :func:`open_run`, or its folder.
 Run = Mapping[str, pl.LazyFrame] | str | Path
 
+#: The polars engine every query of this package collects with: the streaming engine reads a
+#: run's files in batches, so a count, sum or join over a run of millions of patients does
+#: not hold all its rows at once (grouped medians are batched by :mod:`analysis.quantiles`).
+ENGINE = "streaming"
+
 #: Region -> onset site as clinical papers group it (limb = arm or leg).
 ONSET_SITE = {"bulbar": "bulbar", "cervical": "limb", "lumbosacral": "limb", "thoracic": "trunk"}
 

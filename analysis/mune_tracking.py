@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
-from analysis.io import Run, frames, strings
+from analysis.io import ENGINE, Run, frames, strings
 
 #: (name, condition) of each muscle state, in report order.
 STATES = ("healthy", "reinnervated", "losing")
@@ -45,7 +45,7 @@ def tracking(run: Run, healthy_units: Mapping[str, int]) -> pl.DataFrame:
         strings(frames(run)["muscles"].select("muscle", "mune", "units_alive_fraction",
                                               "fibres_fraction"), ["muscle"])
         .filter(pl.col("mune").is_not_null() & pl.col("mune").is_not_nan())
-        .collect()
+        .collect(engine=ENGINE)
         .join(units, on="muscle", how="inner")
         .with_columns((pl.col("units_alive_fraction") * pl.col("_units")).round().alias("true"))
         .filter(pl.col("true") >= 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis.emergence import time_to_diagnosis
-from analysis.io import Run, RunStatus, frames, open_run, patients, run_status
+from analysis.io import ENGINE, Run, RunStatus, frames, open_run, patients, run_status
 from analysis.least_squares import slopes_by
 from analysis.survival import median_survival
 from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
@@ -74,7 +74,7 @@ def mune_decline(run: Run) -> float | None:
         slopes_by(series, "mune", ["patient_id", "muscle", "side"], min_points=2)
         .filter(pl.col("first") > 0)
         .select((-100.0 * pl.col("slope") / pl.col("first")).median().alias("d"))
-        .collect()
+        .collect(engine=ENGINE)
     )
     return _first(per, "d")
 
@@ -85,15 +85,15 @@ def outcomes(run: Run) -> dict[str, float | None]:
     sym = (
         patients(run, ["symptom_onset_month", "final_diagnosis"])
         .filter(pl.col("symptom_onset_month").is_not_null())
-        .collect()
+        .collect(engine=ENGINE)
     )
     n = sym.height
     out: dict[str, float | None] = {"symptomatic": float(n)}
     out["survival_median_months"] = _first(median_survival(run, by=None), "median")
     for test, name in (("alsfrs_r", "alsfrs_slope_per_month"),
                        ("svc_percent", "svc_slope_per_month")):
-        out[name] = _first(patient_slopes(run, test).select(pl.col("slope").mean()).collect(),
-                           "slope")
+        mean = patient_slopes(run, test).select(pl.col("slope").mean())
+        out[name] = _first(mean.collect(engine=ENGINE), "slope")
     dx = time_to_diagnosis(run, by=None)
     out["diagnostic_delay_months"] = _first(dx.filter(pl.col("diagnosis") == "any"), "median")
     out["als_criteria_delay_months"] = _first(dx.filter(pl.col("diagnosis") == "ALS"), "median")

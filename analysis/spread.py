@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from analysis.io import Run, aggregate, frames, group_columns, patients, strings
+from analysis.io import ENGINE, Run, aggregate, frames, group_columns, patients, strings
 from analysis.quantiles import median_quartiles
 
 #: APB / ADM CMAP ratio below which a hand counts as split (Lu 2022).
@@ -32,7 +32,7 @@ def region_onsets(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.
         ``patient_id``, the ``by`` columns, ``region``, ``side`` (of the first onset there),
         ``order`` (1 = first symptomatic region) and ``months_since_onset``.
     """
-    return _region_onsets(run, group_columns(by)).collect()
+    return _region_onsets(run, group_columns(by)).collect(engine=ENGINE)
 
 
 def _region_onsets(run: Run, by: list[str]) -> pl.LazyFrame:
@@ -88,7 +88,7 @@ def spread_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.D
         .with_columns((pl.col("reached") / pl.col("patients")).alias("share"))
         .select(*by, "order", "patients", "reached", "share", "median", "q25", "q75")
         .sort(*by, "order")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -119,7 +119,7 @@ def spread_matrix(run: Run) -> pl.DataFrame:
         .with_columns((pl.col("reached") / pl.col("patients")).alias("share"))
         .select("first_region", "region", "patients", "reached", "share", "median", "q25", "q75")
         .sort("first_region", "region")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -187,7 +187,7 @@ def split_hand_summary(
     rows = (
         _hands(run, by)
         .select(*by, t, "split_hand_index", "apb_adm_ratio", "units_alive_min")
-        .collect()
+        .collect(engine=ENGINE)
         .lazy()
     )
     aggs = [
@@ -213,5 +213,5 @@ def split_hand_summary(
         pl.concat([intact.select(cols), binned.select(cols)])
         .sort("hands", *by, "months_since_onset", descending=[True] + [False] * (len(by) + 1),
               nulls_last=True)
-        .collect()
+        .collect(engine=ENGINE)
     )

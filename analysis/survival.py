@@ -22,7 +22,7 @@ from statistics import NormalDist
 import numpy as np
 import polars as pl
 
-from analysis.io import Run, group_columns, patients
+from analysis.io import ENGINE, Run, group_columns, patients
 
 #: Months since onset at which :func:`survival_at` reports survival by default.
 LANDMARKS = (12, 24, 36, 60)
@@ -122,7 +122,7 @@ def kaplan_meier_estimate(
         )
         .select(*by, "time", pl.col("at_risk").cast(pl.Int64), pl.col("events").cast(pl.Int64),
                 pl.col("censored").cast(pl.Int64), "survival", "se", "lower", "upper")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -257,7 +257,7 @@ def survival_at(
     )
     beyond = pl.col("months") > pl.col("_last")
     return (
-        est.join(followed.collect(), on=[*by, "months"], how="left")
+        est.join(followed.collect(engine=ENGINE), on=[*by, "months"], how="left")
         .with_columns(
             pl.when(beyond).then(None).otherwise(pl.col(c)).alias(c)
             for c in ("survival", "lower", "upper")

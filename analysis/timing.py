@@ -7,6 +7,8 @@ the returned DataFrame; the operating system's file cache is left as it is.
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -47,11 +49,32 @@ def time_queries(path: str | Path, names: list[str] | None = None) -> pl.DataFra
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB): Linux's ``VmHWM``, which starts afresh
+    at ``exec`` (``ru_maxrss`` keeps the parent's peak from before it); elsewhere
+    ``ru_maxrss`` (bytes on macOS)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="analysis.timing", description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
     p.add_argument("--report", type=Path, help="also time progression report into this folder")
+    p.add_argument("--query", choices=list(QUERIES),
+                   help="time only this query and print it as JSON with this process's peak "
+                        "memory (run one process per query to measure each)")
     args = p.parse_args(argv)
+    if args.query:
+        row = time_queries(args.run, [args.query]).row(0, named=True)
+        row["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(row))
+        return 0
     with pl.Config(tbl_rows=len(QUERIES) + 2):
         print(time_queries(args.run))
     if args.report:

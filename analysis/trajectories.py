@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from analysis.io import Run, aggregate, frames, group_columns, patients
+from analysis.io import ENGINE, Run, aggregate, frames, group_columns, patients
 from analysis.least_squares import slopes_by
 from analysis.quantiles import median_quartiles, pack, patient_groups, quartiles, unpack
 
@@ -110,7 +110,7 @@ def trajectory_quartiles(
         )
         .sort(pl.col("test").replace_strict(order), *by, "muscle", "months_since_onset",
               nulls_last=True)
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -183,5 +183,5 @@ def slopes(
         pl.concat(parts)
         .select(*by, "test", "patients", "mean", "median", "q25", "q75")
         .sort(pl.col("test").replace_strict(order), *by)
-        .collect()
+        .collect(engine=ENGINE)
     )

@@ -38,7 +38,7 @@ from analysis.endpoints import (
     resolve,
     trial_design,
 )
-from analysis.io import RunReadError, open_run, run_status
+from analysis.io import ENGINE, RunReadError, open_run, run_status
 from analysis.power import n_per_arm_random_slope
 from analysis.power_report import write_outputs
 from analysis.reml import variance_components
@@ -332,7 +332,7 @@ def power_command(
                 tables["patients"]
                 .filter(pl.col("enrolled"), pl.col("arm") == design.placebo)
                 .select(pl.len())
-                .collect()
+                .collect(engine=ENGINE)
                 .item()
             )
             if max(n_per_arm) > pool // 2:

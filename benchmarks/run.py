@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json FILE]
     python benchmarks/run.py --scale [--scale-patients N] [--out DIR] [--json FILE]
+    python benchmarks/run.py --queries RUN [--json FILE]
 
 Prints a Markdown table and writes the figures as JSON. Motor-unit-steps count the units of
 living patients in each simulated month (CONVENTIONS.md); compile and start-up time are
@@ -12,8 +13,11 @@ latter is the figure to quote when other work shares the machine).
 ``--scale`` runs only the end-to-end run of issue 18: ``als_natural_history`` with 10^6 patients
 (``--scale-patients`` for another size) over its 10 years on 2 workers, and reports wall time,
 patient-years per second, bytes per patient-year on disk, the largest worker's peak RSS and the
-ready analysis queries on the dataset. At 10^6 patients it occupies both cores for about an hour
-and writes about 13 GB (to ``--out``, kept; otherwise to a temporary folder, removed).
+ready analysis queries on the dataset. At 10^6 patients it occupies both cores for about half
+an hour and writes about 11 GB (to ``--out``, kept; otherwise to a temporary folder, removed).
+
+Each ready query runs in a process of its own, so its peak RSS is its own (interpreter and
+imports included: about 100 MB). ``--queries RUN`` times only them, on an existing run.
 """
 
 from __future__ import annotations
@@ -199,7 +203,7 @@ def scale_run(patients: int, out: Path | None) -> dict:
             "output_bytes": size,
             "output_bytes_per_patient_year": size / years,
             "peak_rss_mb_largest_worker": rss,
-            "analysis_query_seconds": query_times(folder),
+            **query_figures(folder),
         }
     finally:
         if tmp is not None:
@@ -220,12 +224,20 @@ def tables_equal(a: Path, b: Path) -> bool:
     return True
 
 
-def query_times(run: Path) -> dict:
-    """Wall seconds of every ready analysis query (:data:`analysis.timing.QUERIES`) on a
-    finished run, each from a fresh ``open_run``."""
-    from analysis.timing import time_queries
+def query_figures(run: Path) -> dict:
+    """Every ready analysis query (:data:`analysis.timing.QUERIES`) on a finished run, each in
+    a process of its own (``python -m analysis.timing RUN --query NAME``): wall seconds
+    (``analysis_query_seconds``) and that process's peak RSS in MB, interpreter and imports
+    included (``analysis_query_peak_rss_mb``)."""
+    from analysis.timing import QUERIES
 
-    return {f"{q}_s": sec for q, sec in time_queries(run).select("query", "seconds").iter_rows()}
+    seconds, rss = {}, {}
+    for q in QUERIES:
+        cmd = [sys.executable, "-m", "analysis.timing", str(run), "--query", q]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        seconds[f"{q}_s"], rss[q] = row["seconds"], row["peak_rss_mb"]
+    return {"analysis_query_seconds": seconds, "analysis_query_peak_rss_mb": rss}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -237,7 +249,17 @@ def main(argv: list[str] | None = None) -> dict:
         "--scale-patients", type=int, default=1_000_000, help="patients of --scale (10^6)"
     )
     parser.add_argument("--out", type=Path, help="--scale writes its run here (kept)")
+    parser.add_argument("--queries", type=Path, metavar="RUN",
+                        help="only the ready analysis queries on an existing run")
     args = parser.parse_args(argv)
+    if args.queries:
+        res = {"machine": machine(), "mode": "queries", "run": str(args.queries),
+               **query_figures(args.queries)}
+        print("| figure | value |\n|---|---|\n"
+              + "\n".join(f"| {a} | {b} |" for a, b in query_rows(res)))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2, default=float))
+        return res
     if args.scale:
         res = {"machine": machine(), "mode": "scale", **scale_run(args.scale_patients, args.out)}
         print(markdown_scale(res))
@@ -296,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
         largest = tmp / f"rss{sizes[-1]}"
         run_info = res["runs"][str(sizes[-1])]
         res["output_bytes_per_patient_year"] = run_info["output_bytes"] / run_info["patient_years"]
-        res["analysis_query_seconds"] = query_times(largest)
+        res.update(query_figures(largest))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -347,10 +369,7 @@ def markdown(res: dict) -> str:
             ", ".join(f"{k} patients: {v:.0f}" for k, v in res["peak_rss_mb"].items()),
         ),
         ("output bytes per patient-year", f"{res['output_bytes_per_patient_year']:.0f}"),
-        (
-            "analysis queries on largest run (s)",
-            ", ".join(f"{k} {v:.2f}" for k, v in res["analysis_query_seconds"].items()),
-        ),
+        *[(f"{k} on the largest run", v) for k, v in query_rows(res)],
     ]
     for n, r in res["runs"].items():
         rows.append(
@@ -372,12 +391,19 @@ def markdown_scale(res: dict) -> str:
         ("patient-years / s", f"{res['patient_years_per_second']:.0f}"),
         ("output bytes per patient-year", f"{res['output_bytes_per_patient_year']:.0f}"),
         ("peak RSS of the largest worker (MB)", f"{res['peak_rss_mb_largest_worker']:.0f}"),
-        (
-            "analysis queries (s)",
-            ", ".join(f"{k} {v:.2f}" for k, v in res["analysis_query_seconds"].items()),
-        ),
+        *query_rows(res),
     ]
     return "| figure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
+def query_rows(res: dict) -> list[tuple[str, str]]:
+    """Table rows of the ready queries: seconds and peak RSS of each query's process."""
+    rss = res.get("analysis_query_peak_rss_mb", {})
+    return [
+        (f"query `{q[:-2]}`", f"{sec:.2f} s, peak RSS {rss[q[:-2]]:.0f} MB" if q[:-2] in rss
+         else f"{sec:.2f} s")
+        for q, sec in res["analysis_query_seconds"].items()
+    ]
 
 
 if __name__ == "__main__":

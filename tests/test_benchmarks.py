@@ -32,3 +32,15 @@ def test_scale_mode_reports_the_run_it_wrote(tmp_path):
     assert res["patient_years_per_second"] * res["wall_s"] == pytest.approx(res["patient_years"])
     assert res["peak_rss_mb_largest_worker"] > 50  # a worker imports numpy, numba, polars
     assert res["analysis_query_seconds"].keys() == {f"{q}_s" for q in QUERIES}
+    # Each query's own process: at least the interpreter with polars.
+    rss = res["analysis_query_peak_rss_mb"]
+    assert rss.keys() == set(QUERIES) and all(30 < v < 2000 for v in rss.values())
+
+
+def test_queries_mode_times_an_existing_run(tmp_path):
+    out = tmp_path / "run"
+    _bench().main(["--scale", "--scale-patients", "6", "--out", str(out)])
+    res = _bench().main(["--queries", str(out)])
+    assert res["mode"] == "queries" and res["analysis_query_seconds"].keys() == {
+        f"{q}_s" for q in QUERIES
+    }
