@@ -40,14 +40,17 @@ def _sorted(lf: pl.LazyFrame) -> pl.DataFrame:
                                                   "q75")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), rows=st.integers(1, 300), keys=st.integers(1, 12),
-       ties=st.booleans())
-def test_selection_gives_the_one_pass_numbers(seed, rows, keys, ties):
+       ties=st.booleans(), way=st.sampled_from(["selection", "batches of keys"]))
+def test_large_inputs_give_the_one_pass_numbers(seed, rows, keys, ties, way):
+    """A budget of 0 values selects; a budget of the largest key's values batches keys."""
     lf = _frame(seed, rows, keys, ties)
     whole = _sorted(Q._quartiles(lf, COLUMNS, ["muscle"], "test"))
-    selected = _sorted(Q.quartiles(lf, COLUMNS, keep=["muscle"], budget=0))
-    assert selected.equals(whole, null_equal=True), (whole, selected)
+    largest = lf.group_by("_k").len().collect()["len"].max() * len(COLUMNS)
+    budget = 0 if way == "selection" else largest
+    got = _sorted(Q.quartiles(lf, COLUMNS, keep=["muscle"], budget=budget))
+    assert got.equals(whole, null_equal=True), (whole, got)
 
 
 @settings(max_examples=40, deadline=None)
@@ -73,17 +76,6 @@ def test_a_small_input_is_grouped_in_one_lazy_pass():
     lf = _frame(1, 100, 5, ties=False)
     assert isinstance(Q.quartiles(lf, COLUMNS), pl.LazyFrame)
     assert Q.quartiles(lf, COLUMNS).collect().height == 5 * len(COLUMNS)
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), rows=st.integers(1, 300), keys=st.integers(2, 12),
-       ties=st.booleans())
-def test_batches_of_keys_give_the_one_pass_numbers(seed, rows, keys, ties):
-    lf = _frame(seed, rows, keys, ties)
-    whole = _sorted(Q._quartiles(lf, COLUMNS, ["muscle"], "test"))
-    largest = lf.group_by("_k").len().collect()["len"].max() * len(COLUMNS)
-    batched = _sorted(Q.quartiles(lf, COLUMNS, keep=["muscle"], budget=largest))
-    assert batched.equals(whole, null_equal=True)
 
 
 @given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=30), rows=st.integers(1, 120))
