@@ -118,11 +118,15 @@ def quartiles(
     """
     columns = list(columns)
     budget = MAX_VALUES if budget is None else budget
-    sizes = lf.group_by("_k").agg(pl.len().alias("rows")).collect(engine=ENGINE)
+    sizes = (
+        lf.group_by("_k")
+        .agg(pl.len().alias("rows"), *[pl.col(c).first() for c in keep])
+        .collect(engine=ENGINE)
+    )
     if sizes["rows"].sum() * len(columns) <= budget:
         return _quartiles(lf, columns, keep, name)
     if sizes["rows"].max() * len(columns) > budget:
-        return _selected_quartiles(lf, columns, keep, name).lazy()
+        return _selected_quartiles(lf, sizes.drop("rows"), columns, name).lazy()
     parts = [
         _quartiles(lf.filter(pl.col("_k").is_in(keys)), columns, keep, name)
         .collect(engine=ENGINE)
@@ -145,9 +149,10 @@ def key_batches(sizes: pl.DataFrame, rows: int) -> list[list[int]]:
 
 
 def _selected_quartiles(
-    lf: pl.LazyFrame, columns: list[str], keep: Sequence[str], name: str
+    lf: pl.LazyFrame, keys: pl.DataFrame, columns: list[str], name: str
 ) -> pl.DataFrame:
-    """:func:`quartiles` of a large input by exact selection, in bounded memory.
+    """:func:`quartiles` of a large input by exact selection, in bounded memory. ``keys``:
+    every ``_k`` with its ``keep`` columns (from the counting pass of :func:`quartiles`).
 
     Each column's values sort as polars sorts them: -inf, the finite values, +inf, NaN. The
     wanted ranks among the finite values are found by :func:`order_statistics`; the rest are
@@ -229,10 +234,9 @@ def _selected_quartiles(
     values = ranks.pivot(on="_q", on_columns=list(QUARTILES), index=["_k", name, "n"],
                          values="_value")
     # Every key and column, as the one-pass summary gives them (n = 0: no quantiles).
-    every = lf.group_by("_k").agg([pl.col(c).first() for c in keep]).collect(engine=ENGINE)
-    every = every.join(pl.DataFrame({name: columns}), how="cross")
+    every = keys.join(pl.DataFrame({name: columns}), how="cross")
     return every.join(values, on=["_k", name], how="left").select(
-        "_k", *keep, name, pl.col("n").fill_null(0), "median", "q25", "q75"
+        *keys.columns, name, pl.col("n").fill_null(0), "median", "q25", "q75"
     )
 
 

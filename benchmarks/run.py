@@ -255,8 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.queries:
         res = {"machine": machine(), "mode": "queries", "run": str(args.queries),
                **query_figures(args.queries)}
-        print("| figure | value |\n|---|---|\n"
-              + "\n".join(f"| {a} | {b} |" for a, b in query_rows(res)))
+        print(table(query_rows(res)))
         if args.json:
             args.json.write_text(json.dumps(res, indent=2, default=float))
         return res
@@ -378,7 +377,7 @@ def markdown(res: dict) -> str:
                 f"{r['wall_s']:.1f} s wall, {r['patient_years']:.0f} patient-years",
             )
         )
-    return "| figure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+    return table(rows)
 
 
 def markdown_scale(res: dict) -> str:
@@ -393,6 +392,11 @@ def markdown_scale(res: dict) -> str:
         ("peak RSS of the largest worker (MB)", f"{res['peak_rss_mb_largest_worker']:.0f}"),
         *query_rows(res),
     ]
+    return table(rows)
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    """A Markdown table of (figure, value) rows."""
     return "| figure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
 
