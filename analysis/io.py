@@ -258,7 +258,7 @@ def patients(run: Run, columns: Sequence[str] = ()) -> pl.LazyFrame:
     if "degeneration_onset_site" in wanted:
         stored.append("onset_region")
     t = frames(run)
-    keys = _patient_keys(t)
+    keys = patient_keys(t)
     if "onset_site" in wanted:
         stored += keys
     stored = list(dict.fromkeys(stored))
@@ -286,7 +286,7 @@ def onset_sites(run: Run) -> pl.LazyFrame:
         ``onset_site``.
     """
     t = frames(run)
-    keys = _patient_keys(t)
+    keys = patient_keys(t)
     return (
         t["events"]
         .filter(pl.col("event") == "region_onset")
@@ -297,7 +297,7 @@ def onset_sites(run: Run) -> pl.LazyFrame:
     )
 
 
-def _patient_keys(t: Mapping[str, pl.LazyFrame]) -> list[str]:
+def patient_keys(t: Mapping[str, pl.LazyFrame]) -> list[str]:
     """The columns that name one patient's rows in every table: ``patient_id``, and the
     partitions ``arm`` (a trial holds every patient once per arm) and ``point`` (a sweep)."""
     names = set(t["patients"].collect_schema().names())

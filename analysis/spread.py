@@ -12,17 +12,31 @@ and the simpler ratio APB / ADM (below 0.6 in most ALS; Lu 2022 meta-analysis).
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import polars as pl
 
-from analysis.io import ENGINE, Run, aggregate, frames, group_columns, patients, strings
-from analysis.quantiles import median_quartiles
+from analysis.io import (
+    ENGINE,
+    Run,
+    aggregate,
+    frames,
+    group_columns,
+    patient_keys,
+    patients,
+    strings,
+)
+from analysis.quantiles import BIN_BITS, MUSCLE_BITS, median_quartiles, pack, quartiles, unpack
 
 #: APB / ADM CMAP ratio below which a hand counts as split (Lu 2022).
 SPLIT_RATIO = 0.6
 #: Examinations with at least this fraction of units alive in APB, FDI and ADM are intact hands.
 INTACT_UNITS = 0.999
+#: Patients whose hands :func:`split_hand_summary` assembles at a time (the join of APB, FDI
+#: and ADM holds one batch's rows in memory: about 30 bytes per hand examination).
+HAND_BATCH_PATIENTS = 100_000
 
 
 def region_onsets(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.DataFrame:
@@ -123,12 +137,18 @@ def spread_matrix(run: Run) -> pl.DataFrame:
     )
 
 
-def _hands(run: Run, by: list[str]) -> pl.LazyFrame:
-    """APB, FDI and ADM of one side at one visit side by side (``side`` categorical)."""
-    mus = frames(run)["muscles"].select(
-        "patient_id", "month", "muscle", "side", "cmap_mv", "units_alive_fraction"
+def _hands(run: Run, by: list[str], where: pl.Expr | None = None) -> pl.LazyFrame:
+    """APB, FDI and ADM of one side at one visit side by side (``side`` categorical), of the
+    patients ``where`` selects (a filter on ``patient_id``; default all)."""
+    t = frames(run)
+    keys = patient_keys(t)
+    mus = t["muscles"].select(
+        *keys, "month", "muscle", "side", "cmap_mv", "units_alive_fraction"
     )
-    key = ["patient_id", "month", "side"]
+    pts = patients(run, [*keys, *by, "symptom_onset_month"])
+    if where is not None:
+        mus, pts = mus.filter(where), pts.filter(where)
+    key = [*keys, "month", "side"]
 
     def one(name: str) -> pl.LazyFrame:
         low = name.lower()
@@ -139,8 +159,7 @@ def _hands(run: Run, by: list[str]) -> pl.LazyFrame:
         )
 
     hands = one("APB").join(one("FDI"), on=key).join(one("ADM"), on=key)
-    pts = patients(run, [*by, "symptom_onset_month"])
-    return hands.join(pts, on="patient_id", how="inner").select(
+    return hands.join(pts, on=keys, how="inner").select(
         "patient_id",
         *by,
         "month",
@@ -153,6 +172,22 @@ def _hands(run: Run, by: list[str]) -> pl.LazyFrame:
         (pl.col("apb_mv") / pl.col("adm_mv")).alias("apb_adm_ratio"),
         pl.min_horizontal("_apb_alive", "_fdi_alive", "_adm_alive").alias("units_alive_min"),
     )
+
+
+def _hands_on_disk(run: Run, by: list[str], columns: list[str], directory: Path) -> pl.LazyFrame:
+    """``columns`` of the hand rows (:func:`_hands`), assembled :data:`HAND_BATCH_PATIENTS`
+    patients at a time and written to Parquet files in ``directory``; a scan of them. Joining
+    the three muscles holds a batch's rows in memory, not the run's."""
+    span = patients(run).select(
+        pl.col("patient_id").min().alias("lo"), pl.col("patient_id").max().alias("hi")
+    ).collect(engine=ENGINE)
+    lo, hi = span.row(0)
+    if lo is None:
+        return _hands(run, by).select(columns)
+    for i, first in enumerate(range(lo, hi + 1, HAND_BATCH_PATIENTS)):
+        batch = pl.col("patient_id").is_between(first, first + HAND_BATCH_PATIENTS - 1)
+        _hands(run, by, batch).select(columns).sink_parquet(directory / f"{i:06d}.parquet")
+    return pl.scan_parquet(directory / "*.parquet")
 
 
 def split_hand(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.LazyFrame:
@@ -183,35 +218,56 @@ def split_hand_summary(
         :data:`SPLIT_RATIO`).
     """
     by = group_columns(by)
+    columns = [*by, "months_since_onset", "split_hand_index", "apb_adm_ratio", "units_alive_min"]
+    with tempfile.TemporaryDirectory(prefix="progression-hands-") as tmp:
+        return _split_hand_table(_hands_on_disk(run, by, columns, Path(tmp)), by, bin_months)
+
+
+def _split_hand_table(rows: pl.LazyFrame, by: list[str], bin_months: float) -> pl.DataFrame:
+    """:func:`split_hand_summary` of the hand rows: the quartiles by :func:`quartiles` (memory
+    bounded whatever the run's size), counts and shares by a streamed group-by."""
     t = pl.col("months_since_onset")
-    rows = (
-        _hands(run, by)
-        .select(*by, t, "split_hand_index", "apb_adm_ratio", "units_alive_min")
-        .collect(engine=ENGINE)
-        .lazy()
+    groups = (
+        rows.select(by).unique().sort(by, nulls_last=True).collect(engine=ENGINE)
+        .with_row_index("_g").with_columns(pl.col("_g").cast(pl.Int64))
+        if by else pl.DataFrame({"_g": [0]}, schema={"_g": pl.Int64})
     )
-    aggs = [
+    tagged = (rows.join(groups.lazy(), on=by, how="left", nulls_equal=True) if by
+              else rows.with_columns(pl.lit(0, pl.Int64).alias("_g")))
+    g = pl.col("_g")
+    # The intact hands (months pooled) take muscle slot 1 of the packed key, the binned ones 0.
+    keyed = pl.concat([
+        tagged.filter(pl.col("units_alive_min") >= INTACT_UNITS)
+        .with_columns(pack(g, pl.lit(1), pl.lit(0))),
+        tagged.filter(t.is_not_null())
+        .with_columns(pack(g, None, (t / bin_months).round(0).cast(pl.Int64))),
+    ]).select("_k", "split_hand_index", "apb_adm_ratio")
+    shares = keyed.group_by("_k").agg(
         pl.len().cast(pl.Int64).alias("n"),
-        *median_quartiles("split_hand_index", "index_"),
-        *median_quartiles("apb_adm_ratio", "ratio_"),
         (pl.col("apb_adm_ratio") < SPLIT_RATIO).mean().alias("split_share"),
-    ]
-    binned = (
-        rows.filter(t.is_not_null())
-        .with_columns(((t / bin_months).round(0) * bin_months).alias("months_since_onset"))
-        .group_by([*by, "months_since_onset"])
-        .agg(aggs)
-        .with_columns(pl.lit("all").alias("hands"))
     )
-    intact = rows.filter(pl.col("units_alive_min") >= INTACT_UNITS)
-    intact = aggregate(intact, by, *aggs).with_columns(
-        pl.lit("intact").alias("hands"), pl.lit(None, pl.Float64).alias("months_since_onset")
+    spread_of = (
+        quartiles(keyed, ["split_hand_index", "apb_adm_ratio"], name="_c")
+        .with_columns(pl.col("_c").replace_strict(
+            {"split_hand_index": "index_", "apb_adm_ratio": "ratio_"}, return_dtype=pl.String))
+        .unpivot(index=["_k", "_c"], on=["median", "q25", "q75"], variable_name="_s",
+                 value_name="_v")
+        .with_columns((pl.col("_c") + pl.col("_s")).alias("_s"))
+        .collect(engine=ENGINE)
+        .pivot(on="_s", index="_k", values="_v")
     )
+    intact = pl.col("_k") // (1 << BIN_BITS) % (1 << MUSCLE_BITS) == 1
     cols = ["hands", *by, "months_since_onset", "n", "index_median", "index_q25", "index_q75",
             "ratio_median", "ratio_q25", "ratio_q75", "split_share"]
     return (
-        pl.concat([intact.select(cols), binned.select(cols)])
+        shares.collect(engine=ENGINE)
+        .join(spread_of, on="_k", how="left")
+        .with_columns(*unpack(), pl.when(intact).then(pl.lit("intact")).otherwise(pl.lit("all"))
+                      .alias("hands"))
+        .with_columns(pl.when(pl.col("hands") == "all").then(pl.col("_bin") * bin_months)
+                      .alias("months_since_onset"))
+        .join(groups, on="_g", how="left")
+        .select(cols)
         .sort("hands", *by, "months_since_onset", descending=[True] + [False] * (len(by) + 1),
               nulls_last=True)
-        .collect(engine=ENGINE)
     )

@@ -10,10 +10,12 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 import analysis
-from analysis import open_run
+from analysis import open_run, quantiles, spread
 from analysis.emergence import STATES
+from analysis.quantiles import median_quartiles
 from analysis.report import ReportError, write_report
 from progression.runner import run as simulate
 from tests.conftest import small
@@ -365,6 +367,57 @@ def test_split_hand(run):
     assert set(summary["hands"]) <= {"intact", "all"}
     assert summary["split_share"].is_between(0, 1).all()
     assert (summary["ratio_q25"] <= summary["ratio_median"]).all()
+
+
+def _split_hand_reference(rows: pl.DataFrame, bin_months: float = 6.0) -> pl.DataFrame:
+    """:func:`analysis.split_hand_summary` by the readable one-pass polars formulas."""
+    t = pl.col("months_since_onset")
+    aggs = [
+        pl.len().cast(pl.Int64).alias("n"),
+        *median_quartiles("split_hand_index", "index_"),
+        *median_quartiles("apb_adm_ratio", "ratio_"),
+        (pl.col("apb_adm_ratio") < spread.SPLIT_RATIO).mean().alias("split_share"),
+    ]
+    binned = (
+        rows.filter(t.is_not_null())
+        .with_columns(((t / bin_months).round(0) * bin_months).alias("months_since_onset"))
+        .group_by("phenotype", "months_since_onset").agg(aggs)
+        .with_columns(pl.lit("all").alias("hands"))
+    )
+    intact = (
+        rows.filter(pl.col("units_alive_min") >= spread.INTACT_UNITS)
+        .group_by("phenotype").agg(aggs)
+        .with_columns(pl.lit("intact").alias("hands"),
+                      pl.lit(None, pl.Float64).alias("months_since_onset"))
+    )
+    cols = ["hands", "phenotype", "months_since_onset", "n", "index_median", "index_q25",
+            "index_q75", "ratio_median", "ratio_q25", "ratio_q75", "split_share"]
+    return pl.concat([intact.select(cols), binned.select(cols)]).sort(
+        "hands", "phenotype", "months_since_onset", descending=[True, False, False],
+        nulls_last=True)
+
+
+def test_split_hand_summary_is_the_one_pass_table_in_any_batches(run, monkeypatch):
+    """The hands are assembled a batch of patients at a time on disk and their quartiles
+    taken in bounded memory: the table is the one-pass polars table of :func:`split_hand`'s
+    rows, whatever the batch of patients or the budget of values held at once."""
+    whole = analysis.split_hand_summary(run)
+    reference = _split_hand_reference(analysis.split_hand(run).collect())
+    assert_frame_equal(whole, reference)
+    monkeypatch.setattr(spread, "HAND_BATCH_PATIENTS", 7)
+    monkeypatch.setattr(quantiles, "MAX_VALUES", 500)  # quartiles in passes over key batches
+    assert_frame_equal(analysis.split_hand_summary(run), whole)
+
+
+def test_split_hand_counts_each_hand_once_in_a_trial(tmp_path):
+    """A trial holds every patient once per arm: each arm's hands are its own."""
+    out = tmp_path / "trial"
+    simulate(small("trial_als", patients=12), out, workers=1, chunk_size=12)
+    r = open_run(out)
+    hands = analysis.split_hand(r, by="arm").collect()
+    visits = r["muscles"].filter(pl.col("muscle") == "APB").collect()
+    assert hands.height == visits.height
+    assert hands.select("patient_id", "arm", "month", "side").is_unique().all()
 
 
 # ---------------------------------------------------------------------------- report
