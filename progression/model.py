@@ -179,7 +179,9 @@ class CohortModel(mesa.Model):
         rows = np.flatnonzero(s.living)  # the hazard of the dead no longer accrues
         if len(rows) == len(s.living):
             rows = slice(None)
-        u = umn.lose_axons(s.umn_hazard, s.umn_threshold, s.umn_alive, s.living)
+        s.umn_integrity = u = umn.lose_axons(
+            s.umn_hazard, s.umn_threshold, s.umn_alive, s.living
+        )
         loss = 1.0 - u[rows]
         s.umn_release[rows] = umn.release(s.umn_release[rows], loss, t1 - t0)
 
@@ -236,13 +238,13 @@ class CohortModel(mesa.Model):
 
     def integrity(self) -> np.ndarray:
         """(patients, compartments) UMN tract integrity U."""
-        return umn.integrity(self.state.umn_alive)
+        return self.state.umn_integrity
 
     def strength(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """(patients, muscles) force over healthy force: living fibres times UMN drive."""
         frac = self.fibres_sum[rows] / self.healthy
         a_u = self.scenario.disease.umn.drive_weakness if self.scenario.disease.umn else 0.0
-        u = umn.integrity(self.state.umn_alive[rows])[:, self.body.compartment_of_muscle]
+        u = self.state.umn_integrity[rows][:, self.body.compartment_of_muscle]
         return frac * (1.0 - a_u * (1.0 - u))
 
     def compartment_function(self, strength: np.ndarray | None = None) -> np.ndarray:

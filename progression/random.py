@@ -85,6 +85,14 @@ def exponential(seed: int, stream: str, patient_ids: np.ndarray, n: int) -> np.n
 
 
 def normal(seed: int, stream: str, patient_ids: np.ndarray, n: int) -> np.ndarray:
-    """(patients, n) standard normal variates (float64), Box-Muller on paired uniforms."""
+    """(patients, n) standard normal variates (float64), Box-Muller on paired uniforms:
+    ``sqrt(-2 log u1) cos(2 pi u2)``, computed in place (the same operations in the same
+    order, so the same numbers, without temporaries)."""
     u = uniform(seed, stream, patient_ids, 2 * n)
-    return np.sqrt(-2.0 * np.log(u[:, :n])) * np.cos(2.0 * np.pi * u[:, n:])
+    radius, angle = u[:, :n], u[:, n:]
+    np.log(radius, out=radius)
+    np.multiply(radius, -2.0, out=radius)
+    np.sqrt(radius, out=radius)
+    np.multiply(angle, 2.0 * np.pi, out=angle)
+    np.cos(angle, out=angle)
+    return np.multiply(radius, angle)

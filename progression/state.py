@@ -70,6 +70,8 @@ class State:
         umn_hazard: (patients, compartments) cumulative UMN hazard of a weight-1 axon.
         umn_alive: (patients, compartments, axons) corticospinal/bulbar axons alive.
         umn_threshold: (patients, compartments, axons) scaled UMN thresholds.
+        umn_integrity: (patients, compartments) fraction of each tract's axons alive, U
+            (:func:`progression.processes.umn.integrity` of ``umn_alive``, kept with it).
         umn_release: (patients, compartments) spinal release: the tract loss as the spinal
             circuits below have adapted to it (:func:`progression.processes.umn.release`),
             which spastic tone reads.
@@ -85,6 +87,7 @@ class State:
     umn_hazard: np.ndarray
     umn_alive: np.ndarray
     umn_threshold: np.ndarray
+    umn_integrity: np.ndarray
     umn_release: np.ndarray
     living: np.ndarray
 
@@ -313,6 +316,7 @@ def initial_state(scenario: Scenario, body: Body, ids: np.ndarray) -> State:
         umn_hazard=np.zeros((n, len(COMPARTMENTS))),
         umn_alive=np.ones((n, len(COMPARTMENTS), axons), dtype=bool),
         umn_threshold=lmn.scaled_thresholds(eu, wu[None, None, :]),
+        umn_integrity=np.ones((n, len(COMPARTMENTS))),
         umn_release=np.zeros((n, len(COMPARTMENTS))),
         living=np.ones(n, dtype=bool),
     )

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from progression.literal import LiteralCohort
 from progression.model import CohortModel, simulate_chunk
+from progression.processes import umn
 from tests.conftest import small
 
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -37,6 +38,7 @@ def _run_checking(cohort: CohortModel, steps: int) -> None:
         assert (s.fibres <= capacity * (1 + 1e-5) + 1e-3).all(), "a unit outgrew its capacity"
         assert (s.orphans >= -1e-3).all()
         u = cohort.integrity()
+        np.testing.assert_array_equal(u, umn.integrity(s.umn_alive))  # kept with the axons
         assert (u <= umn_before + 1e-12).all(), "UMN integrity rose"
         # Spinal release follows the tract loss, never ahead of it and never back.
         assert (s.umn_release <= 1 - u + 1e-12).all(), "release ahead of the tract loss"

@@ -168,7 +168,8 @@ def test_a_thinned_pls_tract_gives_absent_meps_in_most_patients():
              if region in ("cervical", "lumbosacral")]
     alive[:, limbs, :] = True
     alive[:, limbs, len(V) - k :] = False
-    assert np.allclose(umn.integrity(alive)[:, limbs], 0.5)
+    cohort.state.umn_integrity = umn.integrity(alive)  # kept with the axons (State)
+    assert np.allclose(cohort.state.umn_integrity[:, limbs], 0.5)
     assert tms.drive(alive[0, limbs[0]], W) < scenario.exam.mep_threshold_drive
     ex = Examiner(scenario, cohort.body, cohort.ids)
     ex.examine(cohort, np.arange(n), 30.0)

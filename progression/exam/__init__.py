@@ -371,7 +371,7 @@ class Examiner:
         compiled pass over each muscle's living units (:func:`units.muscle_sums`)."""
         body, s = self.body, cohort.state
         strength = cohort.strength(rows)
-        integrity = umn.integrity(s.umn_alive[rows])
+        integrity = s.umn_integrity[rows]
         healthy = body.healthy_fibres
         exc = cohort.scenario.excitability
         count, total, squares, rate = units.muscle_sums(
