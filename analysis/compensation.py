@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from analysis.io import ENGINE, Run, frames, group_columns
+from analysis.io import ENGINE, Run, frames, group_columns, patient_keys
 from analysis.quantiles import pack, patient_groups, quartiles, unpack
 
 #: Measures of the compensation curve: column -> label.
@@ -85,13 +85,15 @@ def relative_measures(
     """Every examined muscle with its measures relative to ``baseline`` (lazy).
 
     Returns:
-        A LazyFrame: ``patient_id``, ``month``, ``muscle`` and ``side`` (categorical, as in the
+        A LazyFrame: ``patient_id`` (and ``arm`` or ``point`` where the run has them),
+        ``month``, ``muscle`` and ``side`` (categorical, as in the
         ``muscles`` table), ``units_lost`` (true fraction of units lost) and one
         ``<measure>_rel`` column per measure.
     """
     measures = list(measures)
+    keys = patient_keys(frames(run))
     lf = frames(run)["muscles"].select(
-        "patient_id", "month", "muscle", "side", "units_alive_fraction", *measures
+        *keys, "month", "muscle", "side", "units_alive_fraction", *measures
     )
     if baseline == "healthy":
         plain = [m for m in measures if m != "strength_fraction"]
@@ -104,7 +106,7 @@ def relative_measures(
         if "strength_fraction" in measures:
             lf = lf.with_columns(pl.lit(1.0).alias("strength_fraction_ref"))
     elif baseline == "first_visit":
-        key = ["patient_id", "muscle", "side"]
+        key = [*keys, "muscle", "side"]
         first = (
             lf.sort("month")
             .group_by(key)
@@ -119,7 +121,7 @@ def relative_measures(
     else:
         raise ValueError(f"baseline must be 'healthy' or 'first_visit', got {baseline!r}")
     return lf.select(
-        "patient_id",
+        *keys,
         "month",
         "muscle",
         "side",
@@ -158,7 +160,8 @@ def compensation_curve(
     rel = relative_measures(run, baseline, measures, intact)
     if pby:
         tagged, groups = patient_groups(run, pby)
-        rel = rel.join(tagged.select("patient_id", "_g"), on="patient_id", how="inner")
+        keys = patient_keys(frames(run))
+        rel = rel.join(tagged.select(*keys, "_g"), on=keys, how="inner")
         g = pl.col("_g")
     else:
         groups = pl.DataFrame({"_g": [0]}, schema={"_g": pl.Int64})

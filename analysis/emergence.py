@@ -12,7 +12,16 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from analysis.io import ENGINE, Run, aggregate, frames, group_columns, patients
+from analysis.io import (
+    ENGINE,
+    Run,
+    aggregate,
+    frames,
+    group_columns,
+    patient_columns,
+    patient_keys,
+    patients,
+)
 from analysis.quantiles import median_quartiles
 
 #: Diagnoses a visit can give (besides ``none``).
@@ -33,7 +42,8 @@ def diagnosis_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> p
             ``arm``, ...).
 
     Returns:
-        ``patient_id``, the ``by`` columns, then in months since symptom onset:
+        ``patient_id`` (and ``arm`` or ``point`` where the run has them), the ``by`` columns,
+        then in months since symptom onset:
         ``months_to_first_visit``, ``months_to_end`` (death or end of follow-up), ``died``,
         ``first_diagnosis`` (the first category given, null if none), ``months_to_diagnosis``
         (to the first), ``months_to_PMA``, ``months_to_PLS``, ``months_to_ALS`` (first visit
@@ -44,14 +54,15 @@ def diagnosis_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> p
 
 def _diagnosis_times(run: Run, by: list[str]) -> pl.LazyFrame:
     t = frames(run)
+    keys = patient_keys(t)
     dx = (
         t["events"]
-        .select("patient_id", "event", "month", "detail")
+        .select(*keys, "event", "month", "detail")
         .filter(pl.col("event") == "diagnosis")
         .with_columns(pl.col("detail").cast(pl.String))
         .filter(pl.col("detail").is_in(DIAGNOSES))
-        .sort("patient_id", "month")
-        .group_by("patient_id")
+        .sort(*keys, "month")
+        .group_by(keys)
         .agg(
             pl.col("detail").first().alias("first_diagnosis"),
             pl.col("month").first().alias("_dx"),
@@ -63,13 +74,13 @@ def _diagnosis_times(run: Run, by: list[str]) -> pl.LazyFrame:
     )
     cols = ["symptom_onset_month", "first_visit_month", "death_month", "end_month"]
     onset = pl.col("symptom_onset_month")
+    ids = patient_columns(run, by)
     return (
-        patients(run, [*by, *cols])
+        patients(run, [*ids, *cols])
         .filter(onset.is_not_null())
-        .join(dx, on="patient_id", how="left")
+        .join(dx, on=keys, how="left")
         .select(
-            "patient_id",
-            *by,
+            *ids,
             (pl.col("first_visit_month") - onset).alias("months_to_first_visit"),
             (pl.col("end_month") - onset).alias("months_to_end"),
             pl.col("death_month").is_not_null().alias("died"),
@@ -245,7 +256,8 @@ def conversion_events(run: Run, by: str | Sequence[str] | None = "phenotype") ->
     """Patients first diagnosed PMA or PLS who were later diagnosed ALS, one row each.
 
     Returns:
-        ``patient_id``, the ``by`` columns, ``conversion`` (``PMA->ALS`` or ``PLS->ALS``),
+        ``patient_id`` (and ``arm`` or ``point`` where the run has them), the ``by`` columns,
+        ``conversion`` (``PMA->ALS`` or ``PLS->ALS``),
         ``months_to_first`` (onset to the first diagnosis), ``months_to_ALS`` (onset to ALS) and
         ``months_between``.
     """
@@ -260,8 +272,7 @@ def _conversions(run: Run, by: list[str]) -> pl.LazyFrame:
             & pl.col("months_to_ALS").is_not_null()
         )
         .select(
-            "patient_id",
-            *by,
+            *patient_columns(run, by),
             (pl.col("first_diagnosis") + "->ALS").alias("conversion"),
             pl.col("months_to_diagnosis").alias("months_to_first"),
             "months_to_ALS",

@@ -304,6 +304,12 @@ def patient_keys(t: Mapping[str, pl.LazyFrame]) -> list[str]:
     return ["patient_id", *(c for c in ("arm", "point") if c in names)]
 
 
+def patient_columns(run: Run, by: Sequence[str] = ()) -> list[str]:
+    """The columns naming one patient (:func:`patient_keys`: ``patient_id``, and ``arm`` or
+    ``point`` where the run has them), then the ``by`` columns not among them."""
+    return list(dict.fromkeys([*patient_keys(frames(run)), *by]))
+
+
 def group_columns(by: str | Sequence[str] | None) -> list[str]:
     """``by`` as a list of column names (``None`` -> no grouping)."""
     if by is None:

@@ -16,7 +16,16 @@ from pathlib import Path
 import polars as pl
 
 from analysis.emergence import time_to_diagnosis
-from analysis.io import ENGINE, Run, RunStatus, frames, open_run, patients, run_status
+from analysis.io import (
+    ENGINE,
+    Run,
+    RunStatus,
+    frames,
+    open_run,
+    patient_keys,
+    patients,
+    run_status,
+)
 from analysis.least_squares import slopes_by
 from analysis.survival import median_survival
 from analysis.trajectories import SLOPE_MIN_VISITS, SLOPE_WINDOW_MONTHS, patient_slopes
@@ -61,17 +70,18 @@ def mune_decline(run: Run) -> float | None:
     Neuwirth 2015: per muscle, % of baseline per month).
     """
     t = frames(run)
-    sym = patients(run, ["symptom_onset_month"]).filter(
+    keys = patient_keys(t)
+    sym = patients(run, [*keys, "symptom_onset_month"]).filter(
         pl.col("symptom_onset_month").is_not_null()
-    ).select("patient_id")
+    ).select(keys)
     series = (
         t["muscles"]
-        .select("patient_id", "month", pl.col("muscle").cast(pl.String),
+        .select(*keys, "month", pl.col("muscle").cast(pl.String),
                 pl.col("side").cast(pl.String), "mune")
-        .join(sym, on="patient_id", how="semi")
+        .join(sym, on=keys, how="semi")
     )
     per = (
-        slopes_by(series, "mune", ["patient_id", "muscle", "side"], min_points=2)
+        slopes_by(series, "mune", [*keys, "muscle", "side"], min_points=2)
         .filter(pl.col("first") > 0)
         .select((-100.0 * pl.col("slope") / pl.col("first")).median().alias("d"))
         .collect(engine=ENGINE)

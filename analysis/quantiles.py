@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from analysis.io import ENGINE, Run, patients
+from analysis.io import ENGINE, Run, frames, patient_keys, patients
 
 #: Bits of the packed key given to each part, lowest first: the bin (signed, offset), the
 #: muscle's categorical code, then the patient group.
@@ -25,13 +25,16 @@ def patient_groups(run: Run, by: Sequence[str]) -> tuple[pl.LazyFrame, pl.DataFr
     """Patients tagged with an integer group ``_g`` for the ``by`` columns.
 
     Returns:
-        (LazyFrame of ``patient_id``, ``_g``, ``symptom_onset_month``; DataFrame of ``_g``
-        and the ``by`` columns, one row per group present).
+        (LazyFrame of the patient keys (``patient_id``, and ``arm`` or ``point`` where the
+        run has them: :func:`analysis.io.patient_keys`), ``_g`` and ``symptom_onset_month``;
+        DataFrame of ``_g`` and the ``by`` columns, one row per group present).
     """
     by = list(by)
-    pts = patients(run, [*by, "symptom_onset_month"])
+    keys = patient_keys(frames(run))
+    pts = patients(run, [*keys, *by, "symptom_onset_month"])
     if not by:
-        return pts.with_columns(pl.lit(0, pl.Int64).alias("_g")), pl.DataFrame(
+        tagged = pts.select(*keys, pl.lit(0, pl.Int64).alias("_g"), "symptom_onset_month")
+        return tagged, pl.DataFrame(
             {"_g": [0]}, schema={"_g": pl.Int64}
         )
     groups = (
@@ -39,7 +42,7 @@ def patient_groups(run: Run, by: Sequence[str]) -> tuple[pl.LazyFrame, pl.DataFr
         .with_row_index("_g").with_columns(pl.col("_g").cast(pl.Int64))
     )
     tagged = pts.join(groups.lazy(), on=by, how="left", nulls_equal=True).select(
-        "patient_id", "_g", "symptom_onset_month"
+        *keys, "_g", "symptom_onset_month"
     )
     return tagged, groups
 

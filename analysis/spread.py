@@ -24,6 +24,7 @@ from analysis.io import (
     aggregate,
     frames,
     group_columns,
+    patient_columns,
     patient_keys,
     patients,
     strings,
@@ -43,35 +44,38 @@ def region_onsets(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.
     """One row per patient and region reached: when, and in which order.
 
     Returns:
-        ``patient_id``, the ``by`` columns, ``region``, ``side`` (of the first onset there),
+        ``patient_id`` (and ``arm`` or ``point`` where the run has them), the ``by`` columns,
+        ``region``, ``side`` (of the first onset there),
         ``order`` (1 = first symptomatic region) and ``months_since_onset``.
     """
     return _region_onsets(run, group_columns(by)).collect(engine=ENGINE)
 
 
 def _region_onsets(run: Run, by: list[str]) -> pl.LazyFrame:
+    keys = patient_keys(frames(run))
+    ids = patient_columns(run, by)
     ev = strings(
         frames(run)["events"]
-        .select("patient_id", "event", "month", "region", "detail")
+        .select(*keys, "event", "month", "region", "detail")
         .filter(pl.col("event") == "region_onset"),
         ["region", "detail"],
     )
     first = (
-        ev.sort("patient_id", "month")
-        .group_by("patient_id", "region")
+        ev.sort(*keys, "month")
+        .group_by(*keys, "region")
         .agg(pl.col("month").first(), pl.col("detail").first().alias("side"))
     )
-    pts = patients(run, [*by, "symptom_onset_month"]).filter(
+    pts = patients(run, [*ids, "symptom_onset_month"]).filter(
         pl.col("symptom_onset_month").is_not_null()
     )
     return (
-        first.join(pts, on="patient_id", how="inner")
+        first.join(pts, on=keys, how="inner")
         .with_columns(
-            pl.col("month").rank("ordinal").over("patient_id").cast(pl.Int32).alias("order"),
+            pl.col("month").rank("ordinal").over(keys).cast(pl.Int32).alias("order"),
             (pl.col("month") - pl.col("symptom_onset_month")).alias("months_since_onset"),
         )
-        .select("patient_id", *by, "region", "side", "order", "months_since_onset")
-        .sort("patient_id", "order")
+        .select(*ids, "region", "side", "order", "months_since_onset")
+        .sort(*keys, "order")
     )
 
 
@@ -114,13 +118,14 @@ def spread_matrix(run: Run) -> pl.DataFrame:
         ``share``, ``median``, ``q25``, ``q75`` (months since onset).
     """
     ons = _region_onsets(run, [])
+    keys = patient_keys(frames(run))
     first = ons.filter(pl.col("order") == 1).select(
-        "patient_id", pl.col("region").alias("first_region")
+        *keys, pl.col("region").alias("first_region")
     )
     n = first.group_by("first_region").agg(pl.len().cast(pl.Int64).alias("patients"))
     later = (
         ons.filter(pl.col("order") >= 2)
-        .join(first, on="patient_id")
+        .join(first, on=keys)
         .group_by("first_region", "region")
         .agg(pl.len().cast(pl.Int64).alias("reached"), *median_quartiles("months_since_onset"))
     )
@@ -160,8 +165,7 @@ def _hands(run: Run, by: list[str], where: pl.Expr | None = None) -> pl.LazyFram
 
     hands = one("APB").join(one("FDI"), on=key).join(one("ADM"), on=key)
     return hands.join(pts, on=keys, how="inner").select(
-        "patient_id",
-        *by,
+        *patient_columns(run, by),
         "month",
         (pl.col("month") - pl.col("symptom_onset_month")).alias("months_since_onset"),
         "side",
@@ -194,7 +198,8 @@ def split_hand(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.Laz
     """Per visit and side: APB, FDI and ADM CMAP, the split-hand index and APB/ADM ratio (lazy).
 
     Returns:
-        A LazyFrame: ``patient_id``, the ``by`` columns, ``month``, ``months_since_onset``
+        A LazyFrame: ``patient_id`` (and ``arm`` or ``point`` where the run has them), the
+        ``by`` columns, ``month``, ``months_since_onset``
         (null if never symptomatic), ``side``, ``apb_mv``, ``fdi_mv``, ``adm_mv``,
         ``split_hand_index`` (APB x FDI / ADM), ``apb_adm_ratio`` and ``units_alive_min`` (the
         smallest true fraction of units alive among the three muscles).

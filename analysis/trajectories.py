@@ -12,7 +12,16 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from analysis.io import ENGINE, Run, aggregate, frames, group_columns, patients
+from analysis.io import (
+    ENGINE,
+    Run,
+    aggregate,
+    frames,
+    group_columns,
+    patient_columns,
+    patient_keys,
+    patients,
+)
 from analysis.least_squares import slopes_by
 from analysis.quantiles import median_quartiles, pack, patient_groups, quartiles, unpack
 
@@ -73,24 +82,25 @@ def trajectory_quartiles(
         raise ValueError(f"unknown test column(s): {', '.join(unknown)}")
     tagged, groups = patient_groups(run, by)
     tagged = tagged.filter(pl.col("symptom_onset_month").is_not_null())
+    keys = patient_keys(t)
     since = pl.col("month") - pl.col("symptom_onset_month")
     bin_ = (since / bin_months).round(0)
     parts = []
     m_tests = [x for x in tests if x in mus_cols]
     v_tests = [x for x in tests if x not in mus_cols]
     if m_tests:
-        lf = t["muscles"].select("patient_id", "month", "muscle", *m_tests)
+        lf = t["muscles"].select(*keys, "month", "muscle", *m_tests)
         if muscles is not None:
             lf = lf.filter(pl.col("muscle").is_in(list(muscles)))
-        lf = lf.join(tagged, on="patient_id", how="inner").select(
+        lf = lf.join(tagged, on=keys, how="inner").select(
             pack(pl.col("_g"), pl.col("muscle").to_physical(), bin_), "muscle", *m_tests
         )
         parts.append(
             quartiles(lf, m_tests, keep=["muscle"]).with_columns(pl.col("muscle").cast(pl.String))
         )
     if v_tests:
-        lf = t["visits"].select("patient_id", "month", *v_tests)
-        lf = lf.join(tagged, on="patient_id", how="inner").select(
+        lf = t["visits"].select(*keys, "month", *v_tests)
+        lf = lf.join(tagged, on=keys, how="inner").select(
             pack(pl.col("_g"), None, bin_), *v_tests
         )
         parts.append(
@@ -130,19 +140,19 @@ def patient_slopes(
     ``window_months=None`` fits all visits.
 
     Returns:
-        A LazyFrame: ``patient_id``, the ``by`` columns, ``points`` (visits fitted), ``slope``
+        A LazyFrame: the patient's keys (``patient_id``, and ``arm`` or ``point`` where the run
+        has them), the ``by`` columns, ``points`` (visits fitted), ``slope``
         (units of the test per month) and ``first`` (the value at the first visit fitted).
     """
-    by = group_columns(by)
-    pts = patients(run, [*by, "symptom_onset_month", "first_visit_month"]).filter(
+    ids = patient_columns(run, group_columns(by))
+    keys = patient_keys(frames(run))
+    pts = patients(run, [*ids, "symptom_onset_month", "first_visit_month"]).filter(
         pl.col("symptom_onset_month").is_not_null() & pl.col("first_visit_month").is_not_null()
     )
-    vis = frames(run)["visits"].select("patient_id", "month", test).join(
-        pts, on="patient_id", how="inner"
-    )
+    vis = frames(run)["visits"].select(*keys, "month", test).join(pts, on=keys, how="inner")
     if window_months is not None:
         vis = vis.filter(pl.col("month") - pl.col("first_visit_month") <= window_months + 1e-9)
-    return slopes_by(vis, test, ["patient_id", *by], min_points=min_visits)
+    return slopes_by(vis, test, ids, min_points=min_visits)
 
 
 def slopes(

@@ -409,6 +409,35 @@ def test_split_hand_summary_is_the_one_pass_table_in_any_batches(run, monkeypatc
     assert_frame_equal(analysis.split_hand_summary(run), whole)
 
 
+@pytest.fixture(scope="module")
+def trial_run(tmp_path_factory):
+    """A two-arm trial: every patient is in both arms, under the same id."""
+    out = tmp_path_factory.mktemp("trial") / "run"
+    simulate(small("trial_als", patients=40), out, workers=1, chunk_size=40)
+    return open_run(out)
+
+
+@pytest.mark.parametrize("query", [
+    lambda r, by: analysis.slopes(r, by=by),
+    lambda r, by: analysis.phenotype_emergence(r, by=by),
+    lambda r, by: analysis.spread_times(r, by=by),
+    lambda r, by: analysis.conversions(r, by=by),
+    lambda r, by: analysis.trajectory_quartiles(r, tests=["alsfrs_r", "cmap_mv"], by=by),
+    lambda r, by: analysis.split_hand_summary(r, by=by),
+], ids=["slopes", "emergence", "spread", "conversions", "trajectories", "split_hand"])
+def test_a_trial_s_arms_are_read_apart(trial_run, query):
+    """Grouped by arm, a query over a trial gives for each arm what it gives over that arm's
+    rows alone (the same patient ids are in both arms: per-patient joins must key on the arm
+    too, or the arms mix)."""
+    both = query(trial_run, "arm")
+    arms = both["arm"].unique().sort().to_list()
+    assert arms == ["drug", "placebo"]
+    for a in arms:
+        alone = {k: v.filter(pl.col("arm") == a) for k, v in trial_run.items()}
+        expected = query(alone, "arm")
+        assert_frame_equal(both.filter(pl.col("arm") == a), expected, check_row_order=False)
+
+
 def test_split_hand_counts_each_hand_once_in_a_trial(tmp_path):
     """A trial holds every patient once per arm: each arm's hands are its own."""
     out = tmp_path / "trial"
