@@ -18,6 +18,7 @@ from analysis.io import (
     aggregate,
     frames,
     group_columns,
+    patient_batches,
     patient_columns,
     patient_keys,
     patients,
@@ -148,19 +149,21 @@ def phenotype_emergence(
         .then(pl.lit("unseen"))
         .otherwise(_state_at(t))
     )
-    per = (
-        _diagnosis_times(run, by)
+    keys = [*by, "months_since_onset"]
+    counts = [  # a batch of patients at a time: the counts add up
+        _diagnosis_times(batch, by)
         .join(_grid(months), how="cross")
         .filter(pl.col("died") | (pl.col("months_to_end") >= t))
         .with_columns(state.alias("state"))
-    )
-    keys = [*by, "months_since_onset"]
-    wide = per.group_by(keys).agg(
-        pl.len().alias("followed"), *[(pl.col("state") == s).sum().alias(s) for s in STATES]
-    )
+        .group_by(keys)
+        .agg(pl.len().alias("followed"), *[(pl.col("state") == s).sum().alias(s) for s in STATES])
+        .collect(engine=ENGINE)
+        for batch in patient_batches(run)
+    ]
+    wide = pl.concat(counts).group_by(keys).agg(pl.col("followed", *STATES).sum()).lazy()
     full = _grid(months)
     if by:
-        full = per.select(by).unique().join(full, how="cross")
+        full = wide.select(by).unique().join(full, how="cross")
     return (
         full.join(wide, on=keys, how="left")
         .with_columns(pl.col("followed", *STATES).fill_null(0))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -302,6 +302,29 @@ def patient_keys(t: Mapping[str, pl.LazyFrame]) -> list[str]:
     partitions ``arm`` (a trial holds every patient once per arm) and ``point`` (a sweep)."""
     names = set(t["patients"].collect_schema().names())
     return ["patient_id", *(c for c in ("arm", "point") if c in names)]
+
+
+#: Patients a per-patient query handles at a time (:func:`patient_batches`): its per-patient
+#: rows, a few hundred bytes each in polars' group-by, then take tens of MB whatever the run.
+PATIENT_BATCH = 100_000
+
+
+def patient_batches(run: Run, size: int | None = None) -> Iterator[dict[str, pl.LazyFrame]]:
+    """The run's tables restricted to batches of ``size`` consecutive patient ids (default
+    :data:`PATIENT_BATCH`), every table filtered alike, so a query that works patient by
+    patient can run batch by batch in bounded memory and combine the results. A run without
+    patients yields itself once."""
+    t = frames(run)
+    size = PATIENT_BATCH if size is None else size
+    lo, hi = t["patients"].select(
+        pl.col("patient_id").min().alias("lo"), pl.col("patient_id").max().alias("hi")
+    ).collect(engine=ENGINE).row(0)
+    if lo is None:
+        yield dict(t)
+        return
+    for first in range(lo, hi + 1, size):
+        batch = pl.col("patient_id").is_between(first, first + size - 1)
+        yield {name: lf.filter(batch) for name, lf in t.items()}
 
 
 def patient_columns(run: Run, by: Sequence[str] = ()) -> list[str]:

@@ -24,6 +24,7 @@ from analysis.io import (
     aggregate,
     frames,
     group_columns,
+    patient_batches,
     patient_columns,
     patient_keys,
     patients,
@@ -35,9 +36,6 @@ from analysis.quantiles import BIN_BITS, MUSCLE_BITS, median_quartiles, pack, qu
 SPLIT_RATIO = 0.6
 #: Examinations with at least this fraction of units alive in APB, FDI and ADM are intact hands.
 INTACT_UNITS = 0.999
-#: Patients whose hands :func:`split_hand_summary` assembles at a time (the join of APB, FDI
-#: and ADM holds one batch's rows in memory: about 30 bytes per hand examination).
-HAND_BATCH_PATIENTS = 100_000
 
 
 def region_onsets(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.DataFrame:
@@ -90,7 +88,10 @@ def spread_times(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.D
         ``share``, ``median``, ``q25``, ``q75``.
     """
     by = group_columns(by)
-    ons = _region_onsets(run, by).filter(pl.col("order") >= 2)
+    ons = pl.concat([  # a batch of patients at a time: at most four rows per patient come back
+        _region_onsets(batch, by).filter(pl.col("order") >= 2).collect(engine=ENGINE)
+        for batch in patient_batches(run)
+    ]).lazy()
     pts = patients(run, [*by, "symptom_onset_month"]).filter(
         pl.col("symptom_onset_month").is_not_null()
     )
@@ -142,17 +143,14 @@ def spread_matrix(run: Run) -> pl.DataFrame:
     )
 
 
-def _hands(run: Run, by: list[str], where: pl.Expr | None = None) -> pl.LazyFrame:
-    """APB, FDI and ADM of one side at one visit side by side (``side`` categorical), of the
-    patients ``where`` selects (a filter on ``patient_id``; default all)."""
+def _hands(run: Run, by: list[str]) -> pl.LazyFrame:
+    """APB, FDI and ADM of one side at one visit side by side (``side`` categorical)."""
     t = frames(run)
     keys = patient_keys(t)
     mus = t["muscles"].select(
         *keys, "month", "muscle", "side", "cmap_mv", "units_alive_fraction"
     )
     pts = patients(run, [*keys, *by, "symptom_onset_month"])
-    if where is not None:
-        mus, pts = mus.filter(where), pts.filter(where)
     key = [*keys, "month", "side"]
 
     def one(name: str) -> pl.LazyFrame:
@@ -179,18 +177,11 @@ def _hands(run: Run, by: list[str], where: pl.Expr | None = None) -> pl.LazyFram
 
 
 def _hands_on_disk(run: Run, by: list[str], columns: list[str], directory: Path) -> pl.LazyFrame:
-    """``columns`` of the hand rows (:func:`_hands`), assembled :data:`HAND_BATCH_PATIENTS`
-    patients at a time and written to Parquet files in ``directory``; a scan of them. Joining
-    the three muscles holds a batch's rows in memory, not the run's."""
-    span = patients(run).select(
-        pl.col("patient_id").min().alias("lo"), pl.col("patient_id").max().alias("hi")
-    ).collect(engine=ENGINE)
-    lo, hi = span.row(0)
-    if lo is None:
-        return _hands(run, by).select(columns)
-    for i, first in enumerate(range(lo, hi + 1, HAND_BATCH_PATIENTS)):
-        batch = pl.col("patient_id").is_between(first, first + HAND_BATCH_PATIENTS - 1)
-        _hands(run, by, batch).select(columns).sink_parquet(directory / f"{i:06d}.parquet")
+    """``columns`` of the hand rows (:func:`_hands`), assembled a batch of patients at a time
+    (:func:`analysis.io.patient_batches`) and written to Parquet files in ``directory``; a scan
+    of them. Joining the three muscles holds a batch's rows in memory, not the run's."""
+    for i, batch in enumerate(patient_batches(run)):
+        _hands(batch, by).select(columns).sink_parquet(directory / f"{i:06d}.parquet")
     return pl.scan_parquet(directory / "*.parquet")
 
 

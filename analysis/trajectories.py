@@ -18,6 +18,7 @@ from analysis.io import (
     aggregate,
     frames,
     group_columns,
+    patient_batches,
     patient_columns,
     patient_keys,
     patients,
@@ -178,7 +179,10 @@ def slopes(
     by = group_columns(by)
     parts = []
     for t in tests:
-        per = patient_slopes(run, t, window_months, min_visits, by)
+        per = pl.concat([  # a batch of patients at a time: one row per patient comes back
+            patient_slopes(batch, t, window_months, min_visits, by).collect(engine=ENGINE)
+            for batch in patient_batches(run)
+        ]).lazy()
         s = pl.col("slope")
         agg = aggregate(
             per,

@@ -404,9 +404,23 @@ def test_split_hand_summary_is_the_one_pass_table_in_any_batches(run, monkeypatc
     whole = analysis.split_hand_summary(run)
     reference = _split_hand_reference(analysis.split_hand(run).collect())
     assert_frame_equal(whole, reference)
-    monkeypatch.setattr(spread, "HAND_BATCH_PATIENTS", 7)
+    monkeypatch.setattr(analysis.io, "PATIENT_BATCH", 7)
     monkeypatch.setattr(quantiles, "MAX_VALUES", 500)  # quartiles in passes over key batches
     assert_frame_equal(analysis.split_hand_summary(run), whole)
+
+
+@pytest.mark.parametrize("query", [
+    lambda r: analysis.slopes(r),
+    lambda r: analysis.phenotype_emergence(r),
+    lambda r: analysis.split_hand_summary(r),
+    lambda r: analysis.spread_times(r),
+], ids=["slopes", "emergence", "split_hand", "spread"])
+def test_queries_in_patient_batches_equal_the_whole(run, monkeypatch, query):
+    """The queries that work a batch of patients at a time (bounded memory) give the table of
+    one batch, whatever the batch (7 patients: many batches, some empty)."""
+    whole = query(run)
+    monkeypatch.setattr(analysis.io, "PATIENT_BATCH", 7)
+    assert_frame_equal(query(run), whole, check_exact=False, rel_tol=1e-12)
 
 
 @pytest.fixture(scope="module")
