@@ -205,8 +205,8 @@ def confusion(
     keys = ["months_since_onset", *by, "phenotype"]
     t = pl.col("months_since_onset")
     cats = ("none", *DIAGNOSES)
-    return (
-        _diagnosis_times(run, [*by, "phenotype"])
+    counts = [  # a batch of patients at a time: the counts add up
+        _diagnosis_times(batch, [*by, "phenotype"])
         .join(_grid(months), how="cross")
         .filter(pl.col("months_to_first_visit") <= t)
         .with_columns(_state_at(t).alias("diagnosis"))
@@ -215,9 +215,10 @@ def confusion(
             pl.len().cast(pl.Int64).alias("seen"),
             *[(pl.col("diagnosis") == c).sum().cast(pl.Int64).alias(c) for c in cats],
         )
-        .sort(keys)
         .collect(engine=ENGINE)
-    )
+        for batch in patient_batches(run)
+    ]
+    return pl.concat(counts).group_by(keys).agg(pl.col("seen", *cats).sum()).sort(keys)
 
 
 def time_to_diagnosis(run: Run, by: str | Sequence[str] | None = "phenotype") -> pl.DataFrame:
@@ -233,7 +234,9 @@ def time_to_diagnosis(run: Run, by: str | Sequence[str] | None = "phenotype") ->
         ``median_after_first_visit`` (months from the first visit).
     """
     by = group_columns(by)
-    base = _diagnosis_times(run, by)
+    base = pl.concat([  # a batch of patients at a time: one row per patient comes back
+        _diagnosis_times(batch, by).collect(engine=ENGINE) for batch in patient_batches(run)
+    ]).lazy()
     parts = []
     for name, col in [("any", "months_to_diagnosis")] + [(d, f"months_to_{d}") for d in DIAGNOSES]:
         m = pl.col(col)

@@ -414,7 +414,9 @@ def test_split_hand_summary_is_the_one_pass_table_in_any_batches(run, monkeypatc
     lambda r: analysis.phenotype_emergence(r),
     lambda r: analysis.split_hand_summary(r),
     lambda r: analysis.spread_times(r),
-], ids=["slopes", "emergence", "split_hand", "spread"])
+    lambda r: analysis.confusion(r),
+    lambda r: analysis.time_to_diagnosis(r),
+], ids=["slopes", "emergence", "split_hand", "spread", "confusion", "time_to_diagnosis"])
 def test_queries_in_patient_batches_equal_the_whole(run, monkeypatch, query):
     """The queries that work a batch of patients at a time (bounded memory) give the table of
     one batch, whatever the batch (7 patients: many batches, some empty)."""
