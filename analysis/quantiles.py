@@ -29,22 +29,26 @@ def patient_groups(run: Run, by: Sequence[str]) -> tuple[pl.LazyFrame, pl.DataFr
         run has them: :func:`analysis.io.patient_keys`), ``_g`` and ``symptom_onset_month``;
         DataFrame of ``_g`` and the ``by`` columns, one row per group present).
     """
-    by = list(by)
     keys = patient_keys(frames(run))
     pts = patients(run, [*keys, *by, "symptom_onset_month"])
+    tagged, groups = group_index(pts, by)
+    return tagged.select(*keys, "_g", "symptom_onset_month"), groups
+
+
+def group_index(lf: pl.LazyFrame, by: Sequence[str]) -> tuple[pl.LazyFrame, pl.DataFrame]:
+    """``lf`` with an Int64 column ``_g`` numbering its combinations of the ``by`` columns in
+    sorted order (nulls last; 0 for all rows when ``by`` is empty), and the DataFrame of ``_g``
+    and the ``by`` columns, one row per combination present."""
+    by = list(by)
     if not by:
-        tagged = pts.select(*keys, pl.lit(0, pl.Int64).alias("_g"), "symptom_onset_month")
-        return tagged, pl.DataFrame(
+        return lf.with_columns(pl.lit(0, pl.Int64).alias("_g")), pl.DataFrame(
             {"_g": [0]}, schema={"_g": pl.Int64}
         )
     groups = (
-        pts.select(by).unique().sort(by, nulls_last=True).collect()
+        lf.select(by).unique().sort(by, nulls_last=True).collect(engine=ENGINE)
         .with_row_index("_g").with_columns(pl.col("_g").cast(pl.Int64))
     )
-    tagged = pts.join(groups.lazy(), on=by, how="left", nulls_equal=True).select(
-        *keys, "_g", "symptom_onset_month"
-    )
-    return tagged, groups
+    return lf.join(groups.lazy(), on=by, how="left", nulls_equal=True), groups
 
 
 def pack(group: pl.Expr, muscle: pl.Expr | None, bin_: pl.Expr) -> pl.Expr:

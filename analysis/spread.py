@@ -30,7 +30,15 @@ from analysis.io import (
     patients,
     strings,
 )
-from analysis.quantiles import BIN_BITS, MUSCLE_BITS, median_quartiles, pack, quartiles, unpack
+from analysis.quantiles import (
+    BIN_BITS,
+    MUSCLE_BITS,
+    group_index,
+    median_quartiles,
+    pack,
+    quartiles,
+    unpack,
+)
 
 #: APB / ADM CMAP ratio below which a hand counts as split (Lu 2022).
 SPLIT_RATIO = 0.6
@@ -223,13 +231,7 @@ def _split_hand_table(rows: pl.LazyFrame, by: list[str], bin_months: float) -> p
     """:func:`split_hand_summary` of the hand rows: the quartiles by :func:`quartiles` (memory
     bounded whatever the run's size), counts and shares by a streamed group-by."""
     t = pl.col("months_since_onset")
-    groups = (
-        rows.select(by).unique().sort(by, nulls_last=True).collect(engine=ENGINE)
-        .with_row_index("_g").with_columns(pl.col("_g").cast(pl.Int64))
-        if by else pl.DataFrame({"_g": [0]}, schema={"_g": pl.Int64})
-    )
-    tagged = (rows.join(groups.lazy(), on=by, how="left", nulls_equal=True) if by
-              else rows.with_columns(pl.lit(0, pl.Int64).alias("_g")))
+    tagged, groups = group_index(rows, by)
     g = pl.col("_g")
     # The intact hands (months pooled) take muscle slot 1 of the packed key, the binned ones 0.
     keyed = pl.concat([
