@@ -78,7 +78,7 @@ _A = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.35775186726
       -30.66479806614716, 2.506628277459239)
 _B = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
       -13.28068155288572)
-_C = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549671010126152,
+_C = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734,
       4.374664141464968, 2.938163982698783)
 _D = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
 
@@ -212,9 +212,9 @@ def thresholds(
     Returns:
         ``(sorted_ma, order)``: (patients, units) float32 thresholds (mA) in ascending order
         within each muscle's block, and (patients, units) int16 unit index within the muscle
-        of each sorted position. The normal deviates are those of
-        ``progression.random.normal(seed, "scan-threshold", ids, units)`` (and
-        ``"scan-threshold-muscle"`` for the pool medians), drawn in a compiled loop.
+        of each sorted position. The normal deviates are
+        ``scipy.special.ndtri(progression.random.uniform(seed, "scan-threshold", ids, units))``
+        (and ``"scan-threshold-muscle"`` for the pool medians), drawn in a compiled loop.
     """
     n, units = len(ids), int(start[-1])
     m = len(start) - 1
@@ -230,12 +230,11 @@ def thresholds(
 
 
 @numba.njit(inline="always")
-def _normal(key, c, n):
-    """The ``c``-th (from 0) of ``n`` standard normals of a stream, as
-    :func:`progression.random.normal` pairs its uniforms (Box-Muller)."""
-    u1 = _uniform(key, c + 1)
-    u2 = _uniform(key, n + c + 1)
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+def _normal(key, c):
+    """The ``c``-th (from 0) standard normal of a stream, by inversion of its ``c + 1``-th
+    uniform: ``ndtri(u)``, as :mod:`progression.distributions` draws the latent parameters.
+    One uniform and, outside the 5% tails, no logarithm: about half the cost of Box-Muller."""
+    return _ndtri(_uniform(key, c + 1))
 
 
 @numba.njit(inline="always")
@@ -287,8 +286,8 @@ def _thresholds(unit_keys, pool_keys, start, pool_sd, needed, sorted_ma, order):
                 continue
             a, b = start[i], start[i + 1]
             for u in range(a, b):
-                z[u] = _normal(unit_keys[j], u, units)
-            z_pool = _normal(pool_keys[j], i, m)
+                z[u] = _normal(unit_keys[j], u)
+            z_pool = _normal(pool_keys[j], i)
             median = MEDIAN_THRESHOLD_MA * math.exp(PERSON_THRESHOLD_SD * z_pool)
             o = o_all[: b - a]
             _stable_order(z[a:b], o, count[: _BUCKETS_PER_UNIT * (b - a) + 1])
