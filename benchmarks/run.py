@@ -157,8 +157,11 @@ def run_cli(out: Path, patients: int, workers: int, chunk: int) -> tuple[float, 
 
 #: (patients, chunk size) of the scaling runs, quick and full. Quick: 16 chunks, 8 per worker,
 #: about 25 s of simulation in one worker, so that the cluster's start-up (about 3 s) does not
-#: dominate the ratio as it did at 3,000 patients (12 chunks of 250: 1.4).
-SCALING_SIZES = {True: (8000, 500), False: (20_000, 500)}
+#: dominate the ratio as it did at 3,000 patients (12 chunks of 250: 1.4). Full: 80 chunks, 40
+#: per worker, about 75 s in one worker: the 2 workers' extra start-up (a local cluster and two
+#: interpreters importing the engine, about 1.3 s more than in process, reported apart) weighs
+#: 2% of the ratio rather than the 4% it weighed at 20,000 patients (1.77 there; 1.92 without).
+SCALING_SIZES = {True: (8000, 500), False: (40_000, 500)}
 
 
 def scaling(tmp: Path, patients: int, chunk: int) -> dict:
