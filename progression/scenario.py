@@ -499,7 +499,7 @@ class Exam:
         cmct_cov: visit-to-visit CMCT noise over the muscle's healthy CMCT: intra-individual
             CMCT CoV 11-15% across 3 days (Samii 1998 Muscle Nerve 21:1445, 5 subjects); a
             person's own offset takes what it leaves of the published between-person SD
-            (hand 1.3 ms, foot 2.5 ms: :data:`progression.exam.criteria.CMCT_SD_MS`).
+            (hand 1.3 ms, foot 2.5 ms: :data:`progression.exam.tms.CMCT_SD_MS`).
         reflex_sd: rater noise on reflex grade (grades).
         reflex_subject_sd: a person's own tendon-reflex level (grades; chosen, no published
             figure).

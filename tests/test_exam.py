@@ -27,6 +27,7 @@ from progression.exam import (
     alsfrs,
     criteria,
     subject_noise,
+    tms,
     visit_noise,
 )
 from progression.model import CohortModel, simulate_chunk
@@ -36,9 +37,9 @@ from tests.conftest import small
 #: A reduced body map: one bulbar muscle, the split-hand pair and a leg TMS target.
 MAP = ["tongue", "APB", "ADM", "TA"]
 KEY = ["patient_id", "muscle", "side"]
-HAND_LIMIT = criteria.cmct_upper_limit(7.5)  # 10.75 ms
+HAND_LIMIT = tms.cmct_upper_limit(7.5)  # 10.75 ms
 MUP_HEALTHY_UV = {m.name: m.mup_uv for m in default_muscles()}
-CMCT_LIMIT = {m.name: criteria.cmct_upper_limit(m.cmct_ms) for m in default_muscles() if m.cmct_ms}
+CMCT_LIMIT = {m.name: tms.cmct_upper_limit(m.cmct_ms) for m in default_muscles() if m.cmct_ms}
 
 
 @cache
@@ -525,7 +526,7 @@ def test_examinations_never_change_the_state():
 # ------------------------------------------------------------------------- criteria, directly
 
 
-def _findings(reflex, mrc, wasting=False, jaw="normal", cmct=np.nan):
+def _findings(reflex, mrc, wasting=False, jaw="normal", cmct=np.nan, mep=True):
     """Region findings of one patient with one biceps and one APB (cervical)."""
     mus = {
         "mrc_grade": np.array([[mrc, 5]]),
@@ -535,14 +536,12 @@ def _findings(reflex, mrc, wasting=False, jaw="normal", cmct=np.nan):
         "fibrillation_grade": np.array([[0, 0]]),
         "mup_amplitude_uv": np.array([[450.0, 900.0]]),
         "cmct_ms": np.array([[np.nan, cmct]]),
-        "mep_present": np.array([[None, True]], dtype=object),
+        "mep_present": np.array([[None, mep]], dtype=object),
     }
     return criteria.region_findings(
         mus,
         np.array([1, 1]),
         np.array([450.0, 900.0]),
-        np.array([np.inf, HAND_LIMIT]),
-        np.array([False, True]),
         np.array([False]),
         np.array([jaw], dtype=object),
         np.array(["none"], dtype=object),
@@ -563,9 +562,17 @@ def test_brisk_reflexes_count_as_umn_signs_only_where_pathological():
     assert not _findings(reflex=1, mrc=4, wasting=True)[1][0, cervical]
     assert not _findings(reflex=2, mrc=4)[1][0, cervical]
     assert not _findings(reflex=2, mrc=5, wasting=True)[1][0, cervical]
-    # A brisk jaw jerk and a prolonged CMCT are soft: reported, not yet counted.
-    lmn, umn, soft = _findings(reflex=2, mrc=5, jaw="brisk", cmct=HAND_LIMIT + 1)
-    assert not umn.any() and soft[0, 0] and soft[0, cervical]
+    # A brisk jaw jerk is soft: reported, not yet counted.
+    lmn, umn, soft = _findings(reflex=2, mrc=5, jaw="brisk")
+    assert not umn.any() and soft[0, 0] and not soft[0, cervical]
+
+
+def test_tms_is_not_a_clinical_sign():
+    """The criteria count UMN dysfunction found by clinical examination: an absent MEP or a
+    prolonged CMCT, in a weak and wasted hand, is neither a UMN finding nor a soft one."""
+    for finding in ({"mep": False}, {"cmct": HAND_LIMIT + 5}):
+        lmn, umn, soft = _findings(reflex=1, mrc=3, wasting=True, **finding)
+        assert lmn.any() and not umn.any() and not soft.any()
 
 
 def test_pls_needs_two_years_pma_two_visits_and_soft_findings_two_visits():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from progression.body import COMPARTMENTS
-from progression.exam import Examiner, criteria, tms
+from progression.exam import Examiner, tms
 from progression.model import CohortModel, simulate_chunk
 from progression.processes import umn
 from progression.scenario import Exam
@@ -151,7 +151,7 @@ def test_healthy_cohort_cmct_matches_the_body_map_and_its_published_spread():
                                 ("EDB", 14.0, 2.5)):
         assert abs(s[muscle]["mean"] - healthy) <= (0.15 if healthy < 10 else 0.3), muscle
         assert abs(s[muscle]["sd"] / sd - 1) <= 0.15, muscle
-        assert criteria.cmct_sd(healthy) == sd
+        assert tms.cmct_sd(healthy) == sd
 
 
 def test_a_thinned_pls_tract_gives_absent_meps_in_most_patients():

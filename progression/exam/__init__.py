@@ -9,8 +9,7 @@ make every draw and name it by what it perturbs; the ``exam`` section of the sce
 much each one perturbs.
 
 Findings of dysfunction per region accumulate over visits (:mod:`progression.exam.criteria`
-says what counts); soft findings (brisk jaw jerk, CMCT beyond the upper limit of normal) count
-once seen at two consecutive visits.
+says what counts); soft findings (a brisk jaw jerk) count once seen at two consecutive visits.
 """
 
 from __future__ import annotations
@@ -301,9 +300,6 @@ class Examiner:
         self.tms_target = np.array([mu.cmct_ms is not None for mu in body.muscles])
         self.cmct_healthy = np.array([mu.cmct_ms or np.nan for mu in body.muscles])
         self._tms_setup(scenario, own)
-        self.cmct_limit = np.array(
-            [criteria.cmct_upper_limit(mu.cmct_ms) if mu.cmct_ms else np.inf for mu in body.muscles]
-        )
         # The bulbar and lumbosacral tracts and the muscle that stands for the bulbar LMN pool.
         self.bulbar = COMPARTMENTS.index(("bulbar", "midline"))
         self.lumbosacral = [COMPARTMENTS.index(("lumbosacral", sd)) for sd in ("left", "right")]
@@ -540,7 +536,7 @@ class Examiner:
         self.v_onset_healthy = v_h
         healthy = np.nan_to_num(self.cmct_healthy)
         self.cmct_visit_sd = p.cmct_cov * healthy
-        population = np.array([criteria.cmct_sd(mu.cmct_ms or 0.0) for mu in self.body.muscles])
+        population = np.array([tms.cmct_sd(mu.cmct_ms or 0.0) for mu in self.body.muscles])
         intensity_sd = cov * np.maximum(healthy - tms.SYNAPTIC_DELAY_MS, 0.0)
         own_sd = tms.subject_cmct_sd(population, self.cmct_visit_sd, intensity_sd)
         self.cmct_own = own_sd[None, :] * own.cmct[:, c]
@@ -612,8 +608,6 @@ class Examiner:
             per_muscle,
             self.region_of_muscle,
             self.mup_healthy,
-            self.cmct_limit,
-            self.tms_target,
             bedside["babinski"],
             bedside["jaw_jerk"],
             bedside["dysarthria"],

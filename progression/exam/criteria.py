@@ -8,13 +8,19 @@ Per region (MODEL.md section 9; Gold Coast 2020, Shefner et al. Clin Neurophysio
 - UMN dysfunction: pathologically brisk reflexes (clonus, brisk reflexes in a weak or wasted
   region, or a reflex preserved at a normal grade by a muscle that is itself weak and wasted:
   "the presence of a reflex in a weak and wasted limb"), spasticity, Babinski sign,
-  brisk jaw jerk, spastic dysarthria, pseudobulbar affect, or an absent or prolonged central
-  motor conduction where recorded.
+  brisk jaw jerk, spastic dysarthria or pseudobulbar affect. These are clinical signs: the
+  criteria ask for UMN dysfunction found by clinical examination (El Escorial, A:2; Gold Coast:
+  reflexes, pathological reflexes, spasticity, slowed and poorly coordinated movement), so TMS,
+  which the laboratory records at every visit (``cmct_ms``, ``mep_present``), is not counted.
+  Before issue 17's later sessions an absent MEP was UMN dysfunction and a prolonged CMCT a soft
+  finding: an LMN-only patient then became ALS once the tract had lost enough fast axons for
+  the MEP to fail, whatever the examination showed (PMA conversion 55% within 61 months against
+  22% published, Kim 2009, who counted clinical signs).
 
-Graded findings whose healthy range borders the abnormal one (brisk jaw jerk, CMCT beyond the
-upper limit of normal) are *soft*: measurement noise alone crosses the limit now and then, and
-findings accumulate over visits, so a soft finding counts only when it is present at two
-consecutive visits (the examiner keeps that record). Brisk reflexes in a region of normal
+A graded finding whose healthy range borders the abnormal one (the brisk jaw jerk) is *soft*:
+measurement noise alone crosses the limit now and then, and findings accumulate over visits, so
+a soft finding counts only when it is present at two consecutive visits (the examiner keeps
+that record). Brisk reflexes in a region of normal
 strength are not counted at all: healthy people may have brisk reflexes, and without weakness,
 clonus or spasticity a neurologist does not call them pathological.
 
@@ -39,32 +45,15 @@ from progression.body import REGIONS
 #: amplitude SD is about 14% of the mean (TA 662 +/- 92 microvolts, de Carvalho group), so
 #: 1.4x lies near the published upper limit of normal (TA 846 microvolts, 1.28x) plus margin.
 NEUROGENIC_MUP = 1.4
-#: Healthy CMCT SD by healthy mean: hand 1.3 ms, foot 2.5 ms (Jitsakulchaidej 2022 BMC Neurol).
-CMCT_SD_MS = {7.5: 1.3, 14.0: 2.5}
-#: Upper limit of normal CMCT: mean + this many population SDs (the laboratory convention).
-CMCT_LIMIT_SD = 2.5
 #: PLS needs UMN-only disease for this long since symptom onset (2020 consensus, probable).
 PLS_MONTHS = 24.0
 CATEGORIES = ("none", "PMA", "PLS", "ALS")
-
-
-def cmct_sd(healthy_ms: float) -> float:
-    """Published between-person SD of CMCT (ms) for a target with healthy mean ``healthy_ms``
-    (:data:`CMCT_SD_MS`; elsewhere 17% of the mean, the hand's ratio)."""
-    return CMCT_SD_MS.get(healthy_ms, 0.17 * healthy_ms)
-
-
-def cmct_upper_limit(healthy_ms: float) -> float:
-    """Upper limit of normal CMCT (ms) for a target with healthy mean ``healthy_ms``."""
-    return healthy_ms + CMCT_LIMIT_SD * cmct_sd(healthy_ms)
 
 
 def region_findings(
     mus: dict[str, np.ndarray],
     region_of_muscle: np.ndarray,
     mup_healthy_uv: np.ndarray,
-    cmct_limit_ms: np.ndarray,
-    tms_target: np.ndarray,
     babinski: np.ndarray,
     jaw: np.ndarray,
     dysarthria: np.ndarray,
@@ -76,12 +65,9 @@ def region_findings(
     Args:
         mus: per-muscle findings (patients, muscles): ``mrc_grade``, ``wasting``,
             ``reflex_grade`` (-1 where not tested), ``tone`` (None where not tested),
-            ``fibrillation_grade``, ``mup_amplitude_uv``, ``cmct_ms`` (nan if absent or not
-            recorded), ``mep_present`` (None where not a TMS target).
+            ``fibrillation_grade``, ``mup_amplitude_uv``.
         region_of_muscle: (muscles,) index into :data:`REGIONS`.
         mup_healthy_uv: (muscles,) healthy MUP amplitude.
-        cmct_limit_ms: (muscles,) upper limit of normal CMCT (inf where not a target).
-        tms_target: (muscles,) bool.
         babinski, jaw, dysarthria, pba: (patients,) patient-level signs.
     """
     n = babinski.shape[0]
@@ -95,8 +81,6 @@ def region_findings(
     preserved = (mus["reflex_grade"] >= 2) & weak & mus["wasting"]
     clonus = mus["reflex_grade"] >= 4
     spastic = mus["tone"] == "spastic"
-    slow = np.nan_to_num(mus["cmct_ms"], nan=-np.inf) > cmct_limit_ms
-    absent = tms_target & (mus["mep_present"] == False)  # noqa: E712 (object array of bools/None)
     lmn_r = np.zeros((n, len(REGIONS)), dtype=bool)
     umn_r = np.zeros((n, len(REGIONS)), dtype=bool)
     soft_r = np.zeros((n, len(REGIONS)), dtype=bool)
@@ -111,9 +95,7 @@ def region_findings(
             | (brisk[:, cols].any(axis=1) & weak_or_wasted)
             | preserved[:, cols].any(axis=1)
             | spastic[:, cols].any(axis=1)
-            | absent[:, cols].any(axis=1)
         )
-        soft_r[:, r] = slow[:, cols].any(axis=1)
     b = REGIONS.index("bulbar")
     lmn_r[:, b] |= np.isin(dysarthria, ("flaccid", "mixed"))
     umn_r[:, b] |= np.isin(dysarthria, ("spastic", "mixed")) | pba

@@ -38,6 +38,10 @@ from numba import njit
 SYNAPTIC_DELAY_MS = 1.5
 #: Maximal stimulator output (% MSO).
 MSO = 100.0
+#: Healthy CMCT SD by healthy mean: hand 1.3 ms, foot 2.5 ms (Jitsakulchaidej 2022 BMC Neurol).
+CMCT_SD_MS = {7.5: 1.3, 14.0: 2.5}
+#: Upper limit of normal CMCT: mean + this many population SDs (the laboratory convention).
+CMCT_LIMIT_SD = 2.5
 
 
 def volley_weights(v: np.ndarray, exponent: float) -> np.ndarray:
@@ -212,6 +216,17 @@ def cmct(
     return path_ms_m_s / v_onset + SYNAPTIC_DELAY_MS + own_ms + noise_ms
 
 
+def cmct_sd(healthy_ms: float) -> float:
+    """Published between-person SD of CMCT (ms) for a target with healthy mean ``healthy_ms``
+    (:data:`CMCT_SD_MS`; elsewhere 17% of the mean, the hand's ratio)."""
+    return CMCT_SD_MS.get(healthy_ms, 0.17 * healthy_ms)
+
+
+def cmct_upper_limit(healthy_ms: float) -> float:
+    """Upper limit of normal CMCT (ms) for a target with healthy mean ``healthy_ms``."""
+    return healthy_ms + CMCT_LIMIT_SD * cmct_sd(healthy_ms)
+
+
 def subject_cmct_sd(population_sd, visit_sd, intensity_sd) -> np.ndarray:
     """SD (ms) of a person's own CMCT offset, so that it, the visit noise (``visit_sd``) and
     the spread the stimulus intensity brings (``intensity_sd``, :func:`healthy_onset`)
@@ -222,9 +237,13 @@ def subject_cmct_sd(population_sd, visit_sd, intensity_sd) -> np.ndarray:
 
 
 __all__ = [
+    "CMCT_LIMIT_SD",
+    "CMCT_SD_MS",
     "MSO",
     "SYNAPTIC_DELAY_MS",
     "cmct",
+    "cmct_sd",
+    "cmct_upper_limit",
     "drive",
     "healthy_onset",
     "latency_drive",
