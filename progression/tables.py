@@ -68,6 +68,7 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
         ("alsfrs_respiratory", I16, "items 10-12 (dyspnoea, orthopnoea, insufficiency), 0-12"),
         ("svc_percent", F64, "slow vital capacity (% predicted)"),
         ("babinski", BOOL, "extensor plantar response"),
+        ("hoffmann", BOOL, "Hoffmann sign (finger flexor reflex)"),
         ("jaw_jerk", STR, "absent, reduced, normal or brisk"),
         ("dysarthria", STR, "none, flaccid, spastic or mixed"),
         ("pseudobulbar_affect", BOOL, "uncontrolled laughing or crying"),

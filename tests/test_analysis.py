@@ -427,9 +427,10 @@ def test_queries_in_patient_batches_equal_the_whole(run, monkeypatch, query):
 
 @pytest.fixture(scope="module")
 def trial_run(tmp_path_factory):
-    """A two-arm trial: every patient is in both arms, under the same id."""
+    """A two-arm trial: every patient is in both arms, under the same id. 120 patients: enough
+    for a conversion from PMA to ALS in each arm (about 2% of ALS patients make one)."""
     out = tmp_path_factory.mktemp("trial") / "run"
-    simulate(small("trial_als", patients=40), out, workers=1, chunk_size=40)
+    simulate(small("trial_als", patients=120), out, workers=1, chunk_size=120)
     return open_run(out)
 
 

@@ -26,6 +26,7 @@ from progression.exam import (
     _previous_visit,
     alsfrs,
     criteria,
+    signs,
     subject_noise,
     tms,
     visit_noise,
@@ -526,7 +527,7 @@ def test_examinations_never_change_the_state():
 # ------------------------------------------------------------------------- criteria, directly
 
 
-def _findings(reflex, mrc, wasting=False, jaw="normal", cmct=np.nan, mep=True):
+def _findings(reflex, mrc, wasting=False, jaw="normal", cmct=np.nan, mep=True, hoffmann=False):
     """Region findings of one patient with one biceps and one APB (cervical)."""
     mus = {
         "mrc_grade": np.array([[mrc, 5]]),
@@ -543,6 +544,7 @@ def _findings(reflex, mrc, wasting=False, jaw="normal", cmct=np.nan, mep=True):
         np.array([1, 1]),
         np.array([450.0, 900.0]),
         np.array([False]),
+        np.array([hoffmann]),
         np.array([jaw], dtype=object),
         np.array(["none"], dtype=object),
         np.array([False]),
@@ -565,6 +567,26 @@ def test_brisk_reflexes_count_as_umn_signs_only_where_pathological():
     # A brisk jaw jerk is soft: reported, not yet counted.
     lmn, umn, soft = _findings(reflex=2, mrc=5, jaw="brisk")
     assert not umn.any() and soft[0, 0] and not soft[0, cervical]
+
+
+def test_the_hoffmann_sign_is_a_cervical_umn_sign():
+    """A Hoffmann sign is UMN dysfunction of the arms' region, with normal reflexes and
+    strength, and of no other region."""
+    cervical = 1
+    lmn, umn, soft = _findings(reflex=2, mrc=5, hoffmann=True)
+    assert umn[0, cervical] and umn.sum() == 1 and not lmn.any() and not soft.any()
+    assert not _findings(reflex=2, mrc=5)[1].any()
+
+
+def test_hoffmann_threshold_spreads_over_its_range():
+    """The threshold maps a uniform draw onto tract loss over HOFFMANN_LOSS, monotone: the
+    sign appears in a patient once the cervical tract falls below it."""
+    lo, hi = signs.HOFFMANN_LOSS
+    u = np.array([0.0, 0.5, 1.0])
+    thr = signs.hoffmann_threshold(u)
+    np.testing.assert_allclose(thr, [1 - hi, 1 - (lo + hi) / 2, 1 - lo])
+    assert signs.hoffmann(np.array([thr[1] - 1e-9]), thr[1:2])[0]
+    assert not signs.hoffmann(np.array([thr[1]]), thr[1:2])[0]
 
 
 def test_tms_is_not_a_clinical_sign():

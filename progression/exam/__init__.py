@@ -179,6 +179,8 @@ class SubjectNoise:
             ``cmct_cov`` leaves of the published between-person SD).
         wasting: (patients,) the person's habitus: how visible a loss of bulk is in them, on
             the log of the bulk lost (``wasting_subject_sd``).
+        hoffmann: (patients,) uniform; the patient's Hoffmann threshold
+            (:func:`~progression.exam.signs.hoffmann_threshold`).
     """
 
     cmap: np.ndarray
@@ -193,11 +195,13 @@ class SubjectNoise:
     rmt: np.ndarray
     cmct: np.ndarray
     wasting: np.ndarray
+    hoffmann: np.ndarray
 
 
 def subject_noise(seed: int, ids: np.ndarray, muscles: int) -> SubjectNoise:
     """Patients' own draws (streams ``exam:subject``, ``exam:subject-u``,
-    ``exam:subject-munix``, ``exam:subject-tms``, ``exam:subject-signs``)."""
+    ``exam:subject-munix``, ``exam:subject-tms``, ``exam:subject-signs``,
+    ``exam:subject-hoffmann``)."""
     layout = (
         ("cmap", muscles),
         ("reflex", None),
@@ -215,6 +219,7 @@ def subject_noise(seed: int, ids: np.ndarray, muscles: int) -> SubjectNoise:
     return SubjectNoise(
         **_columns(z, layout), munix=zs, babinski=u[:, 0], pba=u[:, 1], rmt=zt[:, 0],
         cmct=zt[:, 1:], wasting=rnd.normal(seed, "exam:subject-signs", ids, 1)[:, 0],
+        hoffmann=rnd.uniform(seed, "exam:subject-hoffmann", ids, 1)[:, 0],
     )
 
 
@@ -281,6 +286,7 @@ class Examiner:
         sigma = tests.munix_subject_sigma(p.munix_cov, p.munix_population_cov)
         self.munix_subject = np.exp(sigma * own.munix - sigma**2 / 2)
         self.babinski_threshold = signs.babinski_threshold(own.babinski)
+        self.hoffmann_threshold = signs.hoffmann_threshold(own.hoffmann)
         self.pba_susceptible = own.pba < 0.5
         self.habitus = p.wasting_subject_sd * own.wasting
         self.mv_per_fibre = np.array([mu.cmap_mv for mu in body.muscles]) / body.healthy_fibres
@@ -303,6 +309,7 @@ class Examiner:
         # The bulbar and lumbosacral tracts and the muscle that stands for the bulbar LMN pool.
         self.bulbar = COMPARTMENTS.index(("bulbar", "midline"))
         self.lumbosacral = [COMPARTMENTS.index(("lumbosacral", sd)) for sd in ("left", "right")]
+        self.cervical = [COMPARTMENTS.index(("cervical", sd)) for sd in ("left", "right")]
         tongue = [i for i, mu in enumerate(body.muscles) if mu.name == "tongue"]
         self.tongue = tongue[0] if tongue else None
         self.lmn_seen = np.zeros((n, len(REGIONS)), dtype=bool)
@@ -555,18 +562,20 @@ class Examiner:
         self, rows: np.ndarray, r: Readings, noise: VisitNoise
     ) -> dict[str, np.ndarray]:
         """Patient-level UMN and bulbar signs: ``babinski`` (extensor plantar, bool),
-        ``jaw_jerk`` (absent, reduced, normal or brisk), ``dysarthria`` (none, flaccid,
-        spastic or mixed) and ``pseudobulbar_affect`` (bool)."""
+        ``hoffmann`` (bool), ``jaw_jerk`` (absent, reduced, normal or brisk), ``dysarthria``
+        (none, flaccid, spastic or mixed) and ``pseudobulbar_affect`` (bool)."""
         n = len(rows)
         bulbar = r.integrity[:, self.bulbar]
         t = self.tongue
         t_units = r.units_fraction[:, t] if t is not None else np.ones(n)
         t_fibres = r.fibres_fraction[:, t] if t is not None else np.ones(n)
         lumbosacral = r.integrity[:, self.lumbosacral].min(axis=1)
+        cervical = r.integrity[:, self.cervical].min(axis=1)
         p = self.params
         jaw_score = self.jaw_offset[rows] + p.jaw_sd * noise.jaw
         return {
             "babinski": signs.babinski(lumbosacral, self.babinski_threshold[rows]),
+            "hoffmann": signs.hoffmann(cervical, self.hoffmann_threshold[rows]),
             "jaw_jerk": signs.jaw_jerk(bulbar, t_units, jaw_score),
             "dysarthria": signs.dysarthria(
                 bulbar, t_fibres, p.dysarthria_sd * noise.dysarthria_lmn,
@@ -609,6 +618,7 @@ class Examiner:
             self.region_of_muscle,
             self.mup_healthy,
             bedside["babinski"],
+            bedside["hoffmann"],
             bedside["jaw_jerk"],
             bedside["dysarthria"],
             bedside["pseudobulbar_affect"],

@@ -7,8 +7,8 @@ Per region (MODEL.md section 9; Gold Coast 2020, Shefner et al. Clin Neurophysio
   jerk is *not* an LMN sign: it is often absent in healthy people.
 - UMN dysfunction: pathologically brisk reflexes (clonus, brisk reflexes in a weak or wasted
   region, or a reflex preserved at a normal grade by a muscle that is itself weak and wasted:
-  "the presence of a reflex in a weak and wasted limb"), spasticity, Babinski sign,
-  brisk jaw jerk, spastic dysarthria or pseudobulbar affect. These are clinical signs: the
+  "the presence of a reflex in a weak and wasted limb"), spasticity, Babinski or Hoffmann
+  sign, brisk jaw jerk, spastic dysarthria or pseudobulbar affect. These are clinical signs: the
   criteria ask for UMN dysfunction found by clinical examination (El Escorial, A:2; Gold Coast:
   reflexes, pathological reflexes, spasticity, slowed and poorly coordinated movement), so TMS,
   which the laboratory records at every visit (``cmct_ms``, ``mep_present``), is not counted.
@@ -55,6 +55,7 @@ def region_findings(
     region_of_muscle: np.ndarray,
     mup_healthy_uv: np.ndarray,
     babinski: np.ndarray,
+    hoffmann: np.ndarray,
     jaw: np.ndarray,
     dysarthria: np.ndarray,
     pba: np.ndarray,
@@ -68,7 +69,7 @@ def region_findings(
             ``fibrillation_grade``, ``mup_amplitude_uv``.
         region_of_muscle: (muscles,) index into :data:`REGIONS`.
         mup_healthy_uv: (muscles,) healthy MUP amplitude.
-        babinski, jaw, dysarthria, pba: (patients,) patient-level signs.
+        babinski, hoffmann, jaw, dysarthria, pba: (patients,) patient-level signs.
     """
     n = babinski.shape[0]
     weak = mus["mrc_grade"] <= 4
@@ -101,6 +102,7 @@ def region_findings(
     umn_r[:, b] |= np.isin(dysarthria, ("spastic", "mixed")) | pba
     soft_r[:, b] |= jaw == "brisk"
     umn_r[:, REGIONS.index("lumbosacral")] |= babinski
+    umn_r[:, REGIONS.index("cervical")] |= hoffmann
     return lmn_r, umn_r, soft_r
 
 

@@ -43,6 +43,15 @@ SPASTIC_LOSS = 0.38
 #: visit (Alvarez 2018 Neurologia 33:8, 130 patients; target ``als_babinski_first_visit``);
 #: the wider range gave 28%.
 BABINSKI_LOSS = (0.05, 0.6)
+#: The Hoffmann sign (flicking the middle finger's nail flexes the thumb and index: the finger
+#: flexor reflex released from the corticospinal tract) is the arm's pathological reflex, as
+#: the Babinski sign is the leg's; both are Gold Coast UMN signs (Shefner 2020 Clin
+#: Neurophysiol 131:1975), and the Hoffmann sign is not among the pyramidal signs Alvarez 2018
+#: counts (hyperreflexia, spasticity, Babinski). It appears once the cervical tract has lost
+#: more than the patient's own threshold, spread over the same range of tract loss as the
+#: Babinski sign. Chosen: no published share of ALS patients with a Hoffmann sign at the
+#: first visit was found; the range is the Babinski sign's, calibrated to Alvarez 2018.
+HOFFMANN_LOSS = BABINSKI_LOSS
 FLACCID_UNITS = 0.4
 #: Healthy jaw-jerk score (2 = normal, 1 = reduced): the normal jaw jerk is slight or barely
 #: present, so healthy people sit between normal and reduced and a brisk one is abnormal.
@@ -107,13 +116,29 @@ def tone(
 def babinski_threshold(u: np.ndarray) -> np.ndarray:
     """A patient's lumbosacral tract integrity below which the plantar response turns extensor,
     from a uniform draw ``u``: tract loss spread over :data:`BABINSKI_LOSS`."""
-    lo, hi = BABINSKI_LOSS
+    return _release_threshold(u, BABINSKI_LOSS)
+
+
+def hoffmann_threshold(u: np.ndarray) -> np.ndarray:
+    """A patient's cervical tract integrity below which the Hoffmann sign appears, from a
+    uniform draw ``u``: tract loss spread over :data:`HOFFMANN_LOSS`."""
+    return _release_threshold(u, HOFFMANN_LOSS)
+
+
+def _release_threshold(u: np.ndarray, loss: tuple[float, float]) -> np.ndarray:
+    """Tract integrity ``1 - loss`` with the loss spread uniformly over ``loss`` by ``u``."""
+    lo, hi = loss
     return 1 - (lo + (hi - lo) * (1 - u))
 
 
 def babinski(lumbosacral_integrity: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     """Extensor plantar response once the tract falls below the patient's own threshold."""
     return lumbosacral_integrity < threshold
+
+
+def hoffmann(cervical_integrity: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Hoffmann sign once the cervical tract falls below the patient's own threshold."""
+    return cervical_integrity < threshold
 
 
 def jaw_jerk(
