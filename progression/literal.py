@@ -373,11 +373,11 @@ class Patient(mesa.Agent):
         return sum(a.alive for a in tract) / len(tract) if tract else 1.0
 
     def strength(self, ms: MuscleState) -> float:
-        """Force over healthy force: living fibres times the UMN drive ``1 - a_u (1 - U)``."""
+        """Force over healthy force: living fibres times the UMN drive ``1 - a_u (1 - U) ** p``."""
         umn = self.model.scenario.disease.umn
-        a_u = umn.drive_weakness if umn is not None else 0.0
+        a_u, p = (umn.drive_weakness, umn.drive_exponent) if umn is not None else (0.0, 1.0)
         u = self.integrity(ms.muscle.compartment)
-        return ms.living_fibres / ms.healthy * (1.0 - a_u * (1.0 - u))
+        return ms.living_fibres / ms.healthy * (1.0 - a_u * (1.0 - u) ** p)
 
     def compartment_function(self) -> list[float]:
         """Per compartment, the mean strength of its muscles (1 if it has none)."""

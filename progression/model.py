@@ -241,11 +241,14 @@ class CohortModel(mesa.Model):
         return self.state.umn_integrity
 
     def strength(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """(patients, muscles) force over healthy force: living fibres times UMN drive."""
+        """(patients, muscles) force over healthy force: living fibres times the UMN drive
+        ``1 - a_u (1 - U) ** p`` (``drive_weakness``, ``drive_exponent``)."""
         frac = self.fibres_sum[rows] / self.healthy
-        a_u = self.scenario.disease.umn.drive_weakness if self.scenario.disease.umn else 0.0
+        umn = self.scenario.disease.umn
+        a_u, p = (umn.drive_weakness, umn.drive_exponent) if umn else (0.0, 1.0)
         u = self.state.umn_integrity[rows][:, self.body.compartment_of_muscle]
-        return frac * (1.0 - a_u * (1.0 - u))
+        lost = 1.0 - u
+        return frac * (1.0 - a_u * (lost if p == 1.0 else lost**p))
 
     def compartment_function(self, strength: np.ndarray | None = None) -> np.ndarray:
         """(patients, compartments) mean strength of each compartment's muscles (1 if none)."""

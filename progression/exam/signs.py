@@ -35,14 +35,19 @@ WASTING_BULK = 0.75
 #: ``als_spasticity_first_visit``); PLS leg spasticity at about 3 years (79% of 34, Santos Silva
 #: 2024 Muscle Nerve 70:152; ``pls_leg_spasticity``) is the check. Read from the present tract
 #: loss, no threshold held both (0.48-0.50 at best); with the months spasticity takes to develop
-#: (:data:`progression.processes.umn.SPASTICITY_MONTHS`) 0.37-0.45 holds both.
-SPASTIC_LOSS = 0.38
+#: (:data:`progression.processes.umn.SPASTICITY_MONTHS`) 0.37-0.45 holds both. Calibrated
+#: again with the UMN weakness reserve (``disease.umn.drive_exponent`` 2: symptoms, and so the
+#: first visit, come later in the tract loss): 0.38 -> 0.50 (at 0.38: ALS 30%, PLS legs 96%;
+#: at 0.50: 15% and 87%, 3,000 patients).
+SPASTIC_LOSS = 0.50
 #: The plantar response turns extensor once the lumbosacral tract has lost more than the
 #: patient's own threshold, spread uniformly over this range of tract loss. Calibrated (issue
 #: 17): (0.1, 1.0) -> (0.05, 0.6), to the Babinski sign in 49% of ALS patients at the first
 #: visit (Alvarez 2018 Neurologia 33:8, 130 patients; target ``als_babinski_first_visit``);
-#: the wider range gave 28%.
-BABINSKI_LOSS = (0.05, 0.6)
+#: the wider range gave 28%. Calibrated again with the UMN weakness reserve
+#: (``disease.umn.drive_exponent`` 2, the first visit later in the tract loss): (0.05, 0.6)
+#: -> (0.08, 0.8) (Babinski at the first visit 59% -> 48%, 3,000 patients).
+BABINSKI_LOSS = (0.08, 0.8)
 #: The Hoffmann sign (flicking the middle finger's nail flexes the thumb and index: the finger
 #: flexor reflex released from the corticospinal tract) is the arm's pathological reflex, as
 #: the Babinski sign is the leg's; both are Gold Coast UMN signs (Shefner 2020 Clin
