@@ -247,8 +247,7 @@ class CohortModel(mesa.Model):
         umn = self.scenario.disease.umn
         a_u, p = (umn.drive_weakness, umn.drive_exponent) if umn else (0.0, 1.0)
         u = self.state.umn_integrity[rows][:, self.body.compartment_of_muscle]
-        lost = 1.0 - u
-        return frac * (1.0 - a_u * (lost if p == 1.0 else lost**p))
+        return frac * (1.0 - a_u * (1.0 - u) ** p)
 
     def compartment_function(self, strength: np.ndarray | None = None) -> np.ndarray:
         """(patients, compartments) mean strength of each compartment's muscles (1 if none)."""
