@@ -216,8 +216,13 @@ class _Process:
             exponential unit loss within a region (Baumann 2012); MUNIX falls 2.4-4.2% per
             month per muscle in ALS (Neuwirth 2015), of which reinnervation hides part.
         onset_month: months from the start of degeneration to the process's onset.
-        spread_delay_months: onset of one region to the next region (rostro-caudal).
-        contralateral_delay_months: one side of a region to the other side.
+        spread_delay_months: the patient's delay from the onset of one region to the next
+            (rostro-caudal): one draw per patient, so that it can be correlated with the
+            patient's speed (``[cohort.correlations]``).
+        region_delay_sigma: how much the delays between different pairs of neighbouring
+            regions of one patient scatter around the patient's delay (log SD of a lognormal
+            factor of median 1, per pair; 0: every pair takes the patient's delay).
+        contralateral_delay_months: one side of a region to the other side (drawn per pair).
         noncontiguous_probability: chance per patient of one jump to a non-neighbouring region.
         bulbar_resistance: spread from the spinal cord into the bulbar region takes this many
             times the drawn delay; spread from the bulbar region down takes the delay itself.
@@ -230,6 +235,7 @@ class _Process:
     spread_delay_months: Dist = field(
         default_factory=lambda: Dist.constant(6.0), metadata=_range(0, 1200, unit="months")
     )
+    region_delay_sigma: float = field(default=0.0, metadata=_range(0, 3, unit="log SD"))
     contralateral_delay_months: Dist = field(
         default_factory=lambda: Dist.constant(3.0), metadata=_range(0, 1200, unit="months")
     )

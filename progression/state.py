@@ -111,8 +111,7 @@ def buckets(scenario: Scenario) -> int:
 #: Draws per patient of the parameters drawn more than once (one per pair of neighbouring
 #: compartments); every other per-patient parameter is drawn once.
 DRAWS_PER_PATIENT = {
-    f"disease.{proc}.{delay}": len(CONTIGUITY)
-    for proc in ("lmn", "umn") for delay in ("spread_delay_months", "contralateral_delay_months")
+    f"disease.{proc}.contralateral_delay_months": len(CONTIGUITY) for proc in ("lmn", "umn")
 }
 
 
@@ -150,9 +149,14 @@ def _choice(u: np.ndarray, shares: list[float]) -> np.ndarray:
 def _spread_draws(proc: LMN | UMN, path: str, seed: int, ids, origin, draw: PatientDraws):
     """A spreading process's per-patient draws: the rostro-caudal and contralateral delay of
     each contiguity edge, and a non-contiguous jump (the compartment it reaches, or -1, and its
-    delay)."""
+    delay). The rostro-caudal delays scatter around the patient's own spread delay."""
     n_edges = len(CONTIGUITY)
-    rostro = draw(proc.spread_delay_months, f"{path}.spread_delay_months", n_edges)
+    rostro = hazard.region_delays(
+        draw(proc.spread_delay_months, f"{path}.spread_delay_months"),
+        rnd.normal(seed, f"{path}.region_delay", ids, n_edges),
+        proc.region_delay_sigma,
+        proc.spread_delay_months.support(),
+    )
     contra = draw(proc.contralateral_delay_months, f"{path}.contralateral_delay_months", n_edges)
     u = rnd.uniform(seed, f"{path}.jump", ids, 3)
     jump = u[:, 0] < proc.noncontiguous_probability

@@ -20,7 +20,7 @@ from scipy import stats
 from progression.distributions import correlate
 from progression.runner import run
 from progression.scenario import ScenarioError, parse_scenario, patient_parameters
-from progression.state import DRAWS_PER_PATIENT, PatientDraws, draw_latent
+from progression.state import DRAWS_PER_PATIENT, PatientDraws, _spread_draws, draw_latent
 from tests.conftest import SCENARIOS
 from tests.test_runner import assert_same_tables
 
@@ -63,11 +63,12 @@ def test_the_named_scores_are_correlated_and_the_marginals_kept() -> None:
 
 
 def test_a_patients_several_delays_stay_independent_and_follow_the_trait() -> None:
-    s = with_correlations()
+    name = "disease.lmn.contralateral_delay_months"  # drawn once per pair of regions
+    s = with_correlations([PARAMS[0], name, *PARAMS[2:]])
     ids = np.arange(20000)
     draws = PatientDraws(s, ids)
-    z = draws.correlated["disease.lmn.spread_delay_months"]
-    n = DRAWS_PER_PATIENT["disease.lmn.spread_delay_months"]
+    z = draws.correlated[name]
+    n = DRAWS_PER_PATIENT[name]
     assert z.shape == (20000, n)
     assert np.std(z) == pytest.approx(1.0, abs=0.01)  # still standard normal
     off_diagonal = np.corrcoef(z.T)[~np.eye(n, dtype=bool)]
@@ -75,6 +76,30 @@ def test_a_patients_several_delays_stay_independent_and_follow_the_trait() -> No
     trait = z.mean(axis=1) * np.sqrt(n)
     speed = draws.correlated["disease.lmn.speed"][:, 0]
     assert np.corrcoef(trait, speed)[0, 1] == pytest.approx(-0.6, abs=0.03)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.4])
+def test_every_region_delay_follows_the_patients_spread_delay(sigma: float) -> None:
+    """The spread delay is one trait per patient: each pair of neighbouring regions takes it
+    times a scatter of log SD ``region_delay_sigma``, so each pair's delay carries the declared
+    correlation with speed, diluted only by that scatter."""
+    s = with_correlations()
+    s = parse_scenario(s.text, "corr.toml", {"disease.lmn.region_delay_sigma": sigma})
+    ids = np.arange(20000)
+    draw = PatientDraws(s, ids)
+    lat = draw_latent(s, ids)
+    proc = s.disease.lmn
+    rostro, *_ = _spread_draws(proc, "disease.lmn", s.cohort.seed, ids, lat.onset_compartment,
+                               draw)
+    patient = PatientDraws(s, ids)(proc.spread_delay_months, "disease.lmn.spread_delay_months")
+    inside = np.all((rostro > 0) & (rostro < 120), axis=1) & (patient < 120)  # unclipped
+    scatter = np.log(rostro[inside] / patient[inside, None])
+    assert np.std(scatter) == pytest.approx(sigma, abs=0.01)
+    log_speed = np.log(lat.lmn_speed)
+    sd = proc.spread_delay_months.p["sigma"]
+    for e in range(rostro.shape[1]):
+        r = np.corrcoef(np.log(rostro[:, e]), log_speed)[0, 1]
+        assert r == pytest.approx(-0.6 * sd / np.hypot(sd, sigma), abs=0.03)
 
 
 def test_the_identity_changes_nothing_to_the_last_bit(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ What must hold: the origin starts at the process onset and nothing starts before
 starts later than a neighbour plus the delay between them (shortest paths); with no level delay
 and no bulbar resistance, every muscle starts with its compartment, exactly as the compartment
 spread does; a positive level delay makes a hand onset reach the diaphragm later than the hand;
-and spread into the bulbar region takes ``bulbar_resistance`` times the delay.
+spread into the bulbar region takes ``bulbar_resistance`` times the delay; and each pair of
+regions' delay is the patient's own delay times its scatter.
 """
 
 from __future__ import annotations
@@ -129,3 +130,20 @@ def test_a_hand_onset_reaches_the_diaphragm_later_than_the_hand() -> None:
     lat0 = draw_latent(flat, np.arange(2000))
     assert np.array_equal(lat0.lmn_onset[left, col["APB", "left"]],
                           lat0.lmn_onset[left, col["diaphragm", "left"]])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), sigma=st.floats(0.0, 2.0))
+def test_region_delays_scatter_around_the_patients_delay(seed: int, sigma: float) -> None:
+    """Each pair of regions takes the patient's delay times ``exp(sigma z)``, within bounds:
+    with no scatter every pair takes the patient's delay exactly, and the pairs' log delays
+    differ from the patient's by ``sigma z``."""
+    rng = np.random.default_rng(seed)
+    patient = rng.uniform(1.0, 40.0, 50)
+    z = rng.standard_normal((50, N_EDGES))
+    d = hazard.region_delays(patient, z, sigma, (0.0, np.inf))
+    np.testing.assert_allclose(np.log(d / patient[:, None]), sigma * z, atol=1e-12)
+    assert np.array_equal(hazard.region_delays(patient, z, 0.0, (0.0, np.inf)),
+                          np.repeat(patient[:, None], N_EDGES, axis=1))
+    capped = hazard.region_delays(patient, z, sigma, (2.0, 30.0))
+    assert capped.min() >= 2.0 and capped.max() <= 30.0

@@ -53,10 +53,14 @@ BABINSKI_LOSS = (0.08, 0.8)
 #: the Babinski sign is the leg's; both are Gold Coast UMN signs (Shefner 2020 Clin
 #: Neurophysiol 131:1975), and the Hoffmann sign is not among the pyramidal signs Alvarez 2018
 #: counts (hyperreflexia, spasticity, Babinski). It appears once the cervical tract has lost
-#: more than the patient's own threshold, spread over the same range of tract loss as the
-#: Babinski sign. Chosen: no published share of ALS patients with a Hoffmann sign at the
-#: first visit was found; the range is the Babinski sign's, calibrated to Alvarez 2018.
-HOFFMANN_LOSS = BABINSKI_LOSS
+#: more than the patient's own threshold, spread over a range of tract loss. No published
+#: share of ALS patients with a Hoffmann sign at the first visit was found; what is published
+#: is that the same cord lesion releases the Hoffmann sign more often than the Babinski sign:
+#: in 120 patients with cervical myelopathy, Hoffmann 81%, Babinski 53% (Chikuda 2010 Eur
+#: Spine J 19:1684). So its range is the Babinski sign's scaled by 0.53 / 0.81 = 0.65 (a
+#: judgment: the ratio of the two shares taken as the ratio of the losses that release them;
+#: issue 17, the Babinski sign's own range before).
+HOFFMANN_LOSS = (0.05, 0.52)
 FLACCID_UNITS = 0.4
 #: Healthy jaw-jerk score (2 = normal, 1 = reduced): the normal jaw jerk is slight or barely
 #: present, so healthy people sit between normal and reduced and a brisk one is abnormal.

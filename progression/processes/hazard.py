@@ -27,6 +27,27 @@ def advance(
     cumulative += rate[:, None] * exposure
 
 
+def region_delays(
+    patient_delay: np.ndarray, scores: np.ndarray, sigma: float, bounds: tuple[float, float]
+) -> np.ndarray:
+    """Delay of each pair of neighbouring regions: the patient's spread delay times a lognormal
+    factor of median 1, ``d_pe = clip(D_p * exp(sigma * z_pe), *bounds)``.
+
+    A patient's disease spreads at the patient's pace (its delay ``D_p`` may be correlated with
+    its speed), and one pair of regions differs from another by the scatter ``sigma``.
+
+    Args:
+        patient_delay: (patients,) the patient's spread delay D_p (months).
+        scores: (patients, edges) standard normal scores z_pe, one per pair of regions.
+        sigma: log SD of the scatter (0: every pair takes D_p).
+        bounds: (low, high) months the delays stay within (the delay distribution's support).
+
+    Returns:
+        (patients, edges) delays (months).
+    """
+    return np.clip(patient_delay[:, None] * np.exp(sigma * scores), *bounds)
+
+
 def spread_onsets(
     origin: np.ndarray,
     start: np.ndarray,
