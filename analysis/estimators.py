@@ -77,6 +77,10 @@ Definitions (the choices a paper would state in its methods):
   region of first symptoms in the series), over the patients who reached one; mean, t interval.
   Rapid spread: a second region within :data:`RAPID_SPREAD_MONTHS`; its five-year survival is
   the share alive 60 months after onset among those followed that long or dead before.
+- Regions preserved when breathing becomes symptomatic: per patient of those series' onset
+  types, the first visit with an ALSFRS-R respiratory item below normal, and how many of the
+  two other regions (of bulbar, arms, legs) have no ``region_onset`` by then; mean per onset
+  region (arms, legs, bulbar), t intervals.
 
 Targets without a published range get a derived one
 (:data:`analysis.targets.DERIVED_RANGES`, stated in the report); ``kind = "input"`` targets
@@ -124,6 +128,8 @@ PMA_CONVERSION_MONTHS = 61.0
 SPREAD_REGIONS = ("bulbar", "cervical", "lumbosacral")
 #: A second region within this many months of the first is rapid spread (Fujimura-Kiyono 2011).
 RAPID_SPREAD_MONTHS = 3.0
+#: ALSFRS-R respiratory subscore with every item normal (3 items of 4 points).
+ALSFRS_RESPIRATORY_NORMAL = 12
 #: Fraction of the baseline CMAP that marks a fall (target ``reinnervation_hides_loss``).
 CMAP_FALL = 0.8
 #: Upper limit of normal CMCT: the controls' mean + this many SDs (CMCT_LIMIT_SD of the clinic).
@@ -797,18 +803,25 @@ def split_hand(runs: Mapping[str, Run]) -> Estimate:
                  "ALS ratio below healthy": bool(als_med < h_med)})
 
 
-def _second_region(run: Run) -> pl.DataFrame:
-    """Per patient whose first symptoms were in a region of :data:`SPREAD_REGIONS` and who
-    reached a second one: ``gap`` (months from the first such region to the second), with
-    ``months`` and ``died`` of survival. Patients whose first symptoms were thoracic
-    (respiratory or trunk onset) are left out: Fujimura-Kiyono's 150 patients had upper-limb,
-    lower-limb, bulbar or combined onsets only."""
+def _spread_onsets(run: Run) -> pl.DataFrame:
+    """Symptom onsets in the regions of :data:`SPREAD_REGIONS` (``region_onsets`` rows, in
+    order of onset), of the patients whose first symptoms were in one of them. Patients whose
+    first symptoms were thoracic (respiratory or trunk onset) are left out: Fujimura-Kiyono's
+    150 patients had upper-limb, lower-limb, bulbar or combined onsets only."""
     trunk_onset = onset_sites(run).filter(pl.col("onset_site") == "trunk").collect(engine=ENGINE)
-    ons = (
+    return (
         spread.region_onsets(run, by=None)
         .join(trunk_onset, on="patient_id", how="anti")
         .filter(pl.col("region").is_in(list(SPREAD_REGIONS)))
         .sort("patient_id", "months_since_onset")
+    )
+
+
+def _second_region(run: Run) -> pl.DataFrame:
+    """Per patient of :func:`_spread_onsets` who reached a second region: ``gap`` (months from
+    the first such region to the second), with ``months`` and ``died`` of survival."""
+    ons = (
+        _spread_onsets(run)
         .group_by("patient_id", maintain_order=True)
         .agg(pl.col("months_since_onset").head(2).alias("t"))
         .filter(pl.col("t").list.len() == 2)
@@ -835,6 +848,41 @@ def rapid_spread_five_year_survival(runs: Mapping[str, Run]) -> Estimate:
     alive = int((known["months"] >= 60.0).sum())
     p, lo, hi = share_ci(alive, known.height)
     return _est(p, lo, hi, known.height, f"{alive} of {known.height} rapid spreaders alive at 5 y")
+
+
+def preserved_regions_at_respiratory_onset(runs: Mapping[str, Run]) -> Estimate:
+    """Mean number of the other regions (of bulbar, arms, legs) still free of symptoms at the
+    first visit with respiratory symptoms (an ALSFRS-R respiratory item below normal), per
+    patient, by the region of first symptoms: arms, legs, bulbar (Fujimura-Kiyono 2011, Table
+    1: normally preserved sites at the onset of respiratory symptoms, per patient)."""
+    run = runs["als_natural_history"]
+    ons = _spread_onsets(run)
+    first = ons.group_by("patient_id", maintain_order=True).agg(pl.col("region").first())
+    visits = frames(run)["visits"].select("patient_id", "month", "alsfrs_respiratory")
+    breathless = (
+        visits.filter(pl.col("alsfrs_respiratory") < ALSFRS_RESPIRATORY_NORMAL)
+        .group_by("patient_id").agg(pl.col("month").min().alias("respiratory_month"))
+        .join(patients(run, ["symptom_onset_month"]), on="patient_id", how="inner")
+        .select("patient_id",
+                (pl.col("respiratory_month") - pl.col("symptom_onset_month")).alias("at"))
+        .collect(engine=ENGINE)
+    )
+    involved = (
+        ons.join(breathless, on="patient_id", how="inner")
+        .group_by("patient_id")
+        .agg((pl.col("months_since_onset") <= pl.col("at")).sum().alias("involved"))
+    )
+    per = first.join(involved, on="patient_id", how="inner").with_columns(
+        (len(SPREAD_REGIONS) - pl.col("involved")).alias("preserved")
+    )
+    vals, los, his, counts = [], [], [], []
+    for region in ("cervical", "lumbosacral", "bulbar"):
+        x = per.filter(pl.col("region") == region)["preserved"].to_numpy()
+        m, lo, hi = mean_ci(x)
+        vals.append(m), los.append(lo), his.append(hi), counts.append(len(x))
+    return _est(tuple(vals), tuple(los), tuple(his), sum(counts),
+                f"{counts[0]} arm-, {counts[1]} leg-, {counts[2]} bulbar-onset patients with "
+                "respiratory symptoms at a visit")
 
 
 def _first_diagnoses(run: Run) -> pl.DataFrame:
@@ -905,6 +953,9 @@ ESTIMATORS: dict[str, tuple[Callable[[Mapping[str, Run]], Estimate], tuple[str, 
     "pma_conversion_share": (pma_conversion_share, ("mnd_population",)),
     "rapid_spread_five_year_survival": (
         rapid_spread_five_year_survival, ("als_natural_history",)
+    ),
+    "preserved_regions_at_respiratory_onset": (
+        preserved_regions_at_respiratory_onset, ("als_natural_history",)
     ),
     "als_tms_abnormal_first_visit": (
         als_tms_abnormal_first_visit,
