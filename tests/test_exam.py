@@ -586,8 +586,8 @@ def test_hoffmann_threshold_spreads_over_its_range():
     u = np.array([0.0, 0.5, 1.0])
     thr = signs.hoffmann_threshold(u)
     np.testing.assert_allclose(thr, [1 - hi, 1 - (lo + hi) / 2, 1 - lo])
-    assert signs.hoffmann(np.array([thr[1] - 1e-9]), thr[1:2])[0]
-    assert not signs.hoffmann(np.array([thr[1]]), thr[1:2])[0]
+    assert signs.released(np.array([thr[1] - 1e-9]), thr[1:2])[0]
+    assert not signs.released(np.array([thr[1]]), thr[1:2])[0]
 
 
 def test_tms_is_not_a_clinical_sign():
@@ -854,7 +854,7 @@ def test_babinski_thresholds_spread_over_the_calibrated_tract_loss():
     assert np.isclose(loss.min(), lo) and np.isclose(loss.max(), hi)
     assert (np.diff(loss) < 0).all()  # a larger draw, a lower threshold of loss
     intact = np.ones_like(u)
-    assert not signs.babinski(intact, signs.babinski_threshold(u)).any()
+    assert not signs.released(intact, signs.babinski_threshold(u)).any()
 
 
 def test_sign_noise_is_its_own_named_stream():

@@ -574,8 +574,8 @@ class Examiner:
         p = self.params
         jaw_score = self.jaw_offset[rows] + p.jaw_sd * noise.jaw
         return {
-            "babinski": signs.babinski(lumbosacral, self.babinski_threshold[rows]),
-            "hoffmann": signs.hoffmann(cervical, self.hoffmann_threshold[rows]),
+            "babinski": signs.released(lumbosacral, self.babinski_threshold[rows]),
+            "hoffmann": signs.released(cervical, self.hoffmann_threshold[rows]),
             "jaw_jerk": signs.jaw_jerk(bulbar, t_units, jaw_score),
             "dysarthria": signs.dysarthria(
                 bulbar, t_fibres, p.dysarthria_sd * noise.dysarthria_lmn,

@@ -140,14 +140,11 @@ def _release_threshold(u: np.ndarray, loss: tuple[float, float]) -> np.ndarray:
     return 1 - (lo + (hi - lo) * (1 - u))
 
 
-def babinski(lumbosacral_integrity: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-    """Extensor plantar response once the tract falls below the patient's own threshold."""
-    return lumbosacral_integrity < threshold
-
-
-def hoffmann(cervical_integrity: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-    """Hoffmann sign once the cervical tract falls below the patient's own threshold."""
-    return cervical_integrity < threshold
+def released(tract_integrity: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """A pathological reflex released from the corticospinal tract (the Babinski sign from the
+    lumbosacral tract, the Hoffmann sign from the cervical one) once the tract's integrity falls
+    below the patient's own threshold (:func:`babinski_threshold`, :func:`hoffmann_threshold`)."""
+    return tract_integrity < threshold
 
 
 def jaw_jerk(
